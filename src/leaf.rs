@@ -1,0 +1,137 @@
+//! [`Leaf`]: a handle on this node's copy of a replicated object.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::error::ShoutError;
+use crate::node::Node;
+use crate::object::{ObjectCell, ObserverId};
+use crate::proto::message::{encode_value, OpFrame};
+use crate::proto::replica::ReplicaStats;
+use crate::proto::{ObjectKey, OpId, Replicated};
+
+/// Bytes a frame adds around an op's payload, its object key aside: the
+/// version byte, the message and frame headers, and a worst-case [`OpId`].
+const OP_FRAME_OVERHEAD: usize = 160;
+
+/// This node's copy of a replicated object (the thread's *leaf*).
+///
+/// Local methods run on the local copy through [`read`](Leaf::read), with no
+/// round trip. Shouts (`shout_<method>(..)`, from the type's generated
+/// `<Type>LeafExt` trait) are applied here and relayed to every other copy.
+/// Cloning a leaf is cheap; all clones share one copy.
+pub struct Leaf<T: Replicated> {
+    node: Node,
+    cell: Arc<ObjectCell<T>>,
+}
+
+impl<T: Replicated> Clone for Leaf<T> {
+    fn clone(&self) -> Self {
+        Self { node: self.node.clone(), cell: self.cell.clone() }
+    }
+}
+
+impl<T: Replicated> fmt::Debug for Leaf<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leaf").field("object", &self.cell.key).finish_non_exhaustive()
+    }
+}
+
+impl<T: Replicated> Leaf<T> {
+    pub(crate) fn new(node: Node, cell: Arc<ObjectCell<T>>) -> Self {
+        Self { node, cell }
+    }
+
+    /// The object's key (type tag and name).
+    pub fn key(&self) -> &ObjectKey {
+        &self.cell.key
+    }
+
+    /// The object's name.
+    pub fn name(&self) -> &str {
+        &self.cell.key.name
+    }
+
+    /// The node this leaf lives on.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Read the local copy: every op this node has seen, applied in order.
+    ///
+    /// Do not call `read` or shout on the same object from inside `f`, or
+    /// from an observer: the copy is locked while they run.
+    pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(self.cell.state.read().state())
+    }
+
+    /// Read the stable snapshot: only ops that can never be rolled back.
+    pub fn read_stable<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(self.cell.state.read().stable_state())
+    }
+
+    /// The replica's counters (ops applied, rollbacks, replays, ...).
+    pub fn stats(&self) -> ReplicaStats {
+        self.cell.state.read().stats()
+    }
+
+    /// How many ops are in the tentative log (not yet stable).
+    pub fn tentative_len(&self) -> usize {
+        self.cell.state.read().tentative_len()
+    }
+
+    /// Shout `op`: apply it here, then relay it to every other copy.
+    ///
+    /// The generated `shout_<method>(..)` methods call this. The future
+    /// resolves with the op's id once the op is accepted locally; it fails,
+    /// and nothing is applied anywhere, if the op does not fit in a frame or
+    /// the node was shut down.
+    pub fn shout(&self, op: T::Op) -> impl Future<Output = Result<OpId, ShoutError>> + Send + 'static {
+        let result = self.shout_now(op);
+        async move { result }
+    }
+
+    fn shout_now(&self, op: T::Op) -> Result<OpId, ShoutError> {
+        let payload = encode_value(&op, "op")?;
+        let key = &self.cell.key;
+        let len = payload.len() + key.tag.len() + key.name.len() + OP_FRAME_OVERHEAD;
+        let max = self.node.config().max_frame;
+        if len > max {
+            return Err(ShoutError::TooLarge { len, max });
+        }
+        if self.node.is_stopped() {
+            return Err(ShoutError::Stopped);
+        }
+        Ok(self.cell.shout(op, |id| {
+            self.node.relay_local(OpFrame { object: key.clone(), id, payload });
+            id
+        }))
+    }
+
+    /// Bind a boxed observer to this object on this node: it hears of every
+    /// op applied here from now on, once per op. The generated
+    /// `<Type>LeafExt::observe` boxes for you.
+    pub fn observe_boxed(&self, observer: Box<T::Observer>) -> ObserverId {
+        self.cell.observe(observer)
+    }
+
+    /// Unbind an observer; `false` if it was not bound.
+    pub fn unobserve(&self, id: ObserverId) -> bool {
+        self.cell.unobserve(id)
+    }
+
+    /// Wait until `pred` holds for the local copy; it is checked now and
+    /// after every op applied here.
+    pub async fn wait_until(&self, mut pred: impl FnMut(&T) -> bool) {
+        let mut changes = self.cell.subscribe();
+        loop {
+            if self.read(&mut pred) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+}

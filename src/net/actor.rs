@@ -1,0 +1,226 @@
+//! The repeater actor: owns a node's fan-out set and routes its ops.
+//!
+//! One actor per node. Its mailbox takes link events, decoded inbound
+//! messages, local ops, hosting requests and opens; each is handed to the
+//! sans-IO [`RepeaterNode`], whose output events the actor turns into frames
+//! on links, timers and replies.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::error::OpenError;
+use crate::proto::host::Host;
+use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
+use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
+use crate::proto::time::Time;
+use crate::proto::{NodeId, ObjectKey};
+
+/// A node-local link number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub(crate) struct LinkId(pub(crate) u64);
+
+/// Builds the typed replica for an answered open; `Ok(None)` when the object
+/// appeared locally meanwhile.
+pub(crate) type OpenBuilder =
+    Box<dyn FnOnce(&StateFrame) -> Result<Option<Box<dyn Host>>, DecodeError> + Send>;
+
+/// What a linked peer looks like from here.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LinkInfo {
+    /// The peer's node id.
+    pub peer: NodeId,
+}
+
+/// The actor's mailbox.
+pub(crate) enum RepeaterMsg {
+    LinkUp { link: LinkId, peer: NodeId, tx: mpsc::UnboundedSender<Vec<u8>> },
+    LinkDown { link: LinkId },
+    Inbound { link: LinkId, msg: Message },
+    LocalOp(OpFrame),
+    Host { object: ObjectKey, host: Box<dyn Host> },
+    Open { object: ObjectKey, build: OpenBuilder, reply: oneshot::Sender<Result<(), OpenError>> },
+    Links(oneshot::Sender<Vec<LinkInfo>>),
+    Tick,
+}
+
+pub(crate) struct RepeaterArgs {
+    pub(crate) me: NodeId,
+    pub(crate) config: RepeaterConfig,
+    pub(crate) max_frame: usize,
+}
+
+struct PendingOpen {
+    object: ObjectKey,
+    build: OpenBuilder,
+    reply: oneshot::Sender<Result<(), OpenError>>,
+    started: Instant,
+}
+
+struct Link {
+    peer: NodeId,
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+pub(crate) struct RepeaterState {
+    proto: RepeaterNode<LinkId>,
+    links: HashMap<LinkId, Link>,
+    opens: HashMap<FetchId, PendingOpen>,
+    epoch: Instant,
+    timer_at: Option<Time>,
+    max_frame: usize,
+}
+
+impl RepeaterState {
+    fn now(&self) -> Time {
+        Time::from_micros(u64::try_from(self.epoch.elapsed().as_micros()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The actor itself (stateless; its state is [`RepeaterState`]).
+pub(crate) struct RepeaterActor;
+
+impl Actor for RepeaterActor {
+    type Msg = RepeaterMsg;
+    type State = RepeaterState;
+    type Arguments = RepeaterArgs;
+
+    async fn pre_start(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        args: RepeaterArgs,
+    ) -> Result<RepeaterState, ActorProcessingErr> {
+        Ok(RepeaterState {
+            proto: RepeaterNode::new(args.me, args.config),
+            links: HashMap::new(),
+            opens: HashMap::new(),
+            epoch: Instant::now(),
+            timer_at: None,
+            max_frame: args.max_frame,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        msg: RepeaterMsg,
+        state: &mut RepeaterState,
+    ) -> Result<(), ActorProcessingErr> {
+        let now = state.now();
+        match msg {
+            RepeaterMsg::LinkUp { link, peer, tx } => {
+                tracing::debug!(?link, %peer, "link up");
+                state.links.insert(link, Link { peer, tx });
+                state.proto.handle_link_up(link);
+            }
+            RepeaterMsg::LinkDown { link } => {
+                if let Some(l) = state.links.remove(&link) {
+                    tracing::debug!(?link, peer = %l.peer, "link down");
+                }
+                state.proto.handle_link_down(link);
+            }
+            RepeaterMsg::Inbound { link, msg } => {
+                if state.links.contains_key(&link) {
+                    state.proto.handle_message(now, link, msg);
+                }
+            }
+            RepeaterMsg::LocalOp(frame) => state.proto.handle_local_op(frame),
+            RepeaterMsg::Host { object, host } => state.proto.host(object, host),
+            RepeaterMsg::Open { object, build, reply } => {
+                let fetch = state.proto.open(now, object.clone());
+                state.opens.insert(fetch, PendingOpen { object, build, reply, started: Instant::now() });
+            }
+            RepeaterMsg::Links(reply) => {
+                let mut links: Vec<_> = state.links.iter().collect();
+                links.sort_by_key(|(id, _)| **id);
+                let _ = reply.send(links.into_iter().map(|(_, l)| LinkInfo { peer: l.peer }).collect());
+            }
+            RepeaterMsg::Tick => {
+                state.timer_at = None;
+                state.proto.handle_timeout(now);
+            }
+        }
+        drain(state);
+        schedule_timer(&myself, state);
+        Ok(())
+    }
+}
+
+/// Carry out every output event of the state machine.
+fn drain(state: &mut RepeaterState) {
+    while let Some(event) = state.proto.poll_event() {
+        match event {
+            OutEvent::Send { to, msg } => send(state, &[to], &msg),
+            OutEvent::Multicast { to, msg } => send(state, &to, &msg),
+            OutEvent::Delivered { op, applied } => {
+                tracing::trace!(object = %op.object, op = %op.id, ?applied, "delivered");
+            }
+            OutEvent::Rejected { from, error } => {
+                let peer = state.links.get(&from).map(|l| l.peer.to_string());
+                tracing::warn!(?from, ?peer, %error, "refused an op from a peer");
+            }
+            OutEvent::Opened { fetch, state: frame } => {
+                let Some(open) = state.opens.remove(&fetch) else {
+                    state.proto.abandon(fetch);
+                    continue;
+                };
+                match (open.build)(&frame) {
+                    Ok(Some(host)) => {
+                        state.proto.host(open.object, host);
+                        let _ = open.reply.send(Ok(()));
+                    }
+                    Ok(None) => {
+                        state.proto.abandon(fetch);
+                        let _ = open.reply.send(Ok(()));
+                    }
+                    Err(source) => {
+                        state.proto.abandon(fetch);
+                        let _ = open.reply.send(Err(OpenError::Decode { object: open.object, source }));
+                    }
+                }
+            }
+            OutEvent::OpenFailed { fetch, object } => {
+                if let Some(open) = state.opens.remove(&fetch) {
+                    let waited = open.started.elapsed();
+                    let _ = open.reply.send(Err(OpenError::NotFound { object, waited }));
+                }
+            }
+        }
+    }
+}
+
+/// Encode `msg` once and write it to every link in `to`. A link whose
+/// connection is gone is dropped.
+fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
+    let frame = match msg.encode(state.max_frame) {
+        Ok(frame) => frame,
+        Err(error) => {
+            tracing::error!(%error, "could not encode an outbound message; dropped");
+            return;
+        }
+    };
+    for link in to {
+        let closed = match state.links.get(link) {
+            Some(l) => l.tx.send(frame.clone()).is_err(),
+            None => false,
+        };
+        if closed {
+            state.links.remove(link);
+            state.proto.handle_link_down(*link);
+        }
+    }
+}
+
+/// Ask for a `Tick` at the state machine's next deadline, unless one is
+/// already due sooner.
+fn schedule_timer(myself: &ActorRef<RepeaterMsg>, state: &mut RepeaterState) {
+    let Some(next) = state.proto.poll_timeout() else { return };
+    if state.timer_at.is_some_and(|at| at <= next) {
+        return;
+    }
+    state.timer_at = Some(next);
+    let delay = next.since(state.now());
+    myself.send_after(delay, || RepeaterMsg::Tick);
+}

@@ -1,0 +1,364 @@
+//! [`Node`]: one peer. It holds objects, links to other nodes, and runs the
+//! repeater actor that relays their ops.
+
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use parking_lot::Mutex;
+use ractor::{Actor, ActorRef};
+use tokio::sync::oneshot;
+
+use crate::error::{CreateError, LinkError, OpenError, RegisterError, StartError};
+use crate::leaf::Leaf;
+use crate::net::actor::{LinkId, LinkInfo, RepeaterActor, RepeaterArgs, RepeaterMsg};
+use crate::net::{handshake, Connection, PeerAddr, Transport};
+use crate::object::{CellHost, ObjectCell};
+use crate::proto::host::replica_from_frame;
+use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
+use crate::proto::node::RepeaterConfig;
+use crate::proto::replica::Replica;
+use crate::proto::{NodeId, ObjectKey, Replicated};
+
+/// The largest object name, in bytes.
+const MAX_NAME: usize = 1024;
+
+/// A node's settings. Every field has a default; [`NodeBuilder::start`]
+/// checks them once.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NodeConfig {
+    /// The largest frame sent or accepted, in bytes. A shout whose encoded
+    /// op would not fit fails with [`ShoutError::TooLarge`](crate::ShoutError::TooLarge).
+    /// Default: 1 MiB. At least 1 KiB.
+    pub max_frame: usize,
+    /// How long [`Node::open`] waits for a linked node to send the object's
+    /// state. Default: 5 s.
+    pub open_timeout: Duration,
+    /// How long [`Node::link`] waits for the peer's hello. Default: 5 s.
+    pub handshake_timeout: Duration,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        Self {
+            max_frame: DEFAULT_MAX_FRAME,
+            open_timeout: Duration::from_secs(5),
+            handshake_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl NodeConfig {
+    fn validate(&self) -> Result<(), StartError> {
+        if self.max_frame < 1024 {
+            return Err(StartError::Config(format!(
+                "max_frame is {} bytes; it must be at least 1024",
+                self.max_frame
+            )));
+        }
+        if self.open_timeout.is_zero() || self.handshake_timeout.is_zero() {
+            return Err(StartError::Config("timeouts must be greater than zero".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Builds a [`Node`]: `Node::builder().transport(..).start().await`.
+#[derive(Debug, Default)]
+#[must_use = "a builder does nothing until `start` is called"]
+pub struct NodeBuilder {
+    transport: Option<Transport>,
+    config: NodeConfig,
+    node_id: Option<NodeId>,
+}
+
+impl NodeBuilder {
+    /// The transport to reach peers with (required).
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = Some(transport);
+        self
+    }
+
+    /// Replace the whole configuration.
+    pub fn config(mut self, config: NodeConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The largest frame, in bytes (see [`NodeConfig::max_frame`]).
+    pub fn max_frame(mut self, bytes: usize) -> Self {
+        self.config.max_frame = bytes;
+        self
+    }
+
+    /// Use this node id instead of a random one.
+    pub fn node_id(mut self, id: NodeId) -> Self {
+        self.node_id = Some(id);
+        self
+    }
+
+    /// Check the configuration, start the repeater actor and listen.
+    pub async fn start(self) -> Result<Node, StartError> {
+        self.config.validate()?;
+        let transport = self.transport.ok_or(StartError::NoTransport)?;
+        let id = self.node_id.unwrap_or_else(|| NodeId::from_bytes(rand::random()));
+        let repeater_config =
+            RepeaterConfig { fetch_timeout: self.config.open_timeout, ..RepeaterConfig::default() };
+        let args = RepeaterArgs { me: id, config: repeater_config, max_frame: self.config.max_frame };
+        let (actor, _handle) = Actor::spawn(None, RepeaterActor, args)
+            .await
+            .map_err(|e| StartError::Actor(e.to_string()))?;
+        let (addr, mut listener) = transport.bind();
+        let inner = Arc::new(NodeInner {
+            id,
+            addr,
+            config: self.config,
+            transport,
+            actor,
+            objects: DashMap::new(),
+            registry: Mutex::new(HashMap::new()),
+            next_link: AtomicU64::new(1),
+            stopped: AtomicBool::new(false),
+        });
+        let node = Node { inner };
+        let weak = Arc::downgrade(&node.inner);
+        tokio::spawn(async move {
+            while let Some(conn) = listener.accept().await {
+                let Some(inner) = weak.upgrade() else { break };
+                let node = Node { inner };
+                tokio::spawn(async move {
+                    if let Err(error) = node.attach(conn).await {
+                        tracing::warn!(%error, "inbound link refused");
+                    }
+                });
+            }
+        });
+        Ok(node)
+    }
+}
+
+struct NodeInner {
+    id: NodeId,
+    addr: PeerAddr,
+    config: NodeConfig,
+    transport: Transport,
+    actor: ActorRef<RepeaterMsg>,
+    objects: DashMap<ObjectKey, Arc<dyn Any + Send + Sync>>,
+    registry: Mutex<HashMap<&'static str, (TypeId, &'static str)>>,
+    next_link: AtomicU64,
+    stopped: AtomicBool,
+}
+
+/// One peer: holds objects, links to other nodes, relays ops.
+///
+/// Cloning a `Node` is cheap; clones share the node.
+#[derive(Clone)]
+pub struct Node {
+    inner: Arc<NodeInner>,
+}
+
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.inner.id)
+            .field("addr", &self.inner.addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// Start building a node.
+    pub fn builder() -> NodeBuilder {
+        NodeBuilder::default()
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.inner.id
+    }
+
+    /// The address other nodes link to.
+    pub fn local_addr(&self) -> PeerAddr {
+        self.inner.addr.clone()
+    }
+
+    /// The node's configuration.
+    pub fn config(&self) -> &NodeConfig {
+        &self.inner.config
+    }
+
+    /// Register `T` under its type tag. [`create`](Self::create) and
+    /// [`open`](Self::open) do this for you; registering twice is fine, but
+    /// two Rust types may not share one tag.
+    pub fn register<T: Replicated>(&self) -> Result<(), RegisterError> {
+        let mut registry = self.inner.registry.lock();
+        let attempted = std::any::type_name::<T>();
+        match registry.get(T::TYPE_TAG) {
+            Some((id, _)) if *id == TypeId::of::<T>() => Ok(()),
+            Some((_, registered)) => {
+                Err(RegisterError::TagConflict { tag: T::TYPE_TAG, registered, attempted })
+            }
+            None => {
+                registry.insert(T::TYPE_TAG, (TypeId::of::<T>(), attempted));
+                Ok(())
+            }
+        }
+    }
+
+    /// Create the object `name` with `initial` as its state, held here.
+    ///
+    /// Other nodes get it with [`open`](Self::open). Creating the same name
+    /// on two nodes makes two objects that merge their ops: both start from
+    /// their own `initial`, so give them the same one.
+    pub async fn create<T: Replicated>(&self, name: &str, initial: T) -> Result<Leaf<T>, CreateError> {
+        self.register::<T>()?;
+        check_name(name).map_err(CreateError::InvalidName)?;
+        if self.is_stopped() {
+            return Err(CreateError::Stopped);
+        }
+        let key = ObjectKey::new(T::TYPE_TAG, name);
+        let cell = ObjectCell::new(key.clone(), Replica::new(self.inner.id, initial));
+        match self.inner.objects.entry(key.clone()) {
+            dashmap::Entry::Occupied(_) => return Err(CreateError::Exists(key)),
+            dashmap::Entry::Vacant(v) => {
+                v.insert(cell.clone());
+            }
+        }
+        let host = Box::new(CellHost(cell.clone()));
+        self.inner
+            .actor
+            .cast(RepeaterMsg::Host { object: key, host })
+            .map_err(|_| CreateError::Stopped)?;
+        Ok(Leaf::new(self.clone(), cell))
+    }
+
+    /// Get the leaf of object `name`: the local copy if this node holds it,
+    /// otherwise the current state fetched from a linked node (then every
+    /// live op from there on).
+    pub async fn open<T: Replicated>(&self, name: &str) -> Result<Leaf<T>, OpenError> {
+        self.register::<T>()?;
+        check_name(name).map_err(OpenError::InvalidName)?;
+        let key = ObjectKey::new(T::TYPE_TAG, name);
+        if let Some(cell) = self.local_cell::<T>(&key) {
+            return Ok(Leaf::new(self.clone(), cell));
+        }
+        if self.is_stopped() {
+            return Err(OpenError::Stopped);
+        }
+        let me = self.inner.id;
+        let objects = Arc::downgrade(&self.inner);
+        let build_key = key.clone();
+        let build: crate::net::actor::OpenBuilder = Box::new(move |frame| {
+            let replica = replica_from_frame::<T>(me, frame)?;
+            let Some(inner) = objects.upgrade() else { return Ok(None) };
+            let cell = ObjectCell::new(build_key.clone(), replica);
+            let hosted = match inner.objects.entry(build_key) {
+                dashmap::Entry::Occupied(_) => None,
+                dashmap::Entry::Vacant(v) => {
+                    v.insert(cell.clone());
+                    Some(Box::new(CellHost(cell)) as Box<dyn crate::proto::host::Host>)
+                }
+            };
+            Ok(hosted)
+        });
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .actor
+            .cast(RepeaterMsg::Open { object: key.clone(), build, reply })
+            .map_err(|_| OpenError::Stopped)?;
+        answer.await.map_err(|_| OpenError::Stopped)??;
+        self.local_cell::<T>(&key).map(|cell| Leaf::new(self.clone(), cell)).ok_or(OpenError::Stopped)
+    }
+
+    /// Link this node's repeater to the node at `addr`: from now on ops flow
+    /// both ways over the link. Links can form any graph; each op still
+    /// reaches each node once.
+    pub async fn link(&self, addr: impl Into<PeerAddr>) -> Result<NodeId, LinkError> {
+        if self.is_stopped() {
+            return Err(LinkError::Stopped);
+        }
+        let addr = addr.into();
+        if addr == self.inner.addr {
+            return Err(LinkError::SelfLink);
+        }
+        let conn = self.inner.transport.connect(&addr)?;
+        self.attach(conn).await
+    }
+
+    /// The nodes this node is linked to, in link order.
+    pub async fn links(&self) -> Vec<LinkInfo> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.actor.cast(RepeaterMsg::Links(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Stop the node: stop listening, drop every link, stop the repeater.
+    /// Leaves stay readable; shouts fail with `Stopped`.
+    pub fn shutdown(&self) {
+        if self.inner.stopped.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        self.inner.transport.unbind(&self.inner.addr);
+        self.inner.actor.stop(Some("node shut down".into()));
+    }
+
+    pub(crate) fn is_stopped(&self) -> bool {
+        self.inner.stopped.load(Ordering::Relaxed)
+    }
+
+    /// Hand a local op to the repeater for fan-out.
+    pub(crate) fn relay_local(&self, frame: OpFrame) {
+        if self.inner.actor.cast(RepeaterMsg::LocalOp(frame)).is_err() {
+            tracing::debug!("repeater stopped; local op not relayed");
+        }
+    }
+
+    fn local_cell<T: Replicated>(&self, key: &ObjectKey) -> Option<Arc<ObjectCell<T>>> {
+        let any = self.inner.objects.get(key)?.value().clone();
+        any.downcast::<ObjectCell<T>>().ok()
+    }
+
+    /// Handshake on `conn`, register the link with the repeater, and pump
+    /// its inbound frames until it closes.
+    async fn attach(&self, mut conn: Connection) -> Result<NodeId, LinkError> {
+        let max_frame = self.inner.config.max_frame;
+        let peer =
+            handshake(&mut conn, self.inner.id, max_frame, self.inner.config.handshake_timeout)
+                .await?;
+        let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
+        let actor = self.inner.actor.clone();
+        let Connection { tx, mut rx } = conn;
+        actor.cast(RepeaterMsg::LinkUp { link, peer, tx }).map_err(|_| LinkError::Stopped)?;
+        tokio::spawn(async move {
+            while let Some(frame) = rx.recv().await {
+                match Message::decode(&frame, max_frame) {
+                    Ok(msg) => {
+                        if actor.cast(RepeaterMsg::Inbound { link, msg }).is_err() {
+                            return;
+                        }
+                    }
+                    Err(error) => {
+                        tracing::warn!(%peer, %error, "closing link: bad frame");
+                        break;
+                    }
+                }
+            }
+            let _ = actor.cast(RepeaterMsg::LinkDown { link });
+        });
+        Ok(peer)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > MAX_NAME {
+        return Err(name.chars().take(64).collect());
+    }
+    Ok(())
+}

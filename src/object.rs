@@ -1,0 +1,118 @@
+//! A node's local copy of one object: the replica, its observers, and the
+//! lock that lets application threads read it without a round trip.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+use crate::proto::host::{deliver_frame, export_frame, Host, HostError};
+use crate::proto::message::{OpFrame, StateFrame};
+use crate::proto::replica::{Applied, Replica};
+use crate::proto::{Delivery, ObjectKey, OpId, Replicated};
+
+/// Identifies an observer bound with `observe`, to unbind it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ObserverId(u64);
+
+type Observers<T> = Vec<(ObserverId, Box<<T as Replicated>::Observer>)>;
+
+/// One object held by a node, shared by its leaves and the repeater.
+pub(crate) struct ObjectCell<T: Replicated> {
+    pub(crate) key: ObjectKey,
+    /// The replica; application threads read it, appliers write it.
+    pub(crate) state: RwLock<Replica<T>>,
+    /// Always locked after `state` (when both are held).
+    observers: Mutex<Observers<T>>,
+    next_observer: AtomicU64,
+    /// Counts ops applied; leaves wait on it.
+    applied: watch::Sender<u64>,
+}
+
+impl<T: Replicated> fmt::Debug for ObjectCell<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ObjectCell").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+impl<T: Replicated> ObjectCell<T> {
+    pub(crate) fn new(key: ObjectKey, replica: Replica<T>) -> Arc<Self> {
+        Arc::new(Self {
+            key,
+            state: RwLock::new(replica),
+            observers: Mutex::new(Vec::new()),
+            next_observer: AtomicU64::new(1),
+            applied: watch::channel(0).0,
+        })
+    }
+
+    pub(crate) fn observe(&self, observer: Box<T::Observer>) -> ObserverId {
+        let id = ObserverId(self.next_observer.fetch_add(1, Ordering::Relaxed));
+        self.observers.lock().push((id, observer));
+        id
+    }
+
+    pub(crate) fn unobserve(&self, id: ObserverId) -> bool {
+        let mut observers = self.observers.lock();
+        let before = observers.len();
+        observers.retain(|(i, _)| *i != id);
+        observers.len() != before
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.applied.subscribe()
+    }
+
+    /// Make a local op, apply it, notify observers; `then` runs under the
+    /// lock with the new id (the caller hands the op to the repeater there,
+    /// so one origin's ops leave in seq order).
+    pub(crate) fn shout<R>(&self, op: T::Op, then: impl FnOnce(OpId) -> R) -> R {
+        let mut replica = self.state.write();
+        let me = replica.me();
+        let id = replica.shout(op, |state, op, id| {
+            notify_all::<T>(&mut self.observers.lock(), state, op, id, me)
+        });
+        let out = then(id);
+        drop(replica);
+        self.applied.send_modify(|n| *n += 1);
+        out
+    }
+}
+
+fn notify_all<T: Replicated>(
+    observers: &mut [(ObserverId, Box<T::Observer>)],
+    state: &T,
+    op: &T::Op,
+    id: OpId,
+    me: crate::proto::NodeId,
+) {
+    let delivery = Delivery::new(id, me, false);
+    for (_, observer) in observers.iter_mut() {
+        T::notify(observer, state, op, &delivery);
+    }
+}
+
+/// The repeater's view of a cell.
+pub(crate) struct CellHost<T: Replicated>(pub(crate) Arc<ObjectCell<T>>);
+
+impl<T: Replicated> Host for CellHost<T> {
+    fn deliver(&mut self, frame: &OpFrame) -> Result<Applied, HostError> {
+        let cell = &*self.0;
+        let mut replica = cell.state.write();
+        let me = replica.me();
+        let applied = deliver_frame(&mut replica, frame, |state, op, id| {
+            notify_all::<T>(&mut cell.observers.lock(), state, op, id, me)
+        })?;
+        drop(replica);
+        if applied != Applied::Duplicate {
+            self.0.applied.send_modify(|n| *n += 1);
+        }
+        Ok(applied)
+    }
+
+    fn export(&self) -> Result<StateFrame, HostError> {
+        export_frame(&self.0.key, &self.0.state.read())
+    }
+}

@@ -1,0 +1,381 @@
+//! The repeater: a node's routing state machine.
+//!
+//! A node has links (generic `L`: the driver's connection ids, the
+//! harness's integers) and hosts (the objects it holds). Every op is relayed
+//! to every link except the one it came from, once per op: the per-object
+//! [`SeenSet`] drops duplicates, so any connected topology — chain, star,
+//! tree, graph with cycles — delivers each op exactly once to each host.
+//!
+//! A late joiner [`opens`](RepeaterNode::open) an object: a
+//! [`Message::Fetch`] is flooded the same way; the first node holding the
+//! object answers with its state, which travels back along the reverse path
+//! the fetch took. Ops on the object that arrive while the fetch is pending
+//! are buffered and delivered once the driver hosts the new replica.
+//!
+//! Inputs are `handle_*` methods; outputs are drained with
+//! [`poll_event`](RepeaterNode::poll_event) and
+//! [`poll_timeout`](RepeaterNode::poll_timeout).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+use std::time::Duration;
+
+use super::host::{Host, HostError};
+use super::id::{NodeId, ObjectKey};
+use super::message::{FetchId, Message, OpFrame, StateFrame};
+use super::replica::Applied;
+use super::time::Time;
+use super::version::SeenSet;
+
+/// Settings of the routing state machine.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RepeaterConfig {
+    /// How long an `open` waits for some node to answer with the object's
+    /// state before it fails. Default: 5 s.
+    pub fetch_timeout: Duration,
+    /// How many ops are buffered per pending open; ops past this are dropped
+    /// from the buffer (counted in [`RepeaterStats::buffer_overflow`]).
+    /// Default: 65,536.
+    pub max_buffered_ops: usize,
+}
+
+impl Default for RepeaterConfig {
+    fn default() -> Self {
+        Self { fetch_timeout: Duration::from_secs(5), max_buffered_ops: 1 << 16 }
+    }
+}
+
+/// What the node asks its driver to do, or tells it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutEvent<L> {
+    /// Send `msg` on link `to`.
+    Send {
+        /// The link.
+        to: L,
+        /// The message.
+        msg: Message,
+    },
+    /// Send `msg` on every link in `to` (encode it once).
+    Multicast {
+        /// The links.
+        to: Vec<L>,
+        /// The message.
+        msg: Message,
+    },
+    /// An op from a peer was applied to a hosted object (or ignored as a
+    /// duplicate of one already applied).
+    Delivered {
+        /// The op.
+        op: OpFrame,
+        /// What the replica did.
+        applied: Applied,
+    },
+    /// A hosted object refused an op. It is still relayed: the repeater does
+    /// not judge payloads.
+    Rejected {
+        /// The link it came from.
+        from: L,
+        /// Why.
+        error: HostError,
+    },
+    /// An open succeeded: build a replica from `state` and call
+    /// [`RepeaterNode::host`] (or [`RepeaterNode::abandon`]).
+    Opened {
+        /// The open's id.
+        fetch: FetchId,
+        /// The state to start from.
+        state: StateFrame,
+    },
+    /// An open found no node holding the object in time.
+    OpenFailed {
+        /// The open's id.
+        fetch: FetchId,
+        /// The object.
+        object: ObjectKey,
+    },
+}
+
+/// Counters of the routing state machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepeaterStats {
+    /// Ops relayed for the first time (received or local).
+    pub ops_seen: u64,
+    /// Duplicate ops dropped.
+    pub duplicates: u64,
+    /// Op messages sent.
+    pub ops_sent: u64,
+    /// Ops dropped from a full open buffer.
+    pub buffer_overflow: u64,
+}
+
+/// An open of ours in flight.
+#[derive(Debug)]
+struct PendingOpen {
+    object: ObjectKey,
+    deadline: Option<Time>,
+    buffered: Vec<OpFrame>,
+}
+
+/// Someone else's fetch we saw: where to send the answer, until when.
+#[derive(Debug)]
+struct FetchRoute<L> {
+    back: Option<L>,
+    deadline: Time,
+}
+
+/// The routing state machine of one node.
+pub struct RepeaterNode<L> {
+    me: NodeId,
+    config: RepeaterConfig,
+    links: BTreeMap<L, ()>,
+    seen: HashMap<ObjectKey, SeenSet>,
+    hosts: HashMap<ObjectKey, Box<dyn Host>>,
+    opens: HashMap<FetchId, PendingOpen>,
+    opening: HashMap<ObjectKey, FetchId>,
+    routes: HashMap<FetchId, FetchRoute<L>>,
+    next_fetch: u64,
+    out: VecDeque<OutEvent<L>>,
+    stats: RepeaterStats,
+}
+
+impl<L: fmt::Debug> fmt::Debug for RepeaterNode<L> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RepeaterNode")
+            .field("me", &self.me)
+            .field("links", &self.links.keys().collect::<Vec<_>>())
+            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .field("stats", &self.stats)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
+    /// A node with no links and no objects.
+    pub fn new(me: NodeId, config: RepeaterConfig) -> Self {
+        Self {
+            me,
+            config,
+            links: BTreeMap::new(),
+            seen: HashMap::new(),
+            hosts: HashMap::new(),
+            opens: HashMap::new(),
+            opening: HashMap::new(),
+            routes: HashMap::new(),
+            next_fetch: 1,
+            out: VecDeque::new(),
+            stats: RepeaterStats::default(),
+        }
+    }
+
+    /// This node's id.
+    pub const fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The counters.
+    pub const fn stats(&self) -> RepeaterStats {
+        self.stats
+    }
+
+    /// The links, in order.
+    pub fn links(&self) -> impl Iterator<Item = L> + '_ {
+        self.links.keys().copied()
+    }
+
+    /// Whether this node holds `object`.
+    pub fn is_hosting(&self, object: &ObjectKey) -> bool {
+        self.hosts.contains_key(object)
+    }
+
+    /// A link came up.
+    pub fn handle_link_up(&mut self, link: L) {
+        self.links.insert(link, ());
+    }
+
+    /// A link went down. Answers routed through it are dropped when they
+    /// arrive.
+    pub fn handle_link_down(&mut self, link: L) {
+        self.links.remove(&link);
+    }
+
+    /// Hold `object` from now on: ops on it are delivered to `host`. Ops
+    /// buffered by a pending open of the object are delivered now.
+    pub fn host(&mut self, object: ObjectKey, mut host: Box<dyn Host>) {
+        if let Some(fetch) = self.opening.remove(&object) {
+            if let Some(open) = self.opens.remove(&fetch) {
+                for frame in open.buffered {
+                    self.deliver(&mut *host, frame, None);
+                }
+            }
+        }
+        self.hosts.insert(object, host);
+    }
+
+    /// Stop waiting for an open whose answer the driver could not use.
+    pub fn abandon(&mut self, fetch: FetchId) {
+        if let Some(open) = self.opens.remove(&fetch) {
+            self.opening.remove(&open.object);
+        }
+    }
+
+    /// A local op was made (and applied) on a hosted object: relay it.
+    pub fn handle_local_op(&mut self, frame: OpFrame) {
+        let seen = self.seen.entry(frame.object.clone()).or_default();
+        if !seen.insert(frame.id.origin, frame.id.seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.ops_seen += 1;
+        self.relay(None, frame);
+    }
+
+    /// Ask the network for `object`'s state. The answer comes as
+    /// [`OutEvent::Opened`] or [`OutEvent::OpenFailed`] with the returned id.
+    pub fn open(&mut self, now: Time, object: ObjectKey) -> FetchId {
+        let fetch = FetchId { requester: self.me, n: self.next_fetch };
+        self.next_fetch += 1;
+        if self.links.is_empty() {
+            self.out.push_back(OutEvent::OpenFailed { fetch, object });
+            return fetch;
+        }
+        let deadline = now + self.config.fetch_timeout;
+        for to in self.links.keys() {
+            self.out.push_back(OutEvent::Send {
+                to: *to,
+                msg: Message::Fetch { fetch, object: object.clone() },
+            });
+        }
+        self.opening.insert(object.clone(), fetch);
+        self.opens
+            .insert(fetch, PendingOpen { object, deadline: Some(deadline), buffered: Vec::new() });
+        fetch
+    }
+
+    /// A message arrived on `from`.
+    pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
+        match msg {
+            Message::Hello { .. } => {}
+            Message::Op(frame) => self.handle_op(from, frame),
+            Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
+            Message::State { fetch, state } => self.handle_state(fetch, state),
+        }
+    }
+
+    /// Time has reached a deadline from [`poll_timeout`](Self::poll_timeout)
+    /// (calling it early or late is harmless).
+    pub fn handle_timeout(&mut self, now: Time) {
+        self.routes.retain(|_, r| r.deadline > now);
+        let expired: Vec<FetchId> = self
+            .opens
+            .iter()
+            .filter(|(_, o)| o.deadline.is_some_and(|d| d <= now))
+            .map(|(f, _)| *f)
+            .collect();
+        for fetch in expired {
+            if let Some(open) = self.opens.remove(&fetch) {
+                self.opening.remove(&open.object);
+                self.out.push_back(OutEvent::OpenFailed { fetch, object: open.object });
+            }
+        }
+    }
+
+    /// The next output, if any.
+    pub fn poll_event(&mut self) -> Option<OutEvent<L>> {
+        self.out.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) should next be called.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let routes = self.routes.values().map(|r| r.deadline);
+        let opens = self.opens.values().filter_map(|o| o.deadline);
+        routes.chain(opens).min()
+    }
+
+    fn handle_op(&mut self, from: L, frame: OpFrame) {
+        let seen = self.seen.entry(frame.object.clone()).or_default();
+        if !seen.insert(frame.id.origin, frame.id.seq) {
+            self.stats.duplicates += 1;
+            return;
+        }
+        self.stats.ops_seen += 1;
+        if let Some(mut host) = self.hosts.remove(&frame.object) {
+            self.deliver(&mut *host, frame.clone(), Some(from));
+            self.hosts.insert(frame.object.clone(), host);
+        } else if let Some(open) =
+            self.opening.get(&frame.object).and_then(|f| self.opens.get_mut(f))
+        {
+            if open.buffered.len() < self.config.max_buffered_ops {
+                open.buffered.push(frame.clone());
+            } else {
+                self.stats.buffer_overflow += 1;
+            }
+        }
+        self.relay(Some(from), frame);
+    }
+
+    fn deliver(&mut self, host: &mut dyn Host, frame: OpFrame, from: Option<L>) {
+        match host.deliver(&frame) {
+            Ok(applied) => self.out.push_back(OutEvent::Delivered { op: frame, applied }),
+            Err(error) => {
+                if let Some(from) = from {
+                    self.out.push_back(OutEvent::Rejected { from, error });
+                }
+            }
+        }
+    }
+
+    fn relay(&mut self, from: Option<L>, frame: OpFrame) {
+        let to: Vec<L> = self.links.keys().copied().filter(|l| Some(*l) != from).collect();
+        if to.is_empty() {
+            return;
+        }
+        self.stats.ops_sent += to.len() as u64;
+        self.out.push_back(OutEvent::Multicast { to, msg: Message::Op(frame) });
+    }
+
+    fn handle_fetch(&mut self, now: Time, from: L, fetch: FetchId, object: ObjectKey) {
+        if fetch.requester == self.me || self.routes.contains_key(&fetch) {
+            return;
+        }
+        let deadline = now + self.config.fetch_timeout;
+        if let Some(host) = self.hosts.get(&object) {
+            self.routes.insert(fetch, FetchRoute { back: None, deadline });
+            match host.export() {
+                Ok(state) => {
+                    self.out.push_back(OutEvent::Send { to: from, msg: Message::State { fetch, state } })
+                }
+                Err(error) => self.out.push_back(OutEvent::Rejected { from, error }),
+            }
+            return;
+        }
+        self.routes.insert(fetch, FetchRoute { back: Some(from), deadline });
+        for to in self.links.keys().filter(|l| **l != from) {
+            self.out.push_back(OutEvent::Send {
+                to: *to,
+                msg: Message::Fetch { fetch, object: object.clone() },
+            });
+        }
+    }
+
+    fn handle_state(&mut self, fetch: FetchId, state: StateFrame) {
+        if fetch.requester == self.me {
+            if let Some(open) = self.opens.get_mut(&fetch) {
+                if open.deadline.is_some() && open.object == state.object {
+                    // Answered: keep buffering until the driver hosts it.
+                    open.deadline = None;
+                    self.out.push_back(OutEvent::Opened { fetch, state });
+                }
+            }
+            return;
+        }
+        let Some(route) = self.routes.get_mut(&fetch) else { return };
+        if let Some(back) = route.back.take() {
+            if self.links.contains_key(&back) {
+                self.out.push_back(OutEvent::Send { to: back, msg: Message::State { fetch, state } });
+            }
+        }
+    }
+}

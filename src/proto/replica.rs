@@ -1,0 +1,330 @@
+//! One replica of one object: the op log, the total order, rollback and
+//! replay, the stable snapshot.
+//!
+//! The replica keeps two states: `stable`, the state after every op up to
+//! the stable frontier, and `current`, `stable` plus the tentative log
+//! applied in [`OpId`] order. An op that sorts after everything applied takes
+//! the fast path (apply it to `current`). An op that sorts earlier is *late*:
+//! `current` is reset to `stable` and the tentative log replayed with the op in
+//! its place — unless the op is commutative, in which case it is applied on
+//! arrival. Advancing the stable frontier folds ops into `stable` and drops
+//! them from the log.
+
+use std::collections::VecDeque;
+
+use super::id::{LamportClock, NodeId, OpId};
+use super::replicated::{Operation, Replicated};
+use super::version::{SeenSet, VersionVector};
+
+/// What [`Replica::apply`] did with an op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied in order: the fast path.
+    InOrder,
+    /// Late and commutative: applied on arrival, no replay.
+    Commuted,
+    /// Late: the state was rolled back to the stable snapshot and
+    /// `replayed` tentative ops (the new one included) were applied again.
+    Replayed {
+        /// How many ops were applied in the replay.
+        replayed: usize,
+    },
+    /// Already seen: ignored; nothing changed.
+    Duplicate,
+}
+
+/// Why [`Replica::apply`] refused an op. The replica's state is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// Sequence numbers start at 1; an op with seq 0 is malformed.
+    #[error("op {0} has sequence number 0")]
+    ZeroSeq(OpId),
+    /// The op sorts at or before the stable frontier, which promised that no
+    /// such op could still arrive (the origin was evicted, or is faulty).
+    #[error("op {op} sorts before the stable frontier {frontier}")]
+    BelowStable {
+        /// The refused op.
+        op: OpId,
+        /// The frontier it violates.
+        frontier: OpId,
+    },
+}
+
+/// One tentative op in the log.
+#[derive(Clone, Debug)]
+struct Entry<O> {
+    id: OpId,
+    op: O,
+}
+
+/// Counters a replica keeps about its own work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReplicaStats {
+    /// Ops applied for the first time.
+    pub applied: u64,
+    /// Duplicates ignored.
+    pub duplicates: u64,
+    /// Rollbacks performed.
+    pub rollbacks: u64,
+    /// Op applications done during replays.
+    pub replayed_ops: u64,
+    /// Ops folded into the stable snapshot.
+    pub folded: u64,
+}
+
+/// Everything a late joiner needs to build a replica: the stable snapshot,
+/// what it covers, and the tentative log.
+#[derive(Clone, Debug)]
+pub struct ReplicaState<T: Replicated> {
+    /// The state after every op up to `frontier`.
+    pub stable: T,
+    /// The stable frontier (`None`: nothing is stable yet).
+    pub frontier: Option<OpId>,
+    /// Per origin, the highest seq folded into `stable`.
+    pub folded: VersionVector,
+    /// The tentative ops, in order.
+    pub tentative: Vec<(OpId, T::Op)>,
+    /// The Lamport clock of the exporting replica.
+    pub lamport: u64,
+}
+
+/// One replica of one object.
+#[derive(Debug)]
+pub struct Replica<T: Replicated> {
+    me: NodeId,
+    stable: T,
+    frontier: Option<OpId>,
+    folded: VersionVector,
+    current: T,
+    log: VecDeque<Entry<T::Op>>,
+    seen: SeenSet,
+    clock: LamportClock,
+    next_seq: u64,
+    stats: ReplicaStats,
+}
+
+impl<T: Replicated> Replica<T> {
+    /// A new object with `initial` as its state, held by node `me`.
+    pub fn new(me: NodeId, initial: T) -> Self {
+        Self {
+            me,
+            current: initial.clone(),
+            stable: initial,
+            frontier: None,
+            folded: VersionVector::default(),
+            log: VecDeque::new(),
+            seen: SeenSet::default(),
+            clock: LamportClock::default(),
+            next_seq: 1,
+            stats: ReplicaStats::default(),
+        }
+    }
+
+    /// A replica built from another replica's exported state (a late join).
+    ///
+    /// Tentative ops are replayed without notifying anyone: this replica's
+    /// observers were not bound yet.
+    pub fn from_state(me: NodeId, state: ReplicaState<T>) -> Self {
+        let mut seen = SeenSet::default();
+        for (origin, upto) in &state.folded.0 {
+            seen.insert_prefix(*origin, *upto);
+        }
+        let mut current = state.stable.clone();
+        let mut log = VecDeque::with_capacity(state.tentative.len());
+        let mut tentative = state.tentative;
+        tentative.sort_by_key(|(id, _)| *id);
+        for (id, op) in tentative {
+            if id.seq == 0 || !seen.insert(id.origin, id.seq) {
+                continue;
+            }
+            if state.frontier.is_some_and(|f| id <= f) {
+                continue;
+            }
+            current.apply(&op);
+            log.push_back(Entry { id, op });
+        }
+        let mut clock = LamportClock::default();
+        clock.witness(state.lamport);
+        if let Some(last) = log.back() {
+            clock.witness(last.id.lamport);
+        }
+        let next_seq = seen.max_seq(&me) + 1;
+        Self {
+            me,
+            stable: state.stable,
+            frontier: state.frontier,
+            folded: state.folded,
+            current,
+            log,
+            seen,
+            clock,
+            next_seq,
+            stats: ReplicaStats::default(),
+        }
+    }
+
+    /// The node holding this replica.
+    pub const fn me(&self) -> NodeId {
+        self.me
+    }
+
+    /// The current state: every op seen, applied in order.
+    pub const fn state(&self) -> &T {
+        &self.current
+    }
+
+    /// The stable snapshot.
+    pub const fn stable_state(&self) -> &T {
+        &self.stable
+    }
+
+    /// The stable frontier.
+    pub const fn frontier(&self) -> Option<OpId> {
+        self.frontier
+    }
+
+    /// The number of tentative ops in the log.
+    pub fn tentative_len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// The replica's counters.
+    pub const fn stats(&self) -> ReplicaStats {
+        self.stats
+    }
+
+    /// The object's Lamport clock at this replica.
+    pub const fn lamport(&self) -> u64 {
+        self.clock.now()
+    }
+
+    /// The contiguous version vector of every op held (stable or tentative).
+    pub fn version_vector(&self) -> VersionVector {
+        self.seen.version_vector()
+    }
+
+    /// Whether the op `(origin, seq)` was seen.
+    pub fn has_seen(&self, origin: &NodeId, seq: u64) -> bool {
+        self.seen.contains(origin, seq)
+    }
+
+    /// Make a local op: give it the next id, apply it, and return the id.
+    ///
+    /// A local op sorts after everything this replica has seen, so it always
+    /// takes the fast path. `on_applied` is called once, with the new state.
+    pub fn shout(&mut self, op: T::Op, on_applied: impl FnOnce(&T, &T::Op, OpId)) -> OpId {
+        let id = OpId { lamport: self.clock.tick(), origin: self.me, seq: self.next_seq };
+        self.next_seq += 1;
+        self.seen.insert(id.origin, id.seq);
+        self.current.apply(&op);
+        on_applied(&self.current, &op, id);
+        self.log.push_back(Entry { id, op });
+        self.stats.applied += 1;
+        id
+    }
+
+    /// Apply an op from anywhere (usually a peer), in its place in the order.
+    ///
+    /// `on_applied` is called exactly once if the op is new, with the state
+    /// right after the op was applied in its place, and never for a
+    /// duplicate or an error.
+    pub fn apply(
+        &mut self,
+        id: OpId,
+        op: T::Op,
+        on_applied: impl FnOnce(&T, &T::Op, OpId),
+    ) -> Result<Applied, ApplyError> {
+        if id.seq == 0 {
+            return Err(ApplyError::ZeroSeq(id));
+        }
+        if self.seen.contains(&id.origin, id.seq) {
+            self.stats.duplicates += 1;
+            return Ok(Applied::Duplicate);
+        }
+        if let Some(frontier) = self.frontier.filter(|f| id <= *f) {
+            return Err(ApplyError::BelowStable { op: id, frontier });
+        }
+        self.seen.insert(id.origin, id.seq);
+        self.clock.witness(id.lamport);
+        if id.origin == self.me && id.seq >= self.next_seq {
+            // Our own op from before a restart: never reuse its seq.
+            self.next_seq = id.seq + 1;
+        }
+        self.stats.applied += 1;
+        let last = self.log.back().map(|e| e.id).or(self.frontier);
+        if last.is_none_or(|last| id > last) {
+            self.current.apply(&op);
+            on_applied(&self.current, &op, id);
+            self.log.push_back(Entry { id, op });
+            return Ok(Applied::InOrder);
+        }
+        let pos = self.log.partition_point(|e| e.id < id);
+        if op.is_commutative() {
+            self.current.apply(&op);
+            on_applied(&self.current, &op, id);
+            self.log.insert(pos, Entry { id, op });
+            return Ok(Applied::Commuted);
+        }
+        self.log.insert(pos, Entry { id, op });
+        self.current.clone_from(&self.stable);
+        let mut on_applied = Some(on_applied);
+        for (i, entry) in self.log.iter().enumerate() {
+            self.current.apply(&entry.op);
+            if i == pos {
+                if let Some(f) = on_applied.take() {
+                    f(&self.current, &entry.op, entry.id);
+                }
+            }
+        }
+        let replayed = self.log.len();
+        self.stats.rollbacks += 1;
+        self.stats.replayed_ops += replayed as u64;
+        Ok(Applied::Replayed { replayed })
+    }
+
+    /// Advance the stable frontier to `frontier`: fold every tentative op at
+    /// or before it into the stable snapshot and drop it from the log.
+    ///
+    /// The caller promises that no op at or before `frontier` can still
+    /// arrive (every live member of the replica set acknowledged it); later
+    /// such ops are refused with [`ApplyError::BelowStable`]. A frontier at or
+    /// before the current one changes nothing. `on_stable` is called once per
+    /// folded op, in order, with the stable state right after it.
+    pub fn advance_stable(
+        &mut self,
+        frontier: OpId,
+        mut on_stable: impl FnMut(&T, &T::Op, OpId),
+    ) -> usize {
+        if self.frontier.is_some_and(|f| frontier <= f) {
+            return 0;
+        }
+        self.clock.witness(frontier.lamport);
+        let upto = self.log.partition_point(|e| e.id <= frontier);
+        for entry in self.log.drain(..upto) {
+            self.stable.apply(&entry.op);
+            on_stable(&self.stable, &entry.op, entry.id);
+            let folded = self.folded.0.entry(entry.id.origin).or_insert(0);
+            *folded = (*folded).max(entry.id.seq);
+        }
+        self.frontier = Some(frontier);
+        self.stats.folded += upto as u64;
+        upto
+    }
+
+    /// Export what a late joiner needs.
+    pub fn export(&self) -> ReplicaState<T> {
+        ReplicaState {
+            stable: self.stable.clone(),
+            frontier: self.frontier,
+            folded: self.folded.clone(),
+            tentative: self.log.iter().map(|e| (e.id, e.op.clone())).collect(),
+            lamport: self.clock.now(),
+        }
+    }
+
+    /// The ids of the tentative ops, in order.
+    pub fn tentative_ids(&self) -> impl Iterator<Item = OpId> + '_ {
+        self.log.iter().map(|e| e.id)
+    }
+}

@@ -1,0 +1,152 @@
+//! Which ops a replica or a repeater has seen: per-origin sequence sets and
+//! version vectors.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+
+use super::id::NodeId;
+
+/// The set of sequence numbers seen from one origin: a contiguous prefix
+/// `1..=contiguous` plus the numbers seen above it out of order.
+///
+/// Memory is bounded by the number of gaps, which close as delivery
+/// completes; in the common in-order case it is one integer.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeqSet {
+    contiguous: u64,
+    above: BTreeSet<u64>,
+}
+
+impl SeqSet {
+    /// The highest `n` such that all of `1..=n` are in the set.
+    pub const fn contiguous(&self) -> u64 {
+        self.contiguous
+    }
+
+    /// Whether `seq` is in the set.
+    pub fn contains(&self, seq: u64) -> bool {
+        seq <= self.contiguous || self.above.contains(&seq)
+    }
+
+    /// Add `seq`; returns `false` if it was already there. Zero is never a
+    /// valid sequence number and is reported as already present.
+    pub fn insert(&mut self, seq: u64) -> bool {
+        if seq == 0 || self.contains(seq) {
+            return false;
+        }
+        if seq == self.contiguous + 1 {
+            self.contiguous = seq;
+            while self.above.remove(&(self.contiguous + 1)) {
+                self.contiguous += 1;
+            }
+        } else {
+            self.above.insert(seq);
+        }
+        true
+    }
+
+    /// How many numbers above the contiguous prefix are held.
+    pub fn gaps_len(&self) -> usize {
+        self.above.len()
+    }
+}
+
+/// Per-origin [`SeqSet`]s: what has been seen, origin by origin.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SeenSet {
+    origins: BTreeMap<NodeId, SeqSet>,
+}
+
+impl SeenSet {
+    /// Add `(origin, seq)`; `false` if it was already there.
+    pub fn insert(&mut self, origin: NodeId, seq: u64) -> bool {
+        self.origins.entry(origin).or_default().insert(seq)
+    }
+
+    /// Whether `(origin, seq)` was seen.
+    pub fn contains(&self, origin: &NodeId, seq: u64) -> bool {
+        self.origins.get(origin).is_some_and(|s| s.contains(seq))
+    }
+
+    /// Mark every seq in `1..=upto` from `origin` as seen.
+    pub fn insert_prefix(&mut self, origin: NodeId, upto: u64) {
+        let set = self.origins.entry(origin).or_default();
+        if upto > set.contiguous {
+            set.contiguous = upto;
+            set.above = set.above.split_off(&(upto + 1));
+            while set.above.remove(&(set.contiguous + 1)) {
+                set.contiguous += 1;
+            }
+        }
+    }
+
+    /// The highest seq seen from `origin` (0 if none).
+    pub fn max_seq(&self, origin: &NodeId) -> u64 {
+        self.origins
+            .get(origin)
+            .map_or(0, |s| s.above.last().copied().unwrap_or(0).max(s.contiguous))
+    }
+
+    /// The contiguous version vector: `origin -> highest contiguous seq`.
+    pub fn version_vector(&self) -> VersionVector {
+        VersionVector(
+            self.origins.iter().map(|(o, s)| (*o, s.contiguous())).filter(|(_, n)| *n > 0).collect(),
+        )
+    }
+}
+
+/// `origin -> highest contiguous seq`: a compact summary of the ops an
+/// object's replica holds, exchanged by anti-entropy.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionVector(pub BTreeMap<NodeId, u64>);
+
+impl VersionVector {
+    /// The highest contiguous seq for `origin` (0 if none).
+    pub fn get(&self, origin: &NodeId) -> u64 {
+        self.0.get(origin).copied().unwrap_or(0)
+    }
+
+    /// Whether this vector has seen everything `other` has.
+    pub fn dominates(&self, other: &VersionVector) -> bool {
+        other.0.iter().all(|(o, n)| self.get(o) >= *n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seq_set_closes_gaps() {
+        let mut s = SeqSet::default();
+        assert!(s.insert(2));
+        assert!(s.insert(4));
+        assert_eq!(s.contiguous(), 0);
+        assert!(s.insert(1));
+        assert_eq!(s.contiguous(), 2);
+        assert!(!s.insert(2), "duplicate");
+        assert!(s.insert(3));
+        assert_eq!(s.contiguous(), 4);
+        assert_eq!(s.gaps_len(), 0);
+        assert!(!s.insert(0), "zero is never a valid seq");
+    }
+
+    #[test]
+    fn version_vectors_compare_by_domination() {
+        let a = NodeId::from_u64(1);
+        let b = NodeId::from_u64(2);
+        let mut seen = SeenSet::default();
+        seen.insert(a, 1);
+        seen.insert(a, 2);
+        seen.insert(b, 2);
+        let vv = seen.version_vector();
+        assert_eq!(vv.get(&a), 2);
+        assert_eq!(vv.get(&b), 0, "b's seq 1 is missing");
+        let mut other = VersionVector::default();
+        other.0.insert(a, 1);
+        assert!(vv.dominates(&other));
+        other.0.insert(b, 1);
+        assert!(!vv.dominates(&other));
+    }
+}
