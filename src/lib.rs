@@ -70,6 +70,8 @@ mod net;
 mod node;
 mod object;
 pub mod proto;
+#[cfg(feature = "test-utils")]
+pub mod sim;
 
 pub use error::{CreateError, LinkError, OpenError, RegisterError, ShoutError, StartError};
 pub use leaf::Leaf;
@@ -89,3 +91,8 @@ pub mod __private {
     pub use std::boxed::Box;
     pub use std::future::Future;
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

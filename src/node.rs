@@ -30,7 +30,6 @@ const MAX_NAME: usize = 1024;
 /// A node's settings. Every field has a default; [`NodeBuilder::start`]
 /// checks them once.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct NodeConfig {
     /// The largest frame sent or accepted, in bytes. A shout whose encoded
     /// op would not fit fails with [`ShoutError::TooLarge`](crate::ShoutError::TooLarge).

@@ -30,7 +30,6 @@ use super::version::SeenSet;
 
 /// Settings of the routing state machine.
 #[derive(Clone, Debug)]
-#[non_exhaustive]
 pub struct RepeaterConfig {
     /// How long an `open` waits for some node to answer with the object's
     /// state before it fails. Default: 5 s.

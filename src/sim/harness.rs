@@ -1,0 +1,351 @@
+//! The harness itself: nodes, links, an event queue in virtual time.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::proto::host::{deliver_frame, export_frame, replica_from_frame, Host, HostError};
+use crate::proto::message::{Message, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
+use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
+use crate::proto::replica::{Applied, Replica};
+use crate::proto::time::Time;
+use crate::proto::{NodeId, ObjectKey, OpId, Replicated};
+
+/// The seed in `PLEXUS_SEED`, or a fresh random one; printed either way so a
+/// failing run can be replayed with `PLEXUS_SEED=<seed>`.
+pub fn seed_from_env() -> u64 {
+    let seed = match std::env::var("PLEXUS_SEED") {
+        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("PLEXUS_SEED={s:?} is not a u64")),
+        Err(_) => rand::random(),
+    };
+    eprintln!("harness seed: PLEXUS_SEED={seed}");
+    seed
+}
+
+/// How the harness's links behave.
+#[derive(Clone, Debug)]
+pub struct HarnessConfig {
+    /// The shortest one-way latency. Default: 1 ms.
+    pub min_latency: Duration,
+    /// The longest one-way latency. Default: 20 ms.
+    pub max_latency: Duration,
+    /// The chance that a message is delivered twice. Default: 0.
+    pub duplicate: f64,
+    /// The routing state machine's settings.
+    pub repeater: RepeaterConfig,
+}
+
+impl Default for HarnessConfig {
+    fn default() -> Self {
+        Self {
+            min_latency: Duration::from_millis(1),
+            max_latency: Duration::from_millis(20),
+            duplicate: 0.0,
+            repeater: RepeaterConfig::default(),
+        }
+    }
+}
+
+/// A replica hosted by a harness node, with a record of what its observer
+/// was told.
+#[derive(Debug)]
+pub struct SimHost<T: Replicated> {
+    /// The replica.
+    pub replica: Replica<T>,
+    /// Every op the observer heard of, in the order it heard.
+    pub fired: Vec<OpId>,
+}
+
+/// The repeater's handle on a [`SimHost`].
+struct SharedHost<T: Replicated>(ObjectKey, Arc<Mutex<SimHost<T>>>);
+
+impl<T: Replicated> Host for SharedHost<T> {
+    fn deliver(&mut self, frame: &OpFrame) -> Result<Applied, HostError> {
+        let mut host = self.1.lock();
+        let SimHost { replica, fired } = &mut *host;
+        deliver_frame(replica, frame, |_, _, id| fired.push(id))
+    }
+
+    fn export(&self) -> Result<StateFrame, HostError> {
+        export_frame(&self.0, &self.1.lock().replica)
+    }
+}
+
+struct SimNode<T: Replicated> {
+    proto: RepeaterNode<usize>,
+    objects: BTreeMap<String, Arc<Mutex<SimHost<T>>>>,
+    failed_opens: BTreeSet<String>,
+    timer_at: Option<Time>,
+}
+
+enum Event {
+    Deliver { to: usize, from: usize, frame: Vec<u8> },
+    Timeout { node: usize },
+}
+
+/// Nodes of one replicated type `T`, linked by lossless links with random
+/// latency, in virtual time.
+pub struct Harness<T: Replicated> {
+    config: HarnessConfig,
+    rng: ChaCha8Rng,
+    seed: u64,
+    now: Time,
+    nodes: Vec<SimNode<T>>,
+    queue: BTreeMap<(Time, u64), Event>,
+    next_event: u64,
+    steps: u64,
+    messages: u64,
+    bytes: u64,
+}
+
+impl<T: Replicated> std::fmt::Debug for Harness<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Harness")
+            .field("seed", &self.seed)
+            .field("now", &self.now)
+            .field("nodes", &self.nodes.len())
+            .field("in_flight", &self.queue.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T: Replicated> Harness<T> {
+    /// `n` unlinked nodes (ids 1..=n), seeded with `seed`.
+    pub fn new(n: usize, seed: u64, config: HarnessConfig) -> Self {
+        let nodes = (1..=n as u64)
+            .map(|i| SimNode {
+                proto: RepeaterNode::new(NodeId::from_u64(i), config.repeater.clone()),
+                objects: BTreeMap::new(),
+                failed_opens: BTreeSet::new(),
+                timer_at: None,
+            })
+            .collect();
+        Self {
+            config,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            seed,
+            now: Time::ZERO,
+            nodes,
+            queue: BTreeMap::new(),
+            next_event: 0,
+            steps: 0,
+            messages: 0,
+            bytes: 0,
+        }
+    }
+
+    /// `n` nodes seeded from `PLEXUS_SEED` (see [`seed_from_env`]).
+    pub fn from_env(n: usize, config: HarnessConfig) -> Self {
+        Self::new(n, seed_from_env(), config)
+    }
+
+    /// The seed.
+    pub const fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    /// The virtual time.
+    pub const fn now(&self) -> Time {
+        self.now
+    }
+
+    /// Steps taken, messages delivered, bytes delivered.
+    pub const fn counters(&self) -> (u64, u64, u64) {
+        (self.steps, self.messages, self.bytes)
+    }
+
+    /// The id of node `i`.
+    pub fn id(&self, i: usize) -> NodeId {
+        self.nodes[i].proto.me()
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether there are no nodes.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The random number generator (for tests that draw their own choices
+    /// from the same seed).
+    pub fn rng(&mut self) -> &mut ChaCha8Rng {
+        &mut self.rng
+    }
+
+    /// Link nodes `a` and `b` both ways.
+    pub fn link(&mut self, a: usize, b: usize) {
+        assert_ne!(a, b, "a node cannot link to itself");
+        self.nodes[a].proto.handle_link_up(b);
+        self.nodes[b].proto.handle_link_up(a);
+    }
+
+    /// Cut the link between `a` and `b`.
+    pub fn unlink(&mut self, a: usize, b: usize) {
+        self.nodes[a].proto.handle_link_down(b);
+        self.nodes[b].proto.handle_link_down(a);
+    }
+
+    /// Create object `name` on node `node`.
+    pub fn create(&mut self, node: usize, name: &str, initial: T) {
+        let host = Replica::new(self.id(node), initial);
+        self.host(node, name, host);
+    }
+
+    fn host(&mut self, node: usize, name: &str, replica: Replica<T>) {
+        let shared = Arc::new(Mutex::new(SimHost { replica, fired: Vec::new() }));
+        let n = &mut self.nodes[node];
+        n.objects.insert(name.to_owned(), shared.clone());
+        let key = ObjectKey::new(T::TYPE_TAG, name);
+        n.proto.host(key.clone(), Box::new(SharedHost(key, shared)));
+        self.flush(node);
+    }
+
+    /// Shout `op` on node `node`'s copy of `name`.
+    pub fn shout(&mut self, node: usize, name: &str, op: T::Op) -> OpId {
+        let shared = self.nodes[node].objects.get(name).unwrap_or_else(|| {
+            panic!("node {node} does not hold {name}");
+        });
+        let payload = crate::proto::message::encode_value(&op, "op").expect("test ops encode");
+        let id = {
+            let mut host = shared.lock();
+            let SimHost { replica, fired } = &mut *host;
+            replica.shout(op, |_, _, id| fired.push(id))
+        };
+        let frame = OpFrame { object: ObjectKey::new(T::TYPE_TAG, name), id, payload };
+        self.nodes[node].proto.handle_local_op(frame);
+        self.flush(node);
+        id
+    }
+
+    /// Start opening `name` on node `node`; [`drive`](Self::drive) to finish.
+    pub fn open(&mut self, node: usize, name: &str) {
+        let now = self.now;
+        self.nodes[node].proto.open(now, ObjectKey::new(T::TYPE_TAG, name));
+        self.flush(node);
+    }
+
+    /// Whether an open of `name` on `node` failed.
+    pub fn open_failed(&self, node: usize, name: &str) -> bool {
+        self.nodes[node].failed_opens.contains(name)
+    }
+
+    /// Node `node`'s copy of `name`, if it holds one.
+    pub fn host_of(&self, node: usize, name: &str) -> Option<Arc<Mutex<SimHost<T>>>> {
+        self.nodes[node].objects.get(name).cloned()
+    }
+
+    /// A clone of node `node`'s current state of `name`.
+    pub fn state(&self, node: usize, name: &str) -> Option<T> {
+        self.host_of(node, name).map(|h| h.lock().replica.state().clone())
+    }
+
+    /// The CBOR bytes of node `node`'s current state of `name`.
+    pub fn snapshot_bytes(&self, node: usize, name: &str) -> Option<Vec<u8>> {
+        self.host_of(node, name).map(|h| {
+            crate::proto::message::encode_value(h.lock().replica.state(), "state")
+                .expect("test states encode")
+        })
+    }
+
+    /// Deliver the next event. `false` when nothing is left to do.
+    pub fn step(&mut self) -> bool {
+        let Some(((at, _), event)) = self.queue.pop_first() else { return false };
+        self.now = self.now.max(at);
+        self.steps += 1;
+        match event {
+            Event::Deliver { to, from, frame } => {
+                self.messages += 1;
+                self.bytes += frame.len() as u64;
+                let msg = Message::decode(&frame, DEFAULT_MAX_FRAME)
+                    .expect("frames made by the harness decode");
+                let now = self.now;
+                self.nodes[to].proto.handle_message(now, from, msg);
+                self.flush(to);
+            }
+            Event::Timeout { node } => {
+                let now = self.now;
+                self.nodes[node].timer_at = None;
+                self.nodes[node].proto.handle_timeout(now);
+                self.flush(node);
+            }
+        }
+        true
+    }
+
+    /// Step until nothing is in flight. Panics after 10,000,000 steps: a
+    /// protocol that never goes quiet is a bug.
+    pub fn drive(&mut self) {
+        assert!(self.drive_bounded(10_000_000), "not quiescent after 10,000,000 steps");
+    }
+
+    /// Step at most `max_steps` times; `true` if it went quiet.
+    pub fn drive_bounded(&mut self, max_steps: u64) -> bool {
+        for _ in 0..max_steps {
+            if !self.step() {
+                return true;
+            }
+        }
+        self.queue.is_empty()
+    }
+
+    /// Carry out node `node`'s output events.
+    fn flush(&mut self, node: usize) {
+        while let Some(event) = self.nodes[node].proto.poll_event() {
+            match event {
+                OutEvent::Send { to, msg } => self.send(node, &[to], &msg),
+                OutEvent::Multicast { to, msg } => self.send(node, &to, &msg),
+                OutEvent::Opened { fetch, state } => {
+                    let name = state.object.name.to_string();
+                    match replica_from_frame::<T>(self.id(node), &state) {
+                        Ok(replica) => self.host(node, &name, replica),
+                        Err(_) => {
+                            self.nodes[node].proto.abandon(fetch);
+                            self.nodes[node].failed_opens.insert(name);
+                        }
+                    }
+                }
+                OutEvent::OpenFailed { object, .. } => {
+                    self.nodes[node].failed_opens.insert(object.name.to_string());
+                }
+                OutEvent::Delivered { .. } | OutEvent::Rejected { .. } => {}
+            }
+        }
+        if let Some(at) = self.nodes[node].proto.poll_timeout() {
+            if self.nodes[node].timer_at.is_none_or(|t| at < t) {
+                self.nodes[node].timer_at = Some(at);
+                self.push(at, Event::Timeout { node });
+            }
+        }
+    }
+
+    fn send(&mut self, from: usize, to: &[usize], msg: &Message) {
+        let frame = msg.encode(DEFAULT_MAX_FRAME).expect("harness messages fit a frame");
+        for &to in to {
+            let copies = if self.rng.random_bool(self.config.duplicate) { 2 } else { 1 };
+            for _ in 0..copies {
+                let at = self.now + self.latency();
+                self.push(at, Event::Deliver { to, from, frame: frame.clone() });
+            }
+        }
+    }
+
+    fn latency(&mut self) -> Duration {
+        let (lo, hi) = (self.config.min_latency, self.config.max_latency);
+        if hi <= lo {
+            return lo;
+        }
+        Duration::from_micros(self.rng.random_range(lo.as_micros() as u64..=hi.as_micros() as u64))
+    }
+
+    fn push(&mut self, at: Time, event: Event) {
+        self.next_event += 1;
+        self.queue.insert((at, self.next_event), event);
+    }
+}

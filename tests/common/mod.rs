@@ -1,0 +1,89 @@
+//! A replicated type written by hand (no macros), shared by the protocol
+//! tests: some ops commute, most do not.
+
+#![allow(dead_code, unreachable_pub)]
+
+use plexus::{Delivery, Operation, Replicated, TypeTag};
+use serde::{Deserialize, Serialize};
+
+/// A small document: a list, a mark, a total.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Doc {
+    pub items: Vec<String>,
+    pub mark: u64,
+    pub total: u64,
+}
+
+/// Its ops. `Add` is the only commutative one: it touches nothing else reads.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DocOp {
+    Push(String),
+    Pop,
+    Mark(u8),
+    Add(u32),
+}
+
+impl TypeTag for Doc {
+    const TYPE_TAG: &'static str = "test.Doc";
+}
+
+impl Operation for DocOp {
+    const TAGS: &'static [&'static str] = &["Push", "Pop", "Mark", "Add"];
+
+    fn tag(&self) -> &'static str {
+        match self {
+            DocOp::Push(_) => "Push",
+            DocOp::Pop => "Pop",
+            DocOp::Mark(_) => "Mark",
+            DocOp::Add(_) => "Add",
+        }
+    }
+
+    fn is_commutative(&self) -> bool {
+        matches!(self, DocOp::Add(_))
+    }
+}
+
+/// What a test observer records.
+pub trait DocObserver: Send {
+    fn applied(&mut self, op: &DocOp, delivery: &Delivery);
+    fn stable(&mut self, op: &DocOp, delivery: &Delivery);
+}
+
+impl Replicated for Doc {
+    type Op = DocOp;
+    type Observer = dyn DocObserver;
+
+    fn apply(&mut self, op: &DocOp) {
+        match op {
+            DocOp::Push(s) => {
+                // Order-sensitive on purpose: the pushed item records the mark.
+                self.items.push(format!("{s}/{}", self.mark));
+            }
+            DocOp::Pop => {
+                self.items.pop();
+            }
+            DocOp::Mark(x) => self.mark = self.mark.wrapping_mul(31).wrapping_add(u64::from(*x)),
+            DocOp::Add(n) => self.total = self.total.wrapping_add(u64::from(*n)),
+        }
+    }
+
+    fn notify(observer: &mut Self::Observer, _: &Doc, op: &DocOp, delivery: &Delivery) {
+        observer.applied(op, delivery);
+    }
+
+    fn notify_stable(observer: &mut Self::Observer, _: &Doc, op: &DocOp, delivery: &Delivery) {
+        observer.stable(op, delivery);
+    }
+}
+
+/// Apply `ops` in id order to the default state: what every replica must
+/// reach.
+pub fn reference(mut ops: Vec<(plexus::OpId, DocOp)>) -> Doc {
+    ops.sort_by_key(|(id, _)| *id);
+    let mut doc = Doc::default();
+    for (_, op) in &ops {
+        doc.apply(op);
+    }
+    doc
+}

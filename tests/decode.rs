@@ -1,0 +1,95 @@
+//! Every decoder of network input returns errors, never panics: arbitrary
+//! bytes, truncations and bit flips of valid frames. (The `fuzz/` targets
+//! run the same decoders under libFuzzer.)
+
+mod common;
+
+use plexus::proto::host::{deliver_frame, replica_from_frame};
+use plexus::proto::message::{
+    encode_value, FetchId, Message, OpFrame, StateFrame, TentativeOp, DEFAULT_MAX_FRAME,
+};
+use plexus::proto::replica::Replica;
+use plexus::proto::version::VersionVector;
+use plexus::{NodeId, ObjectKey, OpId};
+use proptest::prelude::*;
+
+use common::{Doc, DocOp};
+
+fn valid_frames() -> Vec<Vec<u8>> {
+    let object = ObjectKey::new("test.Doc", "d");
+    let id = OpId { lamport: 9, origin: NodeId::from_u64(4), seq: 3 };
+    let payload = encode_value(&DocOp::Push("hello".into()), "op").expect("encodes");
+    let state = StateFrame {
+        object: object.clone(),
+        stable: encode_value(&Doc::default(), "state").expect("encodes"),
+        frontier: Some(id),
+        folded: VersionVector::default(),
+        tentative: vec![TentativeOp { id, payload: payload.clone() }],
+        lamport: 9,
+    };
+    let fetch = FetchId { requester: NodeId::from_u64(2), n: 1 };
+    [
+        Message::Hello { node: NodeId::from_u64(1) },
+        Message::Op(OpFrame { object: object.clone(), id, payload }),
+        Message::Fetch { fetch, object },
+        Message::State { fetch, state },
+    ]
+    .iter()
+    .map(|m| m.encode(DEFAULT_MAX_FRAME).expect("encodes"))
+    .collect()
+}
+
+/// Decode as every layer would: the frame, then the op or the state inside.
+fn decode_all_layers(frame: &[u8]) {
+    let Ok(msg) = Message::decode(frame, DEFAULT_MAX_FRAME) else { return };
+    let me = NodeId::from_u64(99);
+    match msg {
+        Message::Op(op) => {
+            let mut replica = Replica::new(me, Doc::default());
+            let before = replica.state().clone();
+            if deliver_frame(&mut replica, &op, |_, _, _| {}).is_err() {
+                assert_eq!(replica.state(), &before, "a refused op changes nothing");
+            }
+        }
+        Message::State { state, .. } => {
+            let _ = replica_from_frame::<Doc>(me, &state);
+        }
+        _ => {}
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+        decode_all_layers(&bytes);
+        let mut versioned = vec![1u8];
+        versioned.extend_from_slice(&bytes);
+        decode_all_layers(&versioned);
+    }
+
+    #[test]
+    fn mutated_valid_frames_never_panic(
+        which in 0usize..4,
+        flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in any::<prop::sample::Index>(),
+    ) {
+        let mut frame = valid_frames()[which].clone();
+        for (at, byte) in flips {
+            let i = at.index(frame.len());
+            frame[i] ^= byte;
+        }
+        decode_all_layers(&frame);
+        let keep = cut.index(frame.len() + 1);
+        decode_all_layers(&frame[..keep]);
+    }
+}
+
+#[test]
+fn valid_frames_decode_through_every_layer() {
+    for frame in valid_frames() {
+        Message::decode(&frame, DEFAULT_MAX_FRAME).expect("valid frame");
+        decode_all_layers(&frame);
+    }
+}
