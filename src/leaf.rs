@@ -4,11 +4,13 @@ use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use parking_lot::RwLockReadGuard;
+
 use crate::error::ShoutError;
 use crate::node::Node;
 use crate::object::{ObjectCell, ObserverId};
 use crate::proto::message::{encode_value, OpFrame};
-use crate::proto::replica::ReplicaStats;
+use crate::proto::replica::{Replica, ReplicaStats};
 use crate::proto::{ObjectKey, OpId, Replicated};
 
 /// Bytes a frame adds around an op's payload, its object key aside: the
@@ -68,17 +70,22 @@ impl<T: Replicated> Leaf<T> {
 
     /// Read the stable snapshot: only ops that can never be rolled back.
     pub fn read_stable<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(self.cell.state.read().stable_state())
+        f(self.replica("Leaf::read_stable").stable_state())
     }
 
     /// The replica's counters (ops applied, rollbacks, replays, ...).
     pub fn stats(&self) -> ReplicaStats {
-        self.cell.state.read().stats()
+        self.replica("Leaf::stats").stats()
     }
 
     /// How many ops are in the tentative log (not yet stable).
     pub fn tentative_len(&self) -> usize {
-        self.cell.state.read().tentative_len()
+        self.replica("Leaf::tentative_len").tentative_len()
+    }
+
+    fn replica(&self, what: &str) -> RwLockReadGuard<'_, Replica<T>> {
+        self.cell.assert_not_in_observer(what);
+        self.cell.state.read()
     }
 
     /// Shout `op`: apply it here, then relay it to every other copy.
@@ -93,6 +100,7 @@ impl<T: Replicated> Leaf<T> {
     }
 
     fn shout_now(&self, op: T::Op) -> Result<OpId, ShoutError> {
+        self.cell.assert_not_in_observer("Leaf::shout");
         let payload = encode_value(&op, "op")?;
         let key = &self.cell.key;
         let len = payload.len() + key.tag.len() + key.name.len() + OP_FRAME_OVERHEAD;

@@ -153,6 +153,14 @@ struct NodeInner {
     stopped: AtomicBool,
 }
 
+impl Drop for NodeInner {
+    fn drop(&mut self) {
+        // The last handle is gone: stop listening and stop the repeater.
+        self.transport.unbind(&self.addr);
+        self.actor.stop(Some("node dropped".into()));
+    }
+}
+
 /// One peer: holds objects, links to other nodes, relays ops.
 ///
 /// Cloning a `Node` is cheap; clones share the node.

@@ -1,7 +1,9 @@
 //! A node's local copy of one object: the replica, its observers, and the
 //! lock that lets application threads read it without a round trip.
 
+use std::cell::Cell;
 use std::fmt;
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -11,7 +13,7 @@ use tokio::sync::watch;
 use crate::proto::host::{deliver_frame, export_frame, Host, HostError};
 use crate::proto::message::{OpFrame, StateFrame};
 use crate::proto::replica::{Applied, Replica};
-use crate::proto::{Delivery, ObjectKey, OpId, Replicated};
+use crate::proto::{Delivery, NodeId, ObjectKey, OpId, Replicated};
 
 /// Identifies an observer bound with `observe`, to unbind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -71,9 +73,7 @@ impl<T: Replicated> ObjectCell<T> {
     pub(crate) fn shout<R>(&self, op: T::Op, then: impl FnOnce(OpId) -> R) -> R {
         let mut replica = self.state.write();
         let me = replica.me();
-        let id = replica.shout(op, |state, op, id| {
-            notify_all::<T>(&mut self.observers.lock(), state, op, id, me)
-        });
+        let id = replica.shout(op, |state, op, id| self.notify(state, op, id, me));
         let out = then(id);
         drop(replica);
         self.applied.send_modify(|n| *n += 1);
@@ -81,16 +81,42 @@ impl<T: Replicated> ObjectCell<T> {
     }
 }
 
-fn notify_all<T: Replicated>(
-    observers: &mut [(ObserverId, Box<T::Observer>)],
-    state: &T,
-    op: &T::Op,
-    id: OpId,
-    me: crate::proto::NodeId,
-) {
-    let delivery = Delivery::new(id, me, false);
-    for (_, observer) in observers.iter_mut() {
-        T::notify(observer, state, op, &delivery);
+thread_local! {
+    /// The address of the cell whose observers run on this thread, if any.
+    static NOTIFYING: Cell<usize> = const { Cell::new(0) };
+}
+
+impl<T: Replicated> ObjectCell<T> {
+    /// Tell every observer of this cell that `op` was applied.
+    fn notify(&self, state: &T, op: &T::Op, id: OpId, me: NodeId) {
+        let delivery = Delivery::new(id, me, false);
+        let outer = NOTIFYING.with(|n| n.replace(self as *const Self as usize));
+        for (_, observer) in self.observers.lock().iter_mut() {
+            // A faulty observer must not stop replication: the op is already
+            // applied, and the repeater must go on relaying.
+            let call = AssertUnwindSafe(|| T::notify(observer, state, op, &delivery));
+            if let Err(panic) = std::panic::catch_unwind(call) {
+                let why = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                tracing::error!(object = %self.key, op = %id, "an observer panicked: {why}");
+            }
+        }
+        NOTIFYING.with(|n| n.set(outer));
+    }
+
+    /// Panic with an explanation, rather than deadlock, when an observer of
+    /// this object calls back into it (its copy is locked while it runs).
+    pub(crate) fn assert_not_in_observer(&self, what: &str) {
+        if NOTIFYING.with(|n| n.get()) == self as *const Self as usize {
+            panic!(
+                "{what} called from an observer of the same object ({}): the copy is locked \
+                 while observers run; use the `state` argument, or spawn a task to shout",
+                self.key
+            );
+        }
     }
 }
 
@@ -102,9 +128,8 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
-        let applied = deliver_frame(&mut replica, frame, |state, op, id| {
-            notify_all::<T>(&mut cell.observers.lock(), state, op, id, me)
-        })?;
+        let applied =
+            deliver_frame(&mut replica, frame, |state, op, id| cell.notify(state, op, id, me))?;
         drop(replica);
         if applied != Applied::Duplicate {
             self.0.applied.send_modify(|n| *n += 1);

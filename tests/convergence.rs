@@ -9,7 +9,7 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use plexus::proto::replica::{Applied, Replica};
+use plexus::proto::replica::{Applied, Replica, ReplicaConfig};
 use plexus::{NodeId, OpId};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
@@ -45,13 +45,28 @@ fn action_strategy(replicas: usize, objects: usize) -> impl Strategy<Value = Act
     ]
 }
 
-fn scenario() -> impl Strategy<Value = (usize, usize, Vec<Action>, u64)> {
+/// Replica tuning: tiny checkpoint intervals so rollbacks to checkpoints
+/// happen in short runs, and the default.
+fn config_strategy() -> impl Strategy<Value = ReplicaConfig> {
+    prop_oneof![
+        Just(ReplicaConfig::default()),
+        (1usize..6, 0usize..5).prop_map(|(checkpoint_every, max_checkpoints)| ReplicaConfig {
+            checkpoint_every,
+            max_checkpoints
+        }),
+    ]
+}
+
+type Scenario = (usize, usize, Vec<Action>, u64, ReplicaConfig);
+
+fn scenario() -> impl Strategy<Value = Scenario> {
     (2usize..=5, 1usize..=3).prop_flat_map(|(replicas, objects)| {
         (
             Just(replicas),
             Just(objects),
             prop::collection::vec(action_strategy(replicas, objects), 1..120),
             any::<u64>(),
+            config_strategy(),
         )
     })
 }
@@ -72,11 +87,13 @@ struct World {
 }
 
 impl World {
-    fn new(replicas: usize, objects: usize) -> Self {
+    fn new(replicas: usize, objects: usize, config: ReplicaConfig) -> Self {
         let sites = (0..replicas)
             .map(|r| Site {
                 replicas: (0..objects)
-                    .map(|_| Replica::new(NodeId::from_u64(r as u64 + 1), Doc::default()))
+                    .map(|_| {
+                        Replica::with_config(NodeId::from_u64(r as u64 + 1), Doc::default(), config)
+                    })
                     .collect(),
                 fired: vec![Vec::new(); objects],
                 stable_fired: vec![Vec::new(); objects],
@@ -118,8 +135,8 @@ impl World {
     }
 }
 
-fn run(replicas: usize, objects: usize, actions: Vec<Action>, shuffle_seed: u64) {
-    let mut world = World::new(replicas, objects);
+fn run((replicas, objects, actions, shuffle_seed, config): Scenario) {
+    let mut world = World::new(replicas, objects, config);
     for action in actions {
         match action {
             Action::Shout { r, o, op } => {
@@ -216,10 +233,8 @@ proptest! {
     #![proptest_config(config())]
 
     #[test]
-    fn replicas_converge_whatever_the_delivery_order(
-        (replicas, objects, actions, shuffle) in scenario()
-    ) {
-        run(replicas, objects, actions, shuffle);
+    fn replicas_converge_whatever_the_delivery_order(scenario in scenario()) {
+        run(scenario);
     }
 }
 

@@ -283,3 +283,32 @@ async fn links_are_checked() {
     let bad = Node::builder().transport(Transport::memory(&hub)).max_frame(10).start().await;
     assert!(bad.is_err(), "a 10-byte frame limit is refused");
 }
+
+/// An observer that (wrongly) reads its own object.
+struct Nosy(Leaf<Board>, Arc<Mutex<u32>>);
+
+impl BoardObserver for Nosy {
+    fn hit(&mut self, _: &Board, _: &u64, _: &Delivery) {
+        *self.1.lock().expect("not poisoned") += 1;
+        let _ = self.0.read(|b| b.hits); // would deadlock; panics instead
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_faulty_observer_does_not_stop_replication() {
+    let hub = MemoryHub::new();
+    let n = nodes(&hub, 2).await;
+    n[0].link(n[1].local_addr()).await.expect("linked");
+    let a = n[0].create("b", Board::default()).await.expect("created");
+    let b: Leaf<Board> = n[1].open("b").await.expect("opened");
+    let calls = Arc::new(Mutex::new(0));
+    b.observe(Nosy(b.clone(), calls.clone()));
+    a.observe(Nosy(a.clone(), calls.clone()));
+    for _ in 0..3 {
+        a.shout_hit(1).await.expect("accepted");
+    }
+    a.shout_write("after".into(), 1).await.expect("accepted");
+    tokio::time::timeout(WAIT, b.wait_until(|x| x.ops == 4)).await.expect("all four arrive");
+    assert_eq!(b.read(|x| x.hits), 3);
+    assert_eq!(*calls.lock().expect("not poisoned"), 6, "both observers ran for each hit");
+}

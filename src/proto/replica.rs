@@ -5,10 +5,15 @@
 //! the stable frontier, and `current`, `stable` plus the tentative log
 //! applied in [`OpId`] order. An op that sorts after everything applied takes
 //! the fast path (apply it to `current`). An op that sorts earlier is *late*:
-//! `current` is reset to `stable` and the tentative log replayed with the op in
-//! its place — unless the op is commutative, in which case it is applied on
+//! `current` is reset to the nearest earlier checkpoint (or `stable`) and the
+//! tentative log replayed from there with the op in its place — unless the op is commutative, in which case it is applied on
 //! arrival. Advancing the stable frontier folds ops into `stable` and drops
 //! them from the log.
+//!
+//! Checkpoints bound the cost of a replay: every `checkpoint_every` ops the
+//! replica keeps a copy of `current`, so a late op rolls back to the
+//! nearest checkpoint before it rather than to `stable`, and replays only
+//! what follows (see [`ReplicaConfig`]).
 
 use std::collections::VecDeque;
 
@@ -51,6 +56,25 @@ pub enum ApplyError {
     },
 }
 
+/// Tuning of a replica.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// Keep a checkpoint of the state every this many tentative ops.
+    /// Default: 128.
+    pub checkpoint_every: usize,
+    /// Keep at most this many checkpoints (the newest); 0 disables them and
+    /// every rollback goes to the stable snapshot. Default: 16, so a late op
+    /// among the last ~2,000 tentative ops replays at most about
+    /// `checkpoint_every` ops more than follow it.
+    pub max_checkpoints: usize,
+}
+
+impl Default for ReplicaConfig {
+    fn default() -> Self {
+        Self { checkpoint_every: 128, max_checkpoints: 16 }
+    }
+}
+
 /// One tentative op in the log.
 #[derive(Clone, Debug)]
 struct Entry<O> {
@@ -90,9 +114,15 @@ pub struct ReplicaState<T: Replicated> {
 }
 
 /// One replica of one object.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Replica<T: Replicated> {
     me: NodeId,
+    config: ReplicaConfig,
+    /// `(id, state after every op up to and including id)`, ascending; every
+    /// id is in the log.
+    checkpoints: VecDeque<(OpId, T)>,
+    /// Ops applied on the fast path since the newest checkpoint.
+    since_checkpoint: usize,
     stable: T,
     frontier: Option<OpId>,
     folded: VersionVector,
@@ -107,8 +137,16 @@ pub struct Replica<T: Replicated> {
 impl<T: Replicated> Replica<T> {
     /// A new object with `initial` as its state, held by node `me`.
     pub fn new(me: NodeId, initial: T) -> Self {
+        Self::with_config(me, initial, ReplicaConfig::default())
+    }
+
+    /// A new object, with tuning.
+    pub fn with_config(me: NodeId, initial: T, config: ReplicaConfig) -> Self {
         Self {
             me,
+            config,
+            checkpoints: VecDeque::new(),
+            since_checkpoint: 0,
             current: initial.clone(),
             stable: initial,
             frontier: None,
@@ -126,42 +164,51 @@ impl<T: Replicated> Replica<T> {
     /// Tentative ops are replayed without notifying anyone: this replica's
     /// observers were not bound yet.
     pub fn from_state(me: NodeId, state: ReplicaState<T>) -> Self {
+        Self::from_state_with_config(me, state, ReplicaConfig::default())
+    }
+
+    /// [`from_state`](Self::from_state), with tuning.
+    pub fn from_state_with_config(
+        me: NodeId,
+        state: ReplicaState<T>,
+        config: ReplicaConfig,
+    ) -> Self {
         let mut seen = SeenSet::default();
         for (origin, upto) in &state.folded.0 {
             seen.insert_prefix(*origin, *upto);
         }
-        let mut current = state.stable.clone();
+        let mut clock = LamportClock::default();
+        clock.witness(state.lamport);
         let mut log = VecDeque::with_capacity(state.tentative.len());
         let mut tentative = state.tentative;
         tentative.sort_by_key(|(id, _)| *id);
         for (id, op) in tentative {
-            if id.seq == 0 || !seen.insert(id.origin, id.seq) {
+            if id.seq == 0 || state.frontier.is_some_and(|f| id <= f) {
                 continue;
             }
-            if state.frontier.is_some_and(|f| id <= f) {
-                continue;
+            if seen.insert(id.origin, id.seq) {
+                clock.witness(id.lamport);
+                log.push_back(Entry { id, op });
             }
-            current.apply(&op);
-            log.push_back(Entry { id, op });
-        }
-        let mut clock = LamportClock::default();
-        clock.witness(state.lamport);
-        if let Some(last) = log.back() {
-            clock.witness(last.id.lamport);
         }
         let next_seq = seen.max_seq(&me) + 1;
-        Self {
+        let mut replica = Self {
             me,
+            config,
+            checkpoints: VecDeque::new(),
+            since_checkpoint: 0,
+            current: state.stable.clone(),
             stable: state.stable,
             frontier: state.frontier,
             folded: state.folded,
-            current,
             log,
             seen,
             clock,
             next_seq,
             stats: ReplicaStats::default(),
-        }
+        };
+        replica.replay_from(0, |_, _, _| {});
+        replica
     }
 
     /// The node holding this replica.
@@ -219,7 +266,7 @@ impl<T: Replicated> Replica<T> {
         self.seen.insert(id.origin, id.seq);
         self.current.apply(&op);
         on_applied(&self.current, &op, id);
-        self.log.push_back(Entry { id, op });
+        self.push_in_order(Entry { id, op });
         self.stats.applied += 1;
         id
     }
@@ -256,31 +303,85 @@ impl<T: Replicated> Replica<T> {
         if last.is_none_or(|last| id > last) {
             self.current.apply(&op);
             on_applied(&self.current, &op, id);
-            self.log.push_back(Entry { id, op });
+            self.push_in_order(Entry { id, op });
             return Ok(Applied::InOrder);
         }
         let pos = self.log.partition_point(|e| e.id < id);
         if op.is_commutative() {
+            // It commutes with everything: later checkpoints just gain it.
             self.current.apply(&op);
+            for (_, state) in self.checkpoints.iter_mut().filter(|(cp, _)| *cp > id) {
+                state.apply(&op);
+            }
             on_applied(&self.current, &op, id);
             self.log.insert(pos, Entry { id, op });
             return Ok(Applied::Commuted);
         }
         self.log.insert(pos, Entry { id, op });
-        self.current.clone_from(&self.stable);
+        // Checkpoints after the late op are wrong now; roll back to the last
+        // one before it (or to the stable snapshot) and replay from there.
+        let keep = self.checkpoints.partition_point(|(cp, _)| *cp < id);
+        self.checkpoints.truncate(keep);
+        let start = match self.checkpoints.back() {
+            Some((cp, state)) => {
+                self.current.clone_from(state);
+                self.log.partition_point(|e| e.id <= *cp)
+            }
+            None => {
+                self.current.clone_from(&self.stable);
+                0
+            }
+        };
         let mut on_applied = Some(on_applied);
-        for (i, entry) in self.log.iter().enumerate() {
-            self.current.apply(&entry.op);
-            if i == pos {
+        let replayed = self.replay_from(start, |state, entry_op, entry_id| {
+            if entry_id == id {
                 if let Some(f) = on_applied.take() {
-                    f(&self.current, &entry.op, entry.id);
+                    f(state, entry_op, entry_id);
                 }
             }
-        }
-        let replayed = self.log.len();
+        });
         self.stats.rollbacks += 1;
         self.stats.replayed_ops += replayed as u64;
         Ok(Applied::Replayed { replayed })
+    }
+
+    /// Append an op already applied to `current`; checkpoint when due.
+    fn push_in_order(&mut self, entry: Entry<T::Op>) {
+        let id = entry.id;
+        self.log.push_back(entry);
+        self.since_checkpoint += 1;
+        if self.since_checkpoint >= self.config.checkpoint_every {
+            self.checkpoint(id);
+        }
+    }
+
+    fn checkpoint(&mut self, id: OpId) {
+        self.since_checkpoint = 0;
+        if self.config.max_checkpoints == 0 {
+            return;
+        }
+        if self.checkpoints.len() >= self.config.max_checkpoints {
+            self.checkpoints.pop_front();
+        }
+        self.checkpoints.push_back((id, self.current.clone()));
+    }
+
+    /// Apply `log[start..]` to `current` (which holds the state before
+    /// `log[start]`), checkpointing on the way; returns how many ops ran.
+    fn replay_from(&mut self, start: usize, mut each: impl FnMut(&T, &T::Op, OpId)) -> usize {
+        self.since_checkpoint = 0;
+        let every = self.config.checkpoint_every;
+        for i in start..self.log.len() {
+            let entry = &self.log[i];
+            self.current.apply(&entry.op);
+            each(&self.current, &entry.op, entry.id);
+            self.since_checkpoint += 1;
+            if self.since_checkpoint >= every {
+                let id = entry.id;
+                self.checkpoint(id);
+            }
+        }
+        self.log.len() - start
     }
 
     /// Advance the stable frontier to `frontier`: fold every tentative op at
@@ -307,6 +408,8 @@ impl<T: Replicated> Replica<T> {
             let folded = self.folded.0.entry(entry.id.origin).or_insert(0);
             *folded = (*folded).max(entry.id.seq);
         }
+        let stale = self.checkpoints.partition_point(|(cp, _)| *cp <= frontier);
+        self.checkpoints.drain(..stale);
         self.frontier = Some(frontier);
         self.stats.folded += upto as u64;
         upto
