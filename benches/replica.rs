@@ -3,11 +3,16 @@
 //! `cargo bench --bench replica` prints, per op:
 //! * `apply/in_order`: a remote op that sorts after everything (the fast
 //!   path), with trivial user code;
-//! * `apply/replay/N`: a late op that forces a rollback and the replay of N
-//!   tentative ops;
+//! * `apply/replay/N`: a late op that sorts before all N tentative ops: a
+//!   rollback to the stable snapshot and the replay of all N;
+//! * `apply/replay_last_10/N`: a late op that sorts before the last ten of N
+//!   tentative ops: a rollback to the nearest checkpoint;
 //! * `apply/commutative_late/N`: a late commutative op beside N tentative ops
 //!   (no replay);
 //! * `codec/*`: CBOR encode and decode of an op frame with a 64-byte argument.
+
+// criterion_group! generates undocumented public functions.
+#![allow(missing_docs)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -25,7 +30,11 @@ const A: NodeId = NodeId::from_u64(1);
 const B: NodeId = NodeId::from_u64(2);
 
 fn id(lamport: u64, origin: NodeId, seq: u64) -> OpId {
-    OpId { lamport, origin, seq }
+    OpId {
+        lamport,
+        origin,
+        seq,
+    }
 }
 
 /// A replica holding `n` tentative ops from `A` at Lamport times 2, 3, ...
@@ -64,6 +73,19 @@ fn apply(c: &mut Criterion) {
                 BatchSize::LargeInput,
             );
         });
+        g.bench_function(format!("replay_last_10/{n}"), |b| {
+            b.iter_batched(
+                || base.clone(),
+                |mut r| {
+                    // Sorts before the last ten ops only: a checkpoint bounds
+                    // the replay.
+                    let outcome = r.apply(id(n - 8, B, 1), DocOp::Mark(1), |_, _, _| {});
+                    black_box(outcome).expect("late op applies");
+                    r
+                },
+                BatchSize::LargeInput,
+            );
+        });
         g.bench_function(format!("commutative_late/{n}"), |b| {
             b.iter_batched(
                 || base.clone(),
@@ -89,7 +111,10 @@ fn codec(c: &mut Criterion) {
         payload: encode_value(&op, "op").expect("op encodes"),
     });
     let bytes = frame.encode(DEFAULT_MAX_FRAME).expect("frame encodes");
-    println!("op frame with a 64-byte argument: {} bytes on the wire", bytes.len());
+    println!(
+        "op frame with a 64-byte argument: {} bytes on the wire",
+        bytes.len()
+    );
     g.bench_function("op_payload_encode_decode", |b| {
         b.iter(|| {
             let payload = encode_value(black_box(&op), "op").expect("op encodes");
@@ -99,7 +124,11 @@ fn codec(c: &mut Criterion) {
         });
     });
     g.bench_function("frame_encode", |b| {
-        b.iter(|| black_box(&frame).encode(DEFAULT_MAX_FRAME).expect("frame encodes"));
+        b.iter(|| {
+            black_box(&frame)
+                .encode(DEFAULT_MAX_FRAME)
+                .expect("frame encodes")
+        });
     });
     g.bench_function("frame_decode", |b| {
         b.iter(|| Message::decode(black_box(&bytes), DEFAULT_MAX_FRAME).expect("frame decodes"));

@@ -41,7 +41,11 @@ impl Frog {
 
     /// A local method: never leaves this peer.
     pub fn summary(&self) -> String {
-        format!("{} croaks, last by {}", self.croaks, self.last.as_deref().unwrap_or("nobody"))
+        format!(
+            "{} croaks, last by {}",
+            self.croaks,
+            self.last.as_deref().unwrap_or("nobody")
+        )
     }
 }
 
@@ -60,7 +64,10 @@ struct PrintingFrog;
 impl FrogObserver for PrintingFrog {
     fn croak(&mut self, frog: &Frog, by: &String, delivery: &Delivery) {
         let whose = if delivery.local { "my" } else { "a remote" };
-        println!("[angus] kermit: *croak* ({whose} croak by {by}, #{})", frog.croaks);
+        println!(
+            "[angus] kermit: *croak* ({whose} croak by {by}, #{})",
+            frog.croaks
+        );
     }
 }
 
@@ -111,7 +118,11 @@ async fn main() -> anyhow::Result<()> {
     alecs.observe(CountingFrog(counted.clone()));
 
     // Everyone croaks at once.
-    let peers = [("alec", alecs.clone()), ("amy", amys.clone()), ("angus", anguss.clone())];
+    let peers = [
+        ("alec", alecs.clone()),
+        ("amy", amys.clone()),
+        ("angus", anguss.clone()),
+    ];
     let mut tasks = Vec::new();
     for (name, leaf) in peers.clone() {
         tasks.push(tokio::spawn(async move {
@@ -128,17 +139,30 @@ async fn main() -> anyhow::Result<()> {
 
     let total = croaks * 3;
     for (name, leaf) in &peers {
-        tokio::time::timeout(Duration::from_secs(10), leaf.wait_until(|f| f.croaks == total))
-            .await
-            .with_context(|| format!("{name}'s kermit did not hear all {total} croaks"))?;
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            leaf.wait_until(|f| f.croaks == total),
+        )
+        .await
+        .with_context(|| format!("{name}'s kermit did not hear all {total} croaks"))?;
     }
 
     println!();
-    let states: Vec<Frog> = peers.iter().map(|(_, leaf)| leaf.read(Frog::clone)).collect();
+    let states: Vec<Frog> = peers
+        .iter()
+        .map(|(_, leaf)| leaf.read(Frog::clone))
+        .collect();
     for ((name, leaf), state) in peers.iter().zip(&states) {
-        println!("{name:>5}: {} | order: {}", leaf.read(Frog::summary), state.chorus.join(" "));
+        println!(
+            "{name:>5}: {} | order: {}",
+            leaf.read(Frog::summary),
+            state.chorus.join(" ")
+        );
     }
-    println!("alec's counter heard {} croaks", counted.load(Ordering::Relaxed));
+    println!(
+        "alec's counter heard {} croaks",
+        counted.load(Ordering::Relaxed)
+    );
     if states.windows(2).any(|w| w[0] != w[1]) {
         bail!("the three copies of kermit differ");
     }

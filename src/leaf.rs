@@ -30,13 +30,18 @@ pub struct Leaf<T: Replicated> {
 
 impl<T: Replicated> Clone for Leaf<T> {
     fn clone(&self) -> Self {
-        Self { node: self.node.clone(), cell: self.cell.clone() }
+        Self {
+            node: self.node.clone(),
+            cell: self.cell.clone(),
+        }
     }
 }
 
 impl<T: Replicated> fmt::Debug for Leaf<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Leaf").field("object", &self.cell.key).finish_non_exhaustive()
+        f.debug_struct("Leaf")
+            .field("object", &self.cell.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -62,10 +67,12 @@ impl<T: Replicated> Leaf<T> {
 
     /// Read the local copy: every op this node has seen, applied in order.
     ///
-    /// Do not call `read` or shout on the same object from inside `f`, or
-    /// from an observer: the copy is locked while they run.
+    /// The copy is locked while `f` runs, and while observers run: do not
+    /// shout on the same object from inside `f`. Observers receive the state
+    /// as an argument; calling `read` (or shouting on the object) from inside
+    /// one panics with an explanation instead of deadlocking.
     pub fn read<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(self.cell.state.read().state())
+        f(self.replica("Leaf::read").state())
     }
 
     /// Read the stable snapshot: only ops that can never be rolled back.
@@ -94,7 +101,10 @@ impl<T: Replicated> Leaf<T> {
     /// resolves with the op's id once the op is accepted locally; it fails,
     /// and nothing is applied anywhere, if the op does not fit in a frame or
     /// the node was shut down.
-    pub fn shout(&self, op: T::Op) -> impl Future<Output = Result<OpId, ShoutError>> + Send + 'static {
+    pub fn shout(
+        &self,
+        op: T::Op,
+    ) -> impl Future<Output = Result<OpId, ShoutError>> + Send + 'static {
         let result = self.shout_now(op);
         async move { result }
     }
@@ -112,7 +122,11 @@ impl<T: Replicated> Leaf<T> {
             return Err(ShoutError::Stopped);
         }
         Ok(self.cell.shout(op, |id| {
-            self.node.relay_local(OpFrame { object: key.clone(), id, payload });
+            self.node.relay_local(OpFrame {
+                object: key.clone(),
+                id,
+                payload,
+            });
             id
         }))
     }

@@ -61,7 +61,9 @@ impl NodeConfig {
             )));
         }
         if self.open_timeout.is_zero() || self.handshake_timeout.is_zero() {
-            return Err(StartError::Config("timeouts must be greater than zero".into()));
+            return Err(StartError::Config(
+                "timeouts must be greater than zero".into(),
+            ));
         }
         Ok(())
     }
@@ -105,10 +107,18 @@ impl NodeBuilder {
     pub async fn start(self) -> Result<Node, StartError> {
         self.config.validate()?;
         let transport = self.transport.ok_or(StartError::NoTransport)?;
-        let id = self.node_id.unwrap_or_else(|| NodeId::from_bytes(rand::random()));
-        let repeater_config =
-            RepeaterConfig { fetch_timeout: self.config.open_timeout, ..RepeaterConfig::default() };
-        let args = RepeaterArgs { me: id, config: repeater_config, max_frame: self.config.max_frame };
+        let id = self
+            .node_id
+            .unwrap_or_else(|| NodeId::from_bytes(rand::random()));
+        let repeater_config = RepeaterConfig {
+            fetch_timeout: self.config.open_timeout,
+            ..RepeaterConfig::default()
+        };
+        let args = RepeaterArgs {
+            me: id,
+            config: repeater_config,
+            max_frame: self.config.max_frame,
+        };
         let (actor, _handle) = Actor::spawn(None, RepeaterActor, args)
             .await
             .map_err(|e| StartError::Actor(e.to_string()))?;
@@ -207,9 +217,11 @@ impl Node {
         let attempted = std::any::type_name::<T>();
         match registry.get(T::TYPE_TAG) {
             Some((id, _)) if *id == TypeId::of::<T>() => Ok(()),
-            Some((_, registered)) => {
-                Err(RegisterError::TagConflict { tag: T::TYPE_TAG, registered, attempted })
-            }
+            Some((_, registered)) => Err(RegisterError::TagConflict {
+                tag: T::TYPE_TAG,
+                registered,
+                attempted,
+            }),
             None => {
                 registry.insert(T::TYPE_TAG, (TypeId::of::<T>(), attempted));
                 Ok(())
@@ -222,7 +234,11 @@ impl Node {
     /// Other nodes get it with [`open`](Self::open). Creating the same name
     /// on two nodes makes two objects that merge their ops: both start from
     /// their own `initial`, so give them the same one.
-    pub async fn create<T: Replicated>(&self, name: &str, initial: T) -> Result<Leaf<T>, CreateError> {
+    pub async fn create<T: Replicated>(
+        &self,
+        name: &str,
+        initial: T,
+    ) -> Result<Leaf<T>, CreateError> {
         self.register::<T>()?;
         check_name(name).map_err(CreateError::InvalidName)?;
         if self.is_stopped() {
@@ -262,7 +278,9 @@ impl Node {
         let build_key = key.clone();
         let build: crate::net::actor::OpenBuilder = Box::new(move |frame| {
             let replica = replica_from_frame::<T>(me, frame)?;
-            let Some(inner) = objects.upgrade() else { return Ok(None) };
+            let Some(inner) = objects.upgrade() else {
+                return Ok(None);
+            };
             let cell = ObjectCell::new(build_key.clone(), replica);
             let hosted = match inner.objects.entry(build_key) {
                 dashmap::Entry::Occupied(_) => None,
@@ -276,10 +294,16 @@ impl Node {
         let (reply, answer) = oneshot::channel();
         self.inner
             .actor
-            .cast(RepeaterMsg::Open { object: key.clone(), build, reply })
+            .cast(RepeaterMsg::Open {
+                object: key.clone(),
+                build,
+                reply,
+            })
             .map_err(|_| OpenError::Stopped)?;
         answer.await.map_err(|_| OpenError::Stopped)??;
-        self.local_cell::<T>(&key).map(|cell| Leaf::new(self.clone(), cell)).ok_or(OpenError::Stopped)
+        self.local_cell::<T>(&key)
+            .map(|cell| Leaf::new(self.clone(), cell))
+            .ok_or(OpenError::Stopped)
     }
 
     /// Link this node's repeater to the node at `addr`: from now on ops flow
@@ -336,13 +360,19 @@ impl Node {
     /// its inbound frames until it closes.
     async fn attach(&self, mut conn: Connection) -> Result<NodeId, LinkError> {
         let max_frame = self.inner.config.max_frame;
-        let peer =
-            handshake(&mut conn, self.inner.id, max_frame, self.inner.config.handshake_timeout)
-                .await?;
+        let peer = handshake(
+            &mut conn,
+            self.inner.id,
+            max_frame,
+            self.inner.config.handshake_timeout,
+        )
+        .await?;
         let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
         let actor = self.inner.actor.clone();
         let Connection { tx, mut rx } = conn;
-        actor.cast(RepeaterMsg::LinkUp { link, peer, tx }).map_err(|_| LinkError::Stopped)?;
+        actor
+            .cast(RepeaterMsg::LinkUp { link, peer, tx })
+            .map_err(|_| LinkError::Stopped)?;
         tokio::spawn(async move {
             while let Some(frame) = rx.recv().await {
                 match Message::decode(&frame, max_frame) {

@@ -35,7 +35,9 @@ pub(crate) struct ObjectCell<T: Replicated> {
 
 impl<T: Replicated> fmt::Debug for ObjectCell<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ObjectCell").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("ObjectCell")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -128,8 +130,9 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
-        let applied =
-            deliver_frame(&mut replica, frame, |state, op, id| cell.notify(state, op, id, me))?;
+        let applied = deliver_frame(&mut replica, frame, |state, op, id| {
+            cell.notify(state, op, id, me)
+        })?;
         drop(replica);
         if applied != Applied::Duplicate {
             self.0.applied.send_modify(|n| *n += 1);

@@ -100,7 +100,10 @@ impl World {
                 delivered: BTreeSet::new(),
             })
             .collect();
-        Self { sites, all_ops: Vec::new() }
+        Self {
+            sites,
+            all_ops: Vec::new(),
+        }
     }
 
     fn deliver(&mut self, r: usize, k: usize) {
@@ -111,14 +114,23 @@ impl World {
             .apply(id, op, |_, _, id| fired.push(id))
             .expect("a safe stability schedule never refuses an op");
         let first = site.delivered.insert(k);
-        assert_eq!(outcome == Applied::Duplicate, !first, "duplicate detection for op {id}");
+        assert_eq!(
+            outcome == Applied::Duplicate,
+            !first,
+            "duplicate detection for op {id}"
+        );
     }
 
     /// The highest Lamport time at which object `o` can be stable at
     /// replica `r`: no op at or below it may still arrive there.
     fn safe_lamport(&self, r: usize, o: usize) -> u64 {
         // A future op is made after its origin's clock: above every clock.
-        let mut bound = self.sites.iter().map(|s| s.replicas[o].lamport()).min().unwrap_or(0);
+        let mut bound = self
+            .sites
+            .iter()
+            .map(|s| s.replicas[o].lamport())
+            .min()
+            .unwrap_or(0);
         for (k, (obj, id, _)) in self.all_ops.iter().enumerate() {
             if *obj == o && !self.sites[r].delivered.contains(&k) {
                 bound = bound.min(id.lamport - 1);
@@ -128,7 +140,11 @@ impl World {
     }
 
     fn stabilize(&mut self, r: usize, o: usize, lamport: u64) {
-        let frontier = OpId { lamport, origin: NodeId::from_bytes([0xff; 32]), seq: u64::MAX };
+        let frontier = OpId {
+            lamport,
+            origin: NodeId::from_bytes([0xff; 32]),
+            seq: u64::MAX,
+        };
         let site = &mut self.sites[r];
         let stable_fired = &mut site.stable_fired[o];
         site.replicas[o].advance_stable(frontier, |_, _, id| stable_fired.push(id));
@@ -155,7 +171,9 @@ fn run((replicas, objects, actions, shuffle_seed, config): Scenario) {
                 }
             }
             Action::Stabilize { r, o, pick } => {
-                let current = world.sites[r].replicas[o].frontier().map_or(0, |f| f.lamport);
+                let current = world.sites[r].replicas[o]
+                    .frontier()
+                    .map_or(0, |f| f.lamport);
                 let safe = world.safe_lamport(r, o);
                 if safe > current {
                     world.stabilize(r, o, current + 1 + pick % (safe - current));
@@ -194,14 +212,25 @@ fn run((replicas, objects, actions, shuffle_seed, config): Scenario) {
         let ids: BTreeSet<OpId> = ops.iter().map(|(id, _)| *id).collect();
         for (r, site) in world.sites.iter().enumerate() {
             let replica = &site.replicas[o];
-            assert_eq!(encode(replica.state()), expected_bytes, "replica {r} object {o}");
+            assert_eq!(
+                encode(replica.state()),
+                expected_bytes,
+                "replica {r} object {o}"
+            );
             let fired: BTreeMap<OpId, usize> =
                 site.fired[o].iter().fold(BTreeMap::new(), |mut m, id| {
                     *m.entry(*id).or_default() += 1;
                     m
                 });
-            assert!(fired.values().all(|n| *n == 1), "replica {r}: an observer fired twice");
-            assert_eq!(fired.keys().copied().collect::<BTreeSet<_>>(), ids, "replica {r}");
+            assert!(
+                fired.values().all(|n| *n == 1),
+                "replica {r}: an observer fired twice"
+            );
+            assert_eq!(
+                fired.keys().copied().collect::<BTreeSet<_>>(),
+                ids,
+                "replica {r}"
+            );
         }
         // Everything is delivered everywhere: fold it all, stable must agree.
         let top = ops.iter().map(|(id, _)| id.lamport).max().unwrap_or(0);
@@ -209,9 +238,17 @@ fn run((replicas, objects, actions, shuffle_seed, config): Scenario) {
             world.stabilize(r, o, top);
             let site = &world.sites[r];
             assert_eq!(site.replicas[o].tentative_len(), 0);
-            assert_eq!(encode(site.replicas[o].stable_state()), expected_bytes, "stable {r}");
+            assert_eq!(
+                encode(site.replicas[o].stable_state()),
+                expected_bytes,
+                "stable {r}"
+            );
             let stable: BTreeSet<OpId> = site.stable_fired[o].iter().copied().collect();
-            assert_eq!(stable.len(), site.stable_fired[o].len(), "on_stable fired twice");
+            assert_eq!(
+                stable.len(),
+                site.stable_fired[o].len(),
+                "on_stable fired twice"
+            );
             assert_eq!(stable, ids, "on_stable fires once per op");
         }
     }
@@ -224,9 +261,16 @@ fn encode(doc: &Doc) -> Vec<u8> {
 }
 
 fn config() -> Config {
-    let cases = std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(1000);
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1000);
     let seed = plexus::sim::seed_from_env();
-    Config { cases, rng_seed: RngSeed::Fixed(seed), ..Config::default() }
+    Config {
+        cases,
+        rng_seed: RngSeed::Fixed(seed),
+        ..Config::default()
+    }
 }
 
 proptest! {
@@ -245,7 +289,11 @@ fn late_joiner_built_from_an_export_converges() {
     let mut ra = Replica::new(a, Doc::default());
     let mut ops = Vec::new();
     for i in 0..50u8 {
-        let op = if i % 3 == 0 { DocOp::Mark(i) } else { DocOp::Push(i.to_string()) };
+        let op = if i % 3 == 0 {
+            DocOp::Mark(i)
+        } else {
+            DocOp::Push(i.to_string())
+        };
         let id = ra.shout(op.clone(), |_, _, _| {});
         ops.push((id, op));
     }
@@ -256,5 +304,7 @@ fn late_joiner_built_from_an_export_converges() {
     // The joiner's own ops continue the order, and a stale op is refused.
     let id = rb.shout(DocOp::Pop, |_, _, _| {});
     assert!(id > ops[49].0);
-    assert!(rb.apply(ops[3].0, ops[3].1.clone(), |_, _, _| {}).is_ok_and(|a| a == Applied::Duplicate));
+    assert!(rb
+        .apply(ops[3].0, ops[3].1.clone(), |_, _, _| {})
+        .is_ok_and(|a| a == Applied::Duplicate));
 }

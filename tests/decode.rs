@@ -17,20 +17,36 @@ use common::{Doc, DocOp};
 
 fn valid_frames() -> Vec<Vec<u8>> {
     let object = ObjectKey::new("test.Doc", "d");
-    let id = OpId { lamport: 9, origin: NodeId::from_u64(4), seq: 3 };
+    let id = OpId {
+        lamport: 9,
+        origin: NodeId::from_u64(4),
+        seq: 3,
+    };
     let payload = encode_value(&DocOp::Push("hello".into()), "op").expect("encodes");
     let state = StateFrame {
         object: object.clone(),
         stable: encode_value(&Doc::default(), "state").expect("encodes"),
         frontier: Some(id),
         folded: VersionVector::default(),
-        tentative: vec![TentativeOp { id, payload: payload.clone() }],
+        tentative: vec![TentativeOp {
+            id,
+            payload: payload.clone(),
+        }],
         lamport: 9,
     };
-    let fetch = FetchId { requester: NodeId::from_u64(2), n: 1 };
+    let fetch = FetchId {
+        requester: NodeId::from_u64(2),
+        n: 1,
+    };
     [
-        Message::Hello { node: NodeId::from_u64(1) },
-        Message::Op(OpFrame { object: object.clone(), id, payload }),
+        Message::Hello {
+            node: NodeId::from_u64(1),
+        },
+        Message::Op(OpFrame {
+            object: object.clone(),
+            id,
+            payload,
+        }),
         Message::Fetch { fetch, object },
         Message::State { fetch, state },
     ]
@@ -41,7 +57,9 @@ fn valid_frames() -> Vec<Vec<u8>> {
 
 /// Decode as every layer would: the frame, then the op or the state inside.
 fn decode_all_layers(frame: &[u8]) {
-    let Ok(msg) = Message::decode(frame, DEFAULT_MAX_FRAME) else { return };
+    let Ok(msg) = Message::decode(frame, DEFAULT_MAX_FRAME) else {
+        return;
+    };
     let me = NodeId::from_u64(99);
     match msg {
         Message::Op(op) => {

@@ -85,14 +85,23 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn nodes(hub: &MemoryHub, n: usize) -> Vec<Node> {
     let mut out = Vec::new();
     for _ in 0..n {
-        out.push(Node::builder().transport(Transport::memory(hub)).start().await.expect("starts"));
+        out.push(
+            Node::builder()
+                .transport(Transport::memory(hub))
+                .start()
+                .await
+                .expect("starts"),
+        );
     }
     out
 }
 
 /// Node 0 creates the board, the others open it; each gets a recorder.
 async fn boards(nodes: &[Node]) -> (Vec<Leaf<Board>>, Vec<Arc<Mutex<Vec<OpId>>>>) {
-    let mut leaves = vec![nodes[0].create("board", Board::default()).await.expect("created")];
+    let mut leaves = vec![nodes[0]
+        .create("board", Board::default())
+        .await
+        .expect("created")];
     for node in &nodes[1..] {
         leaves.push(node.open("board").await.expect("opened"));
     }
@@ -144,7 +153,10 @@ async fn concurrent_shouts_converge(leaves: &[Leaf<Board>], heard: &[Arc<Mutex<V
     for (i, log) in heard.iter().enumerate() {
         let mut got = log.lock().expect("not poisoned").clone();
         got.sort();
-        assert_eq!(got, all, "node {i}'s observer must hear every op exactly once");
+        assert_eq!(
+            got, all,
+            "node {i}'s observer must hear every op exactly once"
+        );
     }
 }
 
@@ -185,14 +197,21 @@ async fn late_joiner_after_100_shouts() {
     let hub = MemoryHub::new();
     let n = nodes(&hub, 3).await;
     n[0].link(n[1].local_addr()).await.expect("linked");
-    let a = n[0].create("board", Board::default()).await.expect("created");
+    let a = n[0]
+        .create("board", Board::default())
+        .await
+        .expect("created");
     let b: Leaf<Board> = n[1].open("board").await.expect("opened");
     for i in 0..100u32 {
         let leaf = if i % 2 == 0 { &a } else { &b };
-        leaf.shout_write(format!("w{}", i % 2), i).await.expect("accepted");
+        leaf.shout_write(format!("w{}", i % 2), i)
+            .await
+            .expect("accepted");
     }
     for leaf in [&a, &b] {
-        tokio::time::timeout(WAIT, leaf.wait_until(|x| x.log.len() == 100)).await.expect("all 100");
+        tokio::time::timeout(WAIT, leaf.wait_until(|x| x.log.len() == 100))
+            .await
+            .expect("all 100");
     }
     // The third node links to the second and joins late.
     n[2].link(n[1].local_addr()).await.expect("linked");
@@ -201,7 +220,9 @@ async fn late_joiner_after_100_shouts() {
     // And it takes part from now on.
     c.shout_write("late".into(), 0).await.expect("accepted");
     for leaf in [&a, &b, &c] {
-        tokio::time::timeout(WAIT, leaf.wait_until(|x| x.log.len() == 101)).await.expect("101");
+        tokio::time::timeout(WAIT, leaf.wait_until(|x| x.log.len() == 101))
+            .await
+            .expect("101");
     }
     assert_eq!(c.read(Board::clone), a.read(Board::clone));
     assert_eq!(b.read(Board::clone), a.read(Board::clone));
@@ -213,14 +234,24 @@ async fn two_types_with_one_tag_fail_at_registration_naming_both() {
     let node = &nodes(&hub, 1).await[0];
     node.register::<Board>().expect("first registration");
     node.register::<Board>().expect("registering again is fine");
-    let err = node.register::<Impostor>().expect_err("a second type under one tag");
-    let RegisterError::TagConflict { tag, registered, attempted } = err.clone() else {
+    let err = node
+        .register::<Impostor>()
+        .expect_err("a second type under one tag");
+    let RegisterError::TagConflict {
+        tag,
+        registered,
+        attempted,
+    } = err.clone()
+    else {
         panic!("unexpected error {err:?}");
     };
     assert_eq!(tag, "test.Board");
     assert!(registered.ends_with("Board") && attempted.ends_with("Impostor"));
     let message = err.to_string();
-    assert!(message.contains("nodes::Board") && message.contains("nodes::Impostor"), "{message}");
+    assert!(
+        message.contains("nodes::Board") && message.contains("nodes::Impostor"),
+        "{message}"
+    );
     assert!(matches!(
         node.create("x", Impostor::default()).await,
         Err(CreateError::Register(RegisterError::TagConflict { .. }))
@@ -232,11 +263,21 @@ async fn creating_twice_fails_and_open_returns_the_local_copy() {
     let hub = MemoryHub::new();
     let node = &nodes(&hub, 1).await[0];
     let a = node.create("b", Board::default()).await.expect("created");
-    assert!(matches!(node.create("b", Board::default()).await, Err(CreateError::Exists(_))));
+    assert!(matches!(
+        node.create("b", Board::default()).await,
+        Err(CreateError::Exists(_))
+    ));
     let again: Leaf<Board> = node.open("b").await.expect("local open");
     a.shout_hit(2).await.expect("accepted");
-    assert_eq!(again.read(|b| b.hits), 2, "local shouts apply before the future resolves");
-    assert!(matches!(node.create("", Board::default()).await, Err(CreateError::InvalidName(_))));
+    assert_eq!(
+        again.read(|b| b.hits),
+        2,
+        "local shouts apply before the future resolves"
+    );
+    assert!(matches!(
+        node.create("", Board::default()).await,
+        Err(CreateError::InvalidName(_))
+    ));
 }
 
 #[tokio::test]
@@ -246,8 +287,15 @@ async fn opening_what_nobody_holds_is_a_typed_error() {
     let err = n[0].open::<Board>("ghost").await.expect_err("no links");
     assert!(matches!(err, OpenError::NotFound { .. }), "{err:?}");
 
-    let config = NodeConfig { open_timeout: Duration::from_millis(200), ..NodeConfig::default() };
-    let a = Node::builder().transport(Transport::memory(&hub)).config(config).start().await;
+    let config = NodeConfig {
+        open_timeout: Duration::from_millis(200),
+        ..NodeConfig::default()
+    };
+    let a = Node::builder()
+        .transport(Transport::memory(&hub))
+        .config(config)
+        .start()
+        .await;
     let a = a.expect("starts");
     a.link(n[0].local_addr()).await.expect("linked");
     let err = a.open::<Board>("ghost").await.expect_err("nobody holds it");
@@ -264,23 +312,46 @@ async fn oversize_shouts_fail_at_the_caller_and_change_nothing() {
         .await
         .expect("starts");
     let board = node.create("b", Board::default()).await.expect("created");
-    let err = board.shout_blob(vec![7; 8192]).await.expect_err("over the frame limit");
-    assert!(matches!(err, ShoutError::TooLarge { max: 4096, .. }), "{err:?}");
-    assert_eq!(board.read(Board::clone), Board::default(), "nothing was applied");
-    board.shout_blob(vec![7; 1024]).await.expect("a blob that fits");
+    let err = board
+        .shout_blob(vec![7; 8192])
+        .await
+        .expect_err("over the frame limit");
+    assert!(
+        matches!(err, ShoutError::TooLarge { max: 4096, .. }),
+        "{err:?}"
+    );
+    assert_eq!(
+        board.read(Board::clone),
+        Board::default(),
+        "nothing was applied"
+    );
+    board
+        .shout_blob(vec![7; 1024])
+        .await
+        .expect("a blob that fits");
 }
 
 #[tokio::test]
 async fn links_are_checked() {
     let hub = MemoryHub::new();
     let n = nodes(&hub, 2).await;
-    assert!(matches!(n[0].link(n[0].local_addr()).await, Err(LinkError::SelfLink)));
+    assert!(matches!(
+        n[0].link(n[0].local_addr()).await,
+        Err(LinkError::SelfLink)
+    ));
     let peer = n[0].link(n[1].local_addr()).await.expect("linked");
     assert_eq!(peer, n[1].id());
     let gone = n[1].local_addr();
     n[1].shutdown();
-    assert!(matches!(n[0].link(gone).await, Err(LinkError::Unreachable(_))));
-    let bad = Node::builder().transport(Transport::memory(&hub)).max_frame(10).start().await;
+    assert!(matches!(
+        n[0].link(gone).await,
+        Err(LinkError::Unreachable(_))
+    ));
+    let bad = Node::builder()
+        .transport(Transport::memory(&hub))
+        .max_frame(10)
+        .start()
+        .await;
     assert!(bad.is_err(), "a 10-byte frame limit is refused");
 }
 
@@ -308,7 +379,13 @@ async fn a_faulty_observer_does_not_stop_replication() {
         a.shout_hit(1).await.expect("accepted");
     }
     a.shout_write("after".into(), 1).await.expect("accepted");
-    tokio::time::timeout(WAIT, b.wait_until(|x| x.ops == 4)).await.expect("all four arrive");
+    tokio::time::timeout(WAIT, b.wait_until(|x| x.ops == 4))
+        .await
+        .expect("all four arrive");
     assert_eq!(b.read(|x| x.hits), 3);
-    assert_eq!(*calls.lock().expect("not poisoned"), 6, "both observers ran for each hit");
+    assert_eq!(
+        *calls.lock().expect("not poisoned"),
+        6,
+        "both observers ran for each hit"
+    );
 }

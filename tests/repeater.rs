@@ -13,7 +13,10 @@ use rand::Rng;
 use common::{reference, Doc, DocOp};
 
 fn harness(n: usize) -> Harness<Doc> {
-    let config = HarnessConfig { duplicate: 0.05, ..HarnessConfig::default() };
+    let config = HarnessConfig {
+        duplicate: 0.05,
+        ..HarnessConfig::default()
+    };
     Harness::from_env(n, config)
 }
 
@@ -70,10 +73,24 @@ fn assert_converged(h: &Harness<Doc>, name: &str, ops: Vec<(OpId, DocOp)>) {
     for i in 0..h.len() {
         let host = h.host_of(i, name).expect("every node holds the object");
         let host = host.lock();
-        assert_eq!(host.replica.state(), &expected, "node {i} (seed {})", h.seed());
+        assert_eq!(
+            host.replica.state(),
+            &expected,
+            "node {i} (seed {})",
+            h.seed()
+        );
         let fired: BTreeSet<OpId> = host.fired.iter().copied().collect();
-        assert_eq!(host.fired.len(), fired.len(), "node {i}: an observer fired twice");
-        assert_eq!(fired, ids, "node {i}: every op fires once (seed {})", h.seed());
+        assert_eq!(
+            host.fired.len(),
+            fired.len(),
+            "node {i}: an observer fired twice"
+        );
+        assert_eq!(
+            fired,
+            ids,
+            "node {i}: every op fires once (seed {})",
+            h.seed()
+        );
     }
 }
 

@@ -36,12 +36,28 @@ pub struct LinkInfo {
 
 /// The actor's mailbox.
 pub(crate) enum RepeaterMsg {
-    LinkUp { link: LinkId, peer: NodeId, tx: mpsc::UnboundedSender<Vec<u8>> },
-    LinkDown { link: LinkId },
-    Inbound { link: LinkId, msg: Message },
+    LinkUp {
+        link: LinkId,
+        peer: NodeId,
+        tx: mpsc::UnboundedSender<Vec<u8>>,
+    },
+    LinkDown {
+        link: LinkId,
+    },
+    Inbound {
+        link: LinkId,
+        msg: Message,
+    },
     LocalOp(OpFrame),
-    Host { object: ObjectKey, host: Box<dyn Host> },
-    Open { object: ObjectKey, build: OpenBuilder, reply: oneshot::Sender<Result<(), OpenError>> },
+    Host {
+        object: ObjectKey,
+        host: Box<dyn Host>,
+    },
+    Open {
+        object: ObjectKey,
+        build: OpenBuilder,
+        reply: oneshot::Sender<Result<(), OpenError>>,
+    },
     Links(oneshot::Sender<Vec<LinkInfo>>),
     Tick,
 }
@@ -128,14 +144,31 @@ impl Actor for RepeaterActor {
             }
             RepeaterMsg::LocalOp(frame) => state.proto.handle_local_op(frame),
             RepeaterMsg::Host { object, host } => state.proto.host(object, host),
-            RepeaterMsg::Open { object, build, reply } => {
+            RepeaterMsg::Open {
+                object,
+                build,
+                reply,
+            } => {
                 let fetch = state.proto.open(now, object.clone());
-                state.opens.insert(fetch, PendingOpen { object, build, reply, started: Instant::now() });
+                state.opens.insert(
+                    fetch,
+                    PendingOpen {
+                        object,
+                        build,
+                        reply,
+                        started: Instant::now(),
+                    },
+                );
             }
             RepeaterMsg::Links(reply) => {
                 let mut links: Vec<_> = state.links.iter().collect();
                 links.sort_by_key(|(id, _)| **id);
-                let _ = reply.send(links.into_iter().map(|(_, l)| LinkInfo { peer: l.peer }).collect());
+                let _ = reply.send(
+                    links
+                        .into_iter()
+                        .map(|(_, l)| LinkInfo { peer: l.peer })
+                        .collect(),
+                );
             }
             RepeaterMsg::Tick => {
                 state.timer_at = None;
@@ -157,11 +190,15 @@ fn drain(state: &mut RepeaterState) {
             OutEvent::Delivered { op, applied } => {
                 tracing::trace!(object = %op.object, op = %op.id, ?applied, "delivered");
             }
-            OutEvent::Rejected { from, error } => {
+            OutEvent::Rejected { from, op, error } => {
                 let peer = state.links.get(&from).map(|l| l.peer.to_string());
-                tracing::warn!(?from, ?peer, %error, "refused an op from a peer");
+                let op = op.map(|o| o.to_string());
+                tracing::warn!(?from, ?peer, ?op, %error, "refused a peer's request");
             }
-            OutEvent::Opened { fetch, state: frame } => {
+            OutEvent::Opened {
+                fetch,
+                state: frame,
+            } => {
                 let Some(open) = state.opens.remove(&fetch) else {
                     state.proto.abandon(fetch);
                     continue;
@@ -177,7 +214,10 @@ fn drain(state: &mut RepeaterState) {
                     }
                     Err(source) => {
                         state.proto.abandon(fetch);
-                        let _ = open.reply.send(Err(OpenError::Decode { object: open.object, source }));
+                        let _ = open.reply.send(Err(OpenError::Decode {
+                            object: open.object,
+                            source,
+                        }));
                     }
                 }
             }
@@ -216,7 +256,9 @@ fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
 /// Ask for a `Tick` at the state machine's next deadline, unless one is
 /// already due sooner.
 fn schedule_timer(myself: &ActorRef<RepeaterMsg>, state: &mut RepeaterState) {
-    let Some(next) = state.proto.poll_timeout() else { return };
+    let Some(next) = state.proto.poll_timeout() else {
+        return;
+    };
     if state.timer_at.is_some_and(|at| at <= next) {
         return;
     }

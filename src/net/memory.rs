@@ -36,7 +36,9 @@ struct HubInner {
 
 impl fmt::Debug for MemoryHub {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MemoryHub").field("listeners", &self.inner.listeners.len()).finish()
+        f.debug_struct("MemoryHub")
+            .field("listeners", &self.inner.listeners.len())
+            .finish()
     }
 }
 
@@ -64,7 +66,9 @@ impl MemoryHub {
         let listener = self.inner.listeners.get(&addr)?;
         let (a_tx, a_rx) = mpsc::unbounded_channel();
         let (b_tx, b_rx) = mpsc::unbounded_channel();
-        listener.send(MemoryConnection { tx: b_tx, rx: a_rx }).ok()?;
+        listener
+            .send(MemoryConnection { tx: b_tx, rx: a_rx })
+            .ok()?;
         Some(MemoryConnection { tx: a_tx, rx: b_rx })
     }
 }

@@ -35,7 +35,9 @@ enum TransportKind {
 impl Transport {
     /// The in-memory transport over `hub`.
     pub fn memory(hub: &MemoryHub) -> Self {
-        Self { kind: TransportKind::Memory(hub.clone()) }
+        Self {
+            kind: TransportKind::Memory(hub.clone()),
+        }
     }
 
     pub(crate) fn bind(&self) -> (PeerAddr, Listener) {
@@ -55,9 +57,9 @@ impl Transport {
 
     pub(crate) fn connect(&self, addr: &PeerAddr) -> Result<Connection, LinkError> {
         match (&self.kind, addr) {
-            (TransportKind::Memory(hub), PeerAddr::Memory(a)) => {
-                hub.connect(*a).ok_or_else(|| LinkError::Unreachable(addr.to_string()))
-            }
+            (TransportKind::Memory(hub), PeerAddr::Memory(a)) => hub
+                .connect(*a)
+                .ok_or_else(|| LinkError::Unreachable(addr.to_string())),
         }
     }
 }
@@ -110,7 +112,9 @@ pub(crate) async fn handshake(
     let hello = Message::Hello { node: me }
         .encode(max_frame)
         .map_err(|e| LinkError::Handshake(e.to_string()))?;
-    conn.tx.send(hello).map_err(|_| LinkError::Handshake("connection closed".into()))?;
+    conn.tx
+        .send(hello)
+        .map_err(|_| LinkError::Handshake("connection closed".into()))?;
     let frame = tokio::time::timeout(timeout, conn.rx.recv())
         .await
         .map_err(|_| LinkError::HandshakeTimeout(timeout))?
@@ -118,7 +122,9 @@ pub(crate) async fn handshake(
     match Message::decode(&frame, max_frame) {
         Ok(Message::Hello { node }) if node == me => Err(LinkError::SelfLink),
         Ok(Message::Hello { node }) => Ok(node),
-        Ok(other) => Err(LinkError::Handshake(format!("expected hello, got {other:?}"))),
+        Ok(other) => Err(LinkError::Handshake(format!(
+            "expected hello, got {other:?}"
+        ))),
         Err(e) => Err(LinkError::Handshake(e.to_string())),
     }
 }

@@ -19,12 +19,10 @@ use super::replicated::Replicated;
 pub enum HostError {
     /// The payload is not a valid op of the object's type (a peer with a
     /// different version of the type, or a faulty peer).
-    #[error("op {op} on {object}: {source}")]
+    #[error("op on {object}: {source}")]
     Decode {
         /// The object.
         object: ObjectKey,
-        /// The op.
-        op: OpId,
         /// What was wrong.
         #[source]
         source: DecodeError,
@@ -34,9 +32,9 @@ pub enum HostError {
     Apply {
         /// The object.
         object: ObjectKey,
-        /// Why.
+        /// Why (boxed: it carries two op ids).
         #[source]
-        source: ApplyError,
+        source: Box<ApplyError>,
     },
     /// The state could not be encoded.
     #[error("state of {object}: {source}")]
@@ -59,14 +57,9 @@ pub trait Host: Send {
 }
 
 /// Decode an op payload of type `T`.
-pub fn decode_op<T: Replicated>(
-    object: &ObjectKey,
-    id: OpId,
-    payload: &[u8],
-) -> Result<T::Op, HostError> {
+pub fn decode_op<T: Replicated>(object: &ObjectKey, payload: &[u8]) -> Result<T::Op, HostError> {
     decode_exact(payload, "op").map_err(|source| HostError::Decode {
         object: object.clone(),
-        op: id,
         source,
     })
 }
@@ -82,10 +75,13 @@ pub fn deliver_frame<T: Replicated>(
         // Skip decoding a duplicate; the replica would ignore it anyway.
         return Ok(Applied::Duplicate);
     }
-    let op = decode_op::<T>(&frame.object, frame.id, &frame.payload)?;
+    let op = decode_op::<T>(&frame.object, &frame.payload)?;
     replica
         .apply(frame.id, op, on_applied)
-        .map_err(|source| HostError::Apply { object: frame.object.clone(), source })
+        .map_err(|source| HostError::Apply {
+            object: frame.object.clone(),
+            source: Box::new(source),
+        })
 }
 
 /// Encode `replica`'s exported state as a [`StateFrame`].
@@ -94,12 +90,20 @@ pub fn export_frame<T: Replicated>(
     replica: &Replica<T>,
 ) -> Result<StateFrame, HostError> {
     let state = replica.export();
-    let encode_err = |source| HostError::Encode { object: object.clone(), source };
+    let encode_err = |source| HostError::Encode {
+        object: object.clone(),
+        source,
+    };
     let stable = encode_value(&state.stable, "state").map_err(encode_err)?;
     let tentative = state
         .tentative
         .iter()
-        .map(|(id, op)| Ok(TentativeOp { id: *id, payload: encode_value(op, "op")? }))
+        .map(|(id, op)| {
+            Ok(TentativeOp {
+                id: *id,
+                payload: encode_value(op, "op")?,
+            })
+        })
         .collect::<Result<Vec<_>, EncodeError>>()
         .map_err(encode_err)?;
     Ok(StateFrame {

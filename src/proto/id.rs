@@ -62,9 +62,7 @@ impl fmt::Display for NodeId {
 /// Ops are ordered by `(lamport, origin, seq)`. `seq` counts the ops that
 /// `origin` made on this object, from 1, with no gaps; `lamport` is the
 /// object's Lamport clock at the origin when the op was made.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OpId {
     /// Lamport time of the op.
     pub lamport: u64,
@@ -118,7 +116,10 @@ pub struct ObjectKey {
 impl ObjectKey {
     /// An object key from a tag and a name.
     pub fn new(tag: &str, name: &str) -> Self {
-        Self { tag: tag.into(), name: name.into() }
+        Self {
+            tag: tag.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -147,10 +148,15 @@ mod bytes32 {
             fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<Self::Value, E> {
                 v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Self::Value, A::Error> {
                 let mut out = [0u8; 32];
                 for (i, slot) in out.iter_mut().enumerate() {
-                    *slot = a.next_element()?.ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                    *slot = a
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
                 }
                 if a.next_element::<u8>()?.is_some() {
                     return Err(A::Error::invalid_length(33, &self));
@@ -170,7 +176,11 @@ mod tests {
     fn op_ids_order_by_lamport_then_origin_then_seq() {
         let a = NodeId::from_u64(1);
         let b = NodeId::from_u64(2);
-        let id = |lamport, origin, seq| OpId { lamport, origin, seq };
+        let id = |lamport, origin, seq| OpId {
+            lamport,
+            origin,
+            seq,
+        };
         assert!(id(1, b, 9) < id(2, a, 1));
         assert!(id(2, a, 9) < id(2, b, 1));
         assert!(id(2, a, 1) < id(2, a, 2));

@@ -167,7 +167,11 @@ impl Message {
         out.push(WIRE_VERSION);
         encode_into(self, &mut out, "message")?;
         if out.len() > max_frame {
-            return Err(EncodeError::Oversize { what: "message", len: out.len(), max: max_frame });
+            return Err(EncodeError::Oversize {
+                what: "message",
+                len: out.len(),
+                max: max_frame,
+            });
         }
         Ok(out)
     }
@@ -175,7 +179,10 @@ impl Message {
     /// Decode a frame made by [`Message::encode`].
     pub fn decode(frame: &[u8], max_frame: usize) -> Result<Self, DecodeError> {
         if frame.len() > max_frame {
-            return Err(DecodeError::Oversize { len: frame.len(), max: max_frame });
+            return Err(DecodeError::Oversize {
+                len: frame.len(),
+                max: max_frame,
+            });
         }
         let (&version, body) = frame.split_first().ok_or(DecodeError::Empty)?;
         if version != WIRE_VERSION {
@@ -191,8 +198,10 @@ pub fn encode_into<V: Serialize + ?Sized>(
     out: &mut Vec<u8>,
     what: &'static str,
 ) -> Result<(), EncodeError> {
-    ciborium::into_writer(value, &mut *out)
-        .map_err(|e| EncodeError::Serialize { what, reason: e.to_string() })
+    ciborium::into_writer(value, &mut *out).map_err(|e| EncodeError::Serialize {
+        what,
+        reason: e.to_string(),
+    })
 }
 
 /// CBOR-encode `value` into a new buffer.
@@ -211,10 +220,15 @@ pub fn decode_exact<V: serde::de::DeserializeOwned>(
     what: &'static str,
 ) -> Result<V, DecodeError> {
     let mut rest = bytes;
-    let value = ciborium::from_reader(&mut rest)
-        .map_err(|e| DecodeError::Malformed { what, reason: e.to_string() })?;
+    let value = ciborium::from_reader(&mut rest).map_err(|e| DecodeError::Malformed {
+        what,
+        reason: e.to_string(),
+    })?;
     if !rest.is_empty() {
-        return Err(DecodeError::Trailing { what, extra: rest.len() });
+        return Err(DecodeError::Trailing {
+            what,
+            extra: rest.len(),
+        });
     }
     Ok(value)
 }
@@ -226,21 +240,32 @@ mod tests {
     fn op() -> Message {
         Message::Op(OpFrame {
             object: ObjectKey::new("demo.Frog", "kermit"),
-            id: OpId { lamport: 7, origin: NodeId::from_u64(3), seq: 2 },
+            id: OpId {
+                lamport: 7,
+                origin: NodeId::from_u64(3),
+                seq: 2,
+            },
             payload: vec![0x61, 0x61],
         })
     }
 
     #[test]
     fn messages_round_trip() {
-        let frame = op().encode(DEFAULT_MAX_FRAME).expect("small message encodes");
+        let frame = op()
+            .encode(DEFAULT_MAX_FRAME)
+            .expect("small message encodes");
         assert_eq!(frame[0], WIRE_VERSION);
-        assert_eq!(Message::decode(&frame, DEFAULT_MAX_FRAME).expect("valid frame"), op());
+        assert_eq!(
+            Message::decode(&frame, DEFAULT_MAX_FRAME).expect("valid frame"),
+            op()
+        );
     }
 
     #[test]
     fn bad_frames_are_errors_not_panics() {
-        let frame = op().encode(DEFAULT_MAX_FRAME).expect("small message encodes");
+        let frame = op()
+            .encode(DEFAULT_MAX_FRAME)
+            .expect("small message encodes");
         assert!(matches!(Message::decode(&[], 100), Err(DecodeError::Empty)));
         assert!(matches!(
             Message::decode(&frame, 4),
@@ -253,7 +278,10 @@ mod tests {
             Err(DecodeError::UnknownVersion { found: 99 })
         ));
         for cut in 1..frame.len() {
-            assert!(Message::decode(&frame[..cut], DEFAULT_MAX_FRAME).is_err(), "cut at {cut}");
+            assert!(
+                Message::decode(&frame[..cut], DEFAULT_MAX_FRAME).is_err(),
+                "cut at {cut}"
+            );
         }
         let mut trailing = frame;
         trailing.push(0);
@@ -265,6 +293,9 @@ mod tests {
 
     #[test]
     fn oversize_messages_fail_to_encode() {
-        assert!(matches!(op().encode(8), Err(EncodeError::Oversize { max: 8, .. })));
+        assert!(matches!(
+            op().encode(8),
+            Err(EncodeError::Oversize { max: 8, .. })
+        ));
     }
 }

@@ -36,6 +36,5 @@ pub mod replicated;
 pub mod time;
 pub mod version;
 
-
 pub use id::{LamportClock, NodeId, ObjectKey, OpId};
 pub use replicated::{Delivery, Operation, Replicated, TypeTag};

@@ -22,7 +22,7 @@ use std::hash::Hash;
 use std::time::Duration;
 
 use super::host::{Host, HostError};
-use super::id::{NodeId, ObjectKey};
+use super::id::{NodeId, ObjectKey, OpId};
 use super::message::{FetchId, Message, OpFrame, StateFrame};
 use super::replica::Applied;
 use super::time::Time;
@@ -42,7 +42,10 @@ pub struct RepeaterConfig {
 
 impl Default for RepeaterConfig {
     fn default() -> Self {
-        Self { fetch_timeout: Duration::from_secs(5), max_buffered_ops: 1 << 16 }
+        Self {
+            fetch_timeout: Duration::from_secs(5),
+            max_buffered_ops: 1 << 16,
+        }
     }
 }
 
@@ -72,11 +75,14 @@ pub enum OutEvent<L> {
         /// What the replica did.
         applied: Applied,
     },
-    /// A hosted object refused an op. It is still relayed: the repeater does
-    /// not judge payloads.
+    /// A hosted object refused an op, or could not export its state for a
+    /// fetch. A refused op is still relayed: the repeater does not judge
+    /// payloads.
     Rejected {
-        /// The link it came from.
+        /// The link the op or fetch came from.
         from: L,
+        /// The refused op (`None` for a failed export).
+        op: Option<OpId>,
         /// Why.
         error: HostError,
     },
@@ -234,7 +240,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// Ask the network for `object`'s state. The answer comes as
     /// [`OutEvent::Opened`] or [`OutEvent::OpenFailed`] with the returned id.
     pub fn open(&mut self, now: Time, object: ObjectKey) -> FetchId {
-        let fetch = FetchId { requester: self.me, n: self.next_fetch };
+        let fetch = FetchId {
+            requester: self.me,
+            n: self.next_fetch,
+        };
         self.next_fetch += 1;
         if self.links.is_empty() {
             self.out.push_back(OutEvent::OpenFailed { fetch, object });
@@ -244,12 +253,21 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         for to in self.links.keys() {
             self.out.push_back(OutEvent::Send {
                 to: *to,
-                msg: Message::Fetch { fetch, object: object.clone() },
+                msg: Message::Fetch {
+                    fetch,
+                    object: object.clone(),
+                },
             });
         }
         self.opening.insert(object.clone(), fetch);
-        self.opens
-            .insert(fetch, PendingOpen { object, deadline: Some(deadline), buffered: Vec::new() });
+        self.opens.insert(
+            fetch,
+            PendingOpen {
+                object,
+                deadline: Some(deadline),
+                buffered: Vec::new(),
+            },
+        );
         fetch
     }
 
@@ -276,7 +294,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         for fetch in expired {
             if let Some(open) = self.opens.remove(&fetch) {
                 self.opening.remove(&open.object);
-                self.out.push_back(OutEvent::OpenFailed { fetch, object: open.object });
+                self.out.push_back(OutEvent::OpenFailed {
+                    fetch,
+                    object: open.object,
+                });
             }
         }
     }
@@ -303,8 +324,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(mut host) = self.hosts.remove(&frame.object) {
             self.deliver(&mut *host, frame.clone(), Some(from));
             self.hosts.insert(frame.object.clone(), host);
-        } else if let Some(open) =
-            self.opening.get(&frame.object).and_then(|f| self.opens.get_mut(f))
+        } else if let Some(open) = self
+            .opening
+            .get(&frame.object)
+            .and_then(|f| self.opens.get_mut(f))
         {
             if open.buffered.len() < self.config.max_buffered_ops {
                 open.buffered.push(frame.clone());
@@ -317,22 +340,36 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     fn deliver(&mut self, host: &mut dyn Host, frame: OpFrame, from: Option<L>) {
         match host.deliver(&frame) {
-            Ok(applied) => self.out.push_back(OutEvent::Delivered { op: frame, applied }),
+            Ok(applied) => self
+                .out
+                .push_back(OutEvent::Delivered { op: frame, applied }),
             Err(error) => {
                 if let Some(from) = from {
-                    self.out.push_back(OutEvent::Rejected { from, error });
+                    self.out.push_back(OutEvent::Rejected {
+                        from,
+                        op: Some(frame.id),
+                        error,
+                    });
                 }
             }
         }
     }
 
     fn relay(&mut self, from: Option<L>, frame: OpFrame) {
-        let to: Vec<L> = self.links.keys().copied().filter(|l| Some(*l) != from).collect();
+        let to: Vec<L> = self
+            .links
+            .keys()
+            .copied()
+            .filter(|l| Some(*l) != from)
+            .collect();
         if to.is_empty() {
             return;
         }
         self.stats.ops_sent += to.len() as u64;
-        self.out.push_back(OutEvent::Multicast { to, msg: Message::Op(frame) });
+        self.out.push_back(OutEvent::Multicast {
+            to,
+            msg: Message::Op(frame),
+        });
     }
 
     fn handle_fetch(&mut self, now: Time, from: L, fetch: FetchId, object: ObjectKey) {
@@ -341,20 +378,40 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
         let deadline = now + self.config.fetch_timeout;
         if let Some(host) = self.hosts.get(&object) {
-            self.routes.insert(fetch, FetchRoute { back: None, deadline });
+            self.routes.insert(
+                fetch,
+                FetchRoute {
+                    back: None,
+                    deadline,
+                },
+            );
             match host.export() {
-                Ok(state) => {
-                    self.out.push_back(OutEvent::Send { to: from, msg: Message::State { fetch, state } })
-                }
-                Err(error) => self.out.push_back(OutEvent::Rejected { from, error }),
+                Ok(state) => self.out.push_back(OutEvent::Send {
+                    to: from,
+                    msg: Message::State { fetch, state },
+                }),
+                Err(error) => self.out.push_back(OutEvent::Rejected {
+                    from,
+                    op: None,
+                    error,
+                }),
             }
             return;
         }
-        self.routes.insert(fetch, FetchRoute { back: Some(from), deadline });
+        self.routes.insert(
+            fetch,
+            FetchRoute {
+                back: Some(from),
+                deadline,
+            },
+        );
         for to in self.links.keys().filter(|l| **l != from) {
             self.out.push_back(OutEvent::Send {
                 to: *to,
-                msg: Message::Fetch { fetch, object: object.clone() },
+                msg: Message::Fetch {
+                    fetch,
+                    object: object.clone(),
+                },
             });
         }
     }
@@ -370,10 +427,15 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
             return;
         }
-        let Some(route) = self.routes.get_mut(&fetch) else { return };
+        let Some(route) = self.routes.get_mut(&fetch) else {
+            return;
+        };
         if let Some(back) = route.back.take() {
             if self.links.contains_key(&back) {
-                self.out.push_back(OutEvent::Send { to: back, msg: Message::State { fetch, state } });
+                self.out.push_back(OutEvent::Send {
+                    to: back,
+                    msg: Message::State { fetch, state },
+                });
             }
         }
     }

@@ -71,7 +71,10 @@ pub struct ReplicaConfig {
 
 impl Default for ReplicaConfig {
     fn default() -> Self {
-        Self { checkpoint_every: 128, max_checkpoints: 16 }
+        Self {
+            checkpoint_every: 128,
+            max_checkpoints: 16,
+        }
     }
 }
 
@@ -261,7 +264,11 @@ impl<T: Replicated> Replica<T> {
     /// A local op sorts after everything this replica has seen, so it always
     /// takes the fast path. `on_applied` is called once, with the new state.
     pub fn shout(&mut self, op: T::Op, on_applied: impl FnOnce(&T, &T::Op, OpId)) -> OpId {
-        let id = OpId { lamport: self.clock.tick(), origin: self.me, seq: self.next_seq };
+        let id = OpId {
+            lamport: self.clock.tick(),
+            origin: self.me,
+            seq: self.next_seq,
+        };
         self.next_seq += 1;
         self.seen.insert(id.origin, id.seq);
         self.current.apply(&op);

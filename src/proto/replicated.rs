@@ -31,7 +31,9 @@ pub trait TypeTag {
     message = "`{Self}` is not a replicated type",
     note = "add `#[derive(Replicated)]` to the struct and `#[replicated]` to its impl block"
 )]
-pub trait Replicated: TypeTag + Clone + Serialize + DeserializeOwned + Send + Sync + 'static {
+pub trait Replicated:
+    TypeTag + Clone + Serialize + DeserializeOwned + Send + Sync + 'static
+{
     /// The op enum: one variant per `#[shout]` method.
     type Op: Operation;
 
@@ -88,6 +90,11 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery record; `local` is whether `op` was made by `me`.
     pub fn new(op: OpId, me: NodeId, stable: bool) -> Self {
-        Self { op, origin: op.origin, stable, local: op.origin == me }
+        Self {
+            op,
+            origin: op.origin,
+            stable,
+            local: op.origin == me,
+        }
     }
 }

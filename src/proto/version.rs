@@ -83,15 +83,19 @@ impl SeenSet {
 
     /// The highest seq seen from `origin` (0 if none).
     pub fn max_seq(&self, origin: &NodeId) -> u64 {
-        self.origins
-            .get(origin)
-            .map_or(0, |s| s.above.last().copied().unwrap_or(0).max(s.contiguous))
+        self.origins.get(origin).map_or(0, |s| {
+            s.above.last().copied().unwrap_or(0).max(s.contiguous)
+        })
     }
 
     /// The contiguous version vector: `origin -> highest contiguous seq`.
     pub fn version_vector(&self) -> VersionVector {
         VersionVector(
-            self.origins.iter().map(|(o, s)| (*o, s.contiguous())).filter(|(_, n)| *n > 0).collect(),
+            self.origins
+                .iter()
+                .map(|(o, s)| (*o, s.contiguous()))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
         )
     }
 }

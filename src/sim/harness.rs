@@ -19,7 +19,10 @@ use crate::proto::{NodeId, ObjectKey, OpId, Replicated};
 /// failing run can be replayed with `PLEXUS_SEED=<seed>`.
 pub fn seed_from_env() -> u64 {
     let seed = match std::env::var("PLEXUS_SEED") {
-        Ok(s) => s.trim().parse().unwrap_or_else(|_| panic!("PLEXUS_SEED={s:?} is not a u64")),
+        Ok(s) => s
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("PLEXUS_SEED={s:?} is not a u64")),
         Err(_) => rand::random(),
     };
     eprintln!("harness seed: PLEXUS_SEED={seed}");
@@ -83,8 +86,14 @@ struct SimNode<T: Replicated> {
 }
 
 enum Event {
-    Deliver { to: usize, from: usize, frame: Vec<u8> },
-    Timeout { node: usize },
+    Deliver {
+        to: usize,
+        from: usize,
+        frame: Vec<u8>,
+    },
+    Timeout {
+        node: usize,
+    },
 }
 
 /// Nodes of one replicated type `T`, linked by lossless links with random
@@ -199,7 +208,10 @@ impl<T: Replicated> Harness<T> {
     }
 
     fn host(&mut self, node: usize, name: &str, replica: Replica<T>) {
-        let shared = Arc::new(Mutex::new(SimHost { replica, fired: Vec::new() }));
+        let shared = Arc::new(Mutex::new(SimHost {
+            replica,
+            fired: Vec::new(),
+        }));
         let n = &mut self.nodes[node];
         n.objects.insert(name.to_owned(), shared.clone());
         let key = ObjectKey::new(T::TYPE_TAG, name);
@@ -218,7 +230,11 @@ impl<T: Replicated> Harness<T> {
             let SimHost { replica, fired } = &mut *host;
             replica.shout(op, |_, _, id| fired.push(id))
         };
-        let frame = OpFrame { object: ObjectKey::new(T::TYPE_TAG, name), id, payload };
+        let frame = OpFrame {
+            object: ObjectKey::new(T::TYPE_TAG, name),
+            id,
+            payload,
+        };
         self.nodes[node].proto.handle_local_op(frame);
         self.flush(node);
         id
@@ -227,7 +243,9 @@ impl<T: Replicated> Harness<T> {
     /// Start opening `name` on node `node`; [`drive`](Self::drive) to finish.
     pub fn open(&mut self, node: usize, name: &str) {
         let now = self.now;
-        self.nodes[node].proto.open(now, ObjectKey::new(T::TYPE_TAG, name));
+        self.nodes[node]
+            .proto
+            .open(now, ObjectKey::new(T::TYPE_TAG, name));
         self.flush(node);
     }
 
@@ -243,7 +261,8 @@ impl<T: Replicated> Harness<T> {
 
     /// A clone of node `node`'s current state of `name`.
     pub fn state(&self, node: usize, name: &str) -> Option<T> {
-        self.host_of(node, name).map(|h| h.lock().replica.state().clone())
+        self.host_of(node, name)
+            .map(|h| h.lock().replica.state().clone())
     }
 
     /// The CBOR bytes of node `node`'s current state of `name`.
@@ -256,7 +275,9 @@ impl<T: Replicated> Harness<T> {
 
     /// Deliver the next event. `false` when nothing is left to do.
     pub fn step(&mut self) -> bool {
-        let Some(((at, _), event)) = self.queue.pop_first() else { return false };
+        let Some(((at, _), event)) = self.queue.pop_first() else {
+            return false;
+        };
         self.now = self.now.max(at);
         self.steps += 1;
         match event {
@@ -282,7 +303,10 @@ impl<T: Replicated> Harness<T> {
     /// Step until nothing is in flight. Panics after 10,000,000 steps: a
     /// protocol that never goes quiet is a bug.
     pub fn drive(&mut self) {
-        assert!(self.drive_bounded(10_000_000), "not quiescent after 10,000,000 steps");
+        assert!(
+            self.drive_bounded(10_000_000),
+            "not quiescent after 10,000,000 steps"
+        );
     }
 
     /// Step at most `max_steps` times; `true` if it went quiet.
@@ -312,7 +336,9 @@ impl<T: Replicated> Harness<T> {
                     }
                 }
                 OutEvent::OpenFailed { object, .. } => {
-                    self.nodes[node].failed_opens.insert(object.name.to_string());
+                    self.nodes[node]
+                        .failed_opens
+                        .insert(object.name.to_string());
                 }
                 OutEvent::Delivered { .. } | OutEvent::Rejected { .. } => {}
             }
@@ -326,12 +352,25 @@ impl<T: Replicated> Harness<T> {
     }
 
     fn send(&mut self, from: usize, to: &[usize], msg: &Message) {
-        let frame = msg.encode(DEFAULT_MAX_FRAME).expect("harness messages fit a frame");
+        let frame = msg
+            .encode(DEFAULT_MAX_FRAME)
+            .expect("harness messages fit a frame");
         for &to in to {
-            let copies = if self.rng.random_bool(self.config.duplicate) { 2 } else { 1 };
+            let copies = if self.rng.random_bool(self.config.duplicate) {
+                2
+            } else {
+                1
+            };
             for _ in 0..copies {
                 let at = self.now + self.latency();
-                self.push(at, Event::Deliver { to, from, frame: frame.clone() });
+                self.push(
+                    at,
+                    Event::Deliver {
+                        to,
+                        from,
+                        frame: frame.clone(),
+                    },
+                );
             }
         }
     }
@@ -341,7 +380,10 @@ impl<T: Replicated> Harness<T> {
         if hi <= lo {
             return lo;
         }
-        Duration::from_micros(self.rng.random_range(lo.as_micros() as u64..=hi.as_micros() as u64))
+        Duration::from_micros(
+            self.rng
+                .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
+        )
     }
 
     fn push(&mut self, at: Time, event: Event) {
