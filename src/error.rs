@@ -123,9 +123,29 @@ pub enum LinkError {
 #[non_exhaustive]
 pub enum StartError {
     /// No transport was given: use
+    /// [`NodeBuilder::listen`](crate::NodeBuilder::listen) (QUIC) or
     /// [`NodeBuilder::transport`](crate::NodeBuilder::transport).
-    #[error("no transport configured: call NodeBuilder::transport(..)")]
+    #[error(
+        "no transport configured: call NodeBuilder::listen(addr) or NodeBuilder::transport(..)"
+    )]
     NoTransport,
+    /// QUIC needs to know whom to trust: there is no plaintext or
+    /// trust-everyone mode.
+    #[error(
+        "no trust configured: call NodeBuilder::trust(Trust::ca(..)) or Trust::allow_list(..)"
+    )]
+    NoTrust,
+    /// The node's identity could not be loaded or made.
+    #[error("identity: {0}")]
+    Identity(String),
+    /// The listening socket could not be bound.
+    #[error("could not listen on {addr}: {reason}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        reason: String,
+    },
     /// A configuration value is out of range.
     #[error("invalid configuration: {0}")]
     Config(String),

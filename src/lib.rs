@@ -72,12 +72,13 @@ mod object;
 pub mod proto;
 #[cfg(feature = "test-utils")]
 pub mod sim;
+pub mod tls;
 
 pub use error::{CreateError, LinkError, OpenError, RegisterError, ShoutError, StartError};
 pub use leaf::Leaf;
 pub use net::actor::LinkInfo;
 pub use net::memory::{MemoryAddr, MemoryHub};
-pub use net::{PeerAddr, Transport};
+pub use net::{PeerAddr, QuicConfig, Transport};
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use object::ObserverId;
 pub use plexus_derive::{replicated, shout, Replicated};

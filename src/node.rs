@@ -4,6 +4,7 @@
 use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,13 +17,14 @@ use tokio::sync::oneshot;
 use crate::error::{CreateError, LinkError, OpenError, RegisterError, StartError};
 use crate::leaf::Leaf;
 use crate::net::actor::{LinkId, LinkInfo, RepeaterActor, RepeaterArgs, RepeaterMsg};
-use crate::net::{handshake, Connection, PeerAddr, Transport};
+use crate::net::{handshake, Bound, Connection, Linker, PeerAddr, QuicConfig, Transport};
 use crate::object::{CellHost, ObjectCell};
 use crate::proto::host::replica_from_frame;
 use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::RepeaterConfig;
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
+use crate::tls::{Identity, Trust};
 
 /// The largest object name, in bytes.
 const MAX_NAME: usize = 1024;
@@ -60,6 +62,12 @@ impl NodeConfig {
                 self.max_frame
             )));
         }
+        if self.max_frame > 64 << 20 {
+            return Err(StartError::Config(format!(
+                "max_frame is {} bytes; it must be at most 64 MiB",
+                self.max_frame
+            )));
+        }
         if self.open_timeout.is_zero() || self.handshake_timeout.is_zero() {
             return Err(StartError::Config(
                 "timeouts must be greater than zero".into(),
@@ -74,11 +82,34 @@ impl NodeConfig {
 #[must_use = "a builder does nothing until `start` is called"]
 pub struct NodeBuilder {
     transport: Option<Transport>,
+    listen: Option<SocketAddr>,
+    identity: Option<Identity>,
+    trust: Option<Trust>,
     config: NodeConfig,
     node_id: Option<NodeId>,
 }
 
 impl NodeBuilder {
+    /// Listen for QUIC on `addr` (`127.0.0.1:0` picks a free port). Needs
+    /// [`trust`](Self::trust); the identity is [`identity`](Self::identity)
+    /// or a fresh key.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.listen = Some(addr);
+        self
+    }
+
+    /// This node's key and certificate (QUIC). Its public key is the node id.
+    pub fn identity(mut self, identity: Identity) -> Self {
+        self.identity = Some(identity);
+        self
+    }
+
+    /// Which peers to accept (QUIC): a cluster CA, an allow-list, or both.
+    pub fn trust(mut self, trust: Trust) -> Self {
+        self.trust = Some(trust);
+        self
+    }
+
     /// The transport to reach peers with (required).
     pub fn transport(mut self, transport: Transport) -> Self {
         self.transport = Some(transport);
@@ -97,7 +128,8 @@ impl NodeBuilder {
         self
     }
 
-    /// Use this node id instead of a random one.
+    /// Use this node id instead of a random one (in-memory transport only:
+    /// over QUIC the id is the identity's public key).
     pub fn node_id(mut self, id: NodeId) -> Self {
         self.node_id = Some(id);
         self
@@ -106,10 +138,35 @@ impl NodeBuilder {
     /// Check the configuration, start the repeater actor and listen.
     pub async fn start(self) -> Result<Node, StartError> {
         self.config.validate()?;
-        let transport = self.transport.ok_or(StartError::NoTransport)?;
-        let id = self
-            .node_id
-            .unwrap_or_else(|| NodeId::from_bytes(rand::random()));
+        let transport = match (self.transport, self.listen) {
+            (Some(t), None) => t,
+            (None, Some(listen)) => {
+                let trust = self.trust.ok_or(StartError::NoTrust)?;
+                let identity = match self.identity {
+                    Some(i) => i,
+                    None => {
+                        Identity::generate().map_err(|e| StartError::Identity(e.to_string()))?
+                    }
+                };
+                Transport::quic(QuicConfig::new(listen, identity, trust))
+            }
+            (Some(_), Some(_)) => {
+                return Err(StartError::Config(
+                    "give either listen(..) or transport(..), not both".into(),
+                ))
+            }
+            (None, None) => return Err(StartError::NoTransport),
+        };
+        let id = match (transport.node_id(), self.node_id) {
+            (Some(key), Some(asked)) if key != asked => {
+                return Err(StartError::Config(format!(
+                    "node_id {asked} differs from the identity's key {key}"
+                )))
+            }
+            (Some(key), _) => key,
+            (None, asked) => asked.unwrap_or_else(|| NodeId::from_bytes(rand::random())),
+        };
+        let bound = transport.bind(self.config.max_frame)?;
         let repeater_config = RepeaterConfig {
             fetch_timeout: self.config.open_timeout,
             ..RepeaterConfig::default()
@@ -122,12 +179,17 @@ impl NodeBuilder {
         let (actor, _handle) = Actor::spawn(None, RepeaterActor, args)
             .await
             .map_err(|e| StartError::Actor(e.to_string()))?;
-        let (addr, mut listener) = transport.bind();
+        let Bound {
+            addr,
+            mut listener,
+            link,
+        } = bound;
         let inner = Arc::new(NodeInner {
             id,
             addr,
             config: self.config,
-            transport,
+            backoff: transport.backoff(),
+            linker: link,
             actor,
             objects: DashMap::new(),
             registry: Mutex::new(HashMap::new()),
@@ -155,7 +217,8 @@ struct NodeInner {
     id: NodeId,
     addr: PeerAddr,
     config: NodeConfig,
-    transport: Transport,
+    linker: Linker,
+    backoff: Option<(Duration, Duration)>,
     actor: ActorRef<RepeaterMsg>,
     objects: DashMap<ObjectKey, Arc<dyn Any + Send + Sync>>,
     registry: Mutex<HashMap<&'static str, (TypeId, &'static str)>>,
@@ -166,7 +229,7 @@ struct NodeInner {
 impl Drop for NodeInner {
     fn drop(&mut self) {
         // The last handle is gone: stop listening and stop the repeater.
-        self.transport.unbind(&self.addr);
+        self.linker.close(&self.addr);
         self.actor.stop(Some("node dropped".into()));
     }
 }
@@ -309,6 +372,10 @@ impl Node {
     /// Link this node's repeater to the node at `addr`: from now on ops flow
     /// both ways over the link. Links can form any graph; each op still
     /// reaches each node once.
+    ///
+    /// Over QUIC the link is kept: when its connection drops, this node
+    /// reconnects with exponential backoff and jitter until it succeeds or
+    /// the node shuts down. The first attempt's outcome is returned.
     pub async fn link(&self, addr: impl Into<PeerAddr>) -> Result<NodeId, LinkError> {
         if self.is_stopped() {
             return Err(LinkError::Stopped);
@@ -317,8 +384,13 @@ impl Node {
         if addr == self.inner.addr {
             return Err(LinkError::SelfLink);
         }
-        let conn = self.inner.transport.connect(&addr)?;
-        self.attach(conn).await
+        let conn = self.inner.linker.connect(&addr).await?;
+        let (peer, closed) = self.attach(conn).await?;
+        if let Some(backoff) = self.inner.backoff {
+            let weak = Arc::downgrade(&self.inner);
+            tokio::spawn(keep_link(weak, addr, closed, backoff));
+        }
+        Ok(peer)
     }
 
     /// The nodes this node is linked to, in link order.
@@ -336,7 +408,7 @@ impl Node {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return;
         }
-        self.inner.transport.unbind(&self.inner.addr);
+        self.inner.linker.close(&self.inner.addr);
         self.inner.actor.stop(Some("node shut down".into()));
     }
 
@@ -357,39 +429,91 @@ impl Node {
     }
 
     /// Handshake on `conn`, register the link with the repeater, and pump
-    /// its inbound frames until it closes.
-    async fn attach(&self, mut conn: Connection) -> Result<NodeId, LinkError> {
+    /// its inbound frames until it closes (the returned receiver fires then).
+    async fn attach(
+        &self,
+        mut conn: Connection,
+    ) -> Result<(NodeId, oneshot::Receiver<()>), LinkError> {
         let max_frame = self.inner.config.max_frame;
-        let peer = handshake(
-            &mut conn,
-            self.inner.id,
-            max_frame,
-            self.inner.config.handshake_timeout,
-        )
-        .await?;
+        let handshake_timeout = self.inner.config.handshake_timeout;
+        let peer = match handshake(&mut conn, self.inner.id, max_frame, handshake_timeout).await {
+            Ok(peer) => peer,
+            Err(e) => {
+                conn.close.close(&e.to_string());
+                return Err(e);
+            }
+        };
         let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
         let actor = self.inner.actor.clone();
-        let Connection { tx, mut rx } = conn;
+        let Connection {
+            tx, mut rx, close, ..
+        } = conn;
         actor
             .cast(RepeaterMsg::LinkUp { link, peer, tx })
             .map_err(|_| LinkError::Stopped)?;
+        let (closed_tx, closed_rx) = oneshot::channel();
         tokio::spawn(async move {
-            while let Some(frame) = rx.recv().await {
+            loop {
+                let frame = tokio::select! {
+                    frame = rx.recv() => frame,
+                    () = close.closed() => None,
+                };
+                let Some(frame) = frame else { break };
                 match Message::decode(&frame, max_frame) {
                     Ok(msg) => {
                         if actor.cast(RepeaterMsg::Inbound { link, msg }).is_err() {
-                            return;
+                            break;
                         }
                     }
                     Err(error) => {
                         tracing::warn!(%peer, %error, "closing link: bad frame");
+                        close.close(&format!("bad frame: {error}"));
                         break;
                     }
                 }
             }
             let _ = actor.cast(RepeaterMsg::LinkDown { link });
+            let _ = closed_tx.send(());
         });
-        Ok(peer)
+        Ok((peer, closed_rx))
+    }
+}
+
+/// Re-establish a link whenever it drops, with exponential backoff and
+/// ±50 % jitter, until the node is gone or stopped.
+async fn keep_link(
+    node: std::sync::Weak<NodeInner>,
+    addr: PeerAddr,
+    mut closed: oneshot::Receiver<()>,
+    (initial, max): (Duration, Duration),
+) {
+    loop {
+        let _ = (&mut closed).await;
+        let mut delay = initial;
+        loop {
+            let jitter = rand::random_range(0.5..1.5);
+            tokio::time::sleep(delay.mul_f64(jitter)).await;
+            let Some(inner) = node.upgrade() else { return };
+            let node = Node { inner };
+            if node.is_stopped() {
+                return;
+            }
+            let attempt = match node.inner.linker.connect(&addr).await {
+                Ok(conn) => node.attach(conn).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok((peer, next)) => {
+                    tracing::info!(%addr, %peer, "link re-established");
+                    closed = next;
+                    break;
+                }
+                Err(error) => {
+                    tracing::debug!(%addr, %error, ?delay, "reconnect failed");
+                    delay = (delay * 2).min(max);
+                }
+            }
+        }
     }
 }
 

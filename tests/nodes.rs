@@ -283,21 +283,25 @@ async fn creating_twice_fails_and_open_returns_the_local_copy() {
 #[tokio::test]
 async fn opening_what_nobody_holds_is_a_typed_error() {
     let hub = MemoryHub::new();
-    let n = nodes(&hub, 1).await;
-    let err = n[0].open::<Board>("ghost").await.expect_err("no links");
-    assert!(matches!(err, OpenError::NotFound { .. }), "{err:?}");
-
     let config = NodeConfig {
         open_timeout: Duration::from_millis(200),
         ..NodeConfig::default()
     };
-    let a = Node::builder()
-        .transport(Transport::memory(&hub))
-        .config(config)
-        .start()
-        .await;
-    let a = a.expect("starts");
-    a.link(n[0].local_addr()).await.expect("linked");
+    let start = || {
+        Node::builder()
+            .transport(Transport::memory(&hub))
+            .config(config.clone())
+            .start()
+    };
+    let alone = start().await.expect("starts");
+    let err = alone
+        .open::<Board>("ghost")
+        .await
+        .expect_err("no links, no answer");
+    assert!(matches!(err, OpenError::NotFound { .. }), "{err:?}");
+
+    let a = start().await.expect("starts");
+    a.link(alone.local_addr()).await.expect("linked");
     let err = a.open::<Board>("ghost").await.expect_err("nobody holds it");
     assert!(matches!(err, OpenError::NotFound { .. }), "{err:?}");
 }

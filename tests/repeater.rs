@@ -190,8 +190,25 @@ fn opening_an_object_nobody_holds_fails_after_the_timeout() {
 }
 
 #[test]
-fn opening_with_no_links_fails_at_once() {
+fn opening_with_no_links_fails_after_the_timeout() {
     let mut h = harness(1);
     h.open(0, "doc");
+    assert!(!h.open_failed(0, "doc"), "it waits for a link first");
+    h.drive();
     assert!(h.open_failed(0, "doc"));
+}
+
+#[test]
+fn an_open_made_before_any_link_is_answered_once_a_link_comes_up() {
+    let mut h = harness(2);
+    h.create(0, "doc", Doc::default());
+    let id = h.shout(0, "doc", DocOp::Mark(3));
+    h.open(1, "doc");
+    h.link(0, 1);
+    h.drive();
+    assert!(!h.open_failed(1, "doc"));
+    assert_eq!(
+        h.state(1, "doc"),
+        Some(reference(vec![(id, DocOp::Mark(3))]))
+    );
 }

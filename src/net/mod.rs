@@ -6,22 +6,25 @@
 
 pub(crate) mod actor;
 pub(crate) mod memory;
+pub(crate) mod quic;
 
 use std::fmt;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use crate::error::LinkError;
+use crate::error::{LinkError, StartError};
 use crate::proto::message::Message;
 use crate::proto::NodeId;
 use memory::{MemoryAddr, MemoryConnection, MemoryHub};
+pub use quic::QuicConfig;
+use quic::QuicEndpoint;
 
 /// How a node reaches its peers.
 ///
-/// `Transport::memory(&hub)` connects nodes in one process (tests,
-/// examples, simulations of a deployment). The QUIC transport arrives in a
-/// later release behind this same seam.
+/// * [`Transport::quic`]: QUIC with mutual TLS, for real peers.
+/// * [`Transport::memory`]: nodes in one process (tests, examples).
 #[derive(Clone, Debug)]
 pub struct Transport {
     kind: TransportKind,
@@ -30,6 +33,7 @@ pub struct Transport {
 #[derive(Clone, Debug)]
 enum TransportKind {
     Memory(MemoryHub),
+    Quic(Box<QuicConfig>),
 }
 
 impl Transport {
@@ -40,26 +44,88 @@ impl Transport {
         }
     }
 
-    pub(crate) fn bind(&self) -> (PeerAddr, Listener) {
+    /// QUIC with mutual TLS (see [`QuicConfig`]).
+    pub fn quic(config: QuicConfig) -> Self {
+        Self {
+            kind: TransportKind::Quic(Box::new(config)),
+        }
+    }
+
+    /// The identity this transport authenticates as, if it has one.
+    pub(crate) fn node_id(&self) -> Option<NodeId> {
+        match &self.kind {
+            TransportKind::Memory(_) => None,
+            TransportKind::Quic(c) => Some(c.identity.node_id()),
+        }
+    }
+
+    pub(crate) fn bind(&self, max_frame: usize) -> Result<Bound, StartError> {
         match &self.kind {
             TransportKind::Memory(hub) => {
                 let (addr, rx) = hub.bind();
-                (PeerAddr::Memory(addr), Listener::Memory(rx))
+                Ok(Bound {
+                    addr: PeerAddr::Memory(addr),
+                    listener: Listener::Memory(rx),
+                    link: Linker::Memory(hub.clone()),
+                })
+            }
+            TransportKind::Quic(config) => {
+                let endpoint = QuicEndpoint::bind(config, max_frame)?;
+                let addr = PeerAddr::Socket(endpoint.local_addr()?);
+                Ok(Bound {
+                    addr,
+                    listener: Listener::Quic(endpoint.clone()),
+                    link: Linker::Quic(endpoint),
+                })
             }
         }
     }
 
-    pub(crate) fn unbind(&self, addr: &PeerAddr) {
-        match (&self.kind, addr) {
-            (TransportKind::Memory(hub), PeerAddr::Memory(a)) => hub.unbind(*a),
+    /// The reconnection backoff of this transport: `(initial, max)`, or
+    /// `None` when links are not re-established (in-memory links cannot
+    /// drop by themselves).
+    pub(crate) fn backoff(&self) -> Option<(Duration, Duration)> {
+        match &self.kind {
+            TransportKind::Memory(_) => None,
+            TransportKind::Quic(c) => Some((c.reconnect_initial, c.reconnect_max)),
+        }
+    }
+}
+
+/// A transport bound to its local address.
+pub(crate) struct Bound {
+    pub(crate) addr: PeerAddr,
+    pub(crate) listener: Listener,
+    pub(crate) link: Linker,
+}
+
+/// Makes outbound connections.
+#[derive(Clone, Debug)]
+pub(crate) enum Linker {
+    Memory(MemoryHub),
+    Quic(QuicEndpoint),
+}
+
+impl Linker {
+    pub(crate) async fn connect(&self, addr: &PeerAddr) -> Result<Connection, LinkError> {
+        match (self, addr) {
+            (Linker::Memory(hub), PeerAddr::Memory(a)) => hub
+                .connect(*a)
+                .map(Connection::memory)
+                .ok_or_else(|| LinkError::Unreachable(addr.to_string())),
+            (Linker::Quic(endpoint), PeerAddr::Socket(a)) => endpoint.connect(*a).await,
+            _ => Err(LinkError::Unreachable(format!(
+                "{addr}: not an address of this transport"
+            ))),
         }
     }
 
-    pub(crate) fn connect(&self, addr: &PeerAddr) -> Result<Connection, LinkError> {
-        match (&self.kind, addr) {
-            (TransportKind::Memory(hub), PeerAddr::Memory(a)) => hub
-                .connect(*a)
-                .ok_or_else(|| LinkError::Unreachable(addr.to_string())),
+    /// Stop accepting and close every connection.
+    pub(crate) fn close(&self, addr: &PeerAddr) {
+        match (self, addr) {
+            (Linker::Memory(hub), PeerAddr::Memory(a)) => hub.unbind(*a),
+            (Linker::Quic(endpoint), _) => endpoint.close(),
+            _ => {}
         }
     }
 }
@@ -70,13 +136,22 @@ impl Transport {
 pub enum PeerAddr {
     /// A node on a [`MemoryHub`].
     Memory(MemoryAddr),
+    /// A node reached over QUIC.
+    Socket(SocketAddr),
 }
 
 impl fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             PeerAddr::Memory(a) => a.fmt(f),
+            PeerAddr::Socket(a) => a.fmt(f),
         }
+    }
+}
+
+impl From<SocketAddr> for PeerAddr {
+    fn from(a: SocketAddr) -> Self {
+        PeerAddr::Socket(a)
     }
 }
 
@@ -89,18 +164,65 @@ impl From<MemoryAddr> for PeerAddr {
 /// Accepts inbound connections.
 pub(crate) enum Listener {
     Memory(mpsc::UnboundedReceiver<MemoryConnection>),
+    Quic(QuicEndpoint),
 }
 
 impl Listener {
     pub(crate) async fn accept(&mut self) -> Option<Connection> {
         match self {
-            Listener::Memory(rx) => rx.recv().await,
+            Listener::Memory(rx) => rx.recv().await.map(Connection::memory),
+            Listener::Quic(endpoint) => endpoint.accept().await,
         }
     }
 }
 
-/// An established connection (before or after the handshake).
-pub(crate) type Connection = MemoryConnection;
+/// An established connection: frames out, frames in, and who the transport
+/// authenticated at the other end (if it authenticates).
+#[derive(Debug)]
+pub(crate) struct Connection {
+    pub(crate) tx: mpsc::UnboundedSender<Vec<u8>>,
+    pub(crate) rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    pub(crate) authenticated: Option<NodeId>,
+    pub(crate) close: CloseHandle,
+}
+
+impl Connection {
+    fn memory(c: MemoryConnection) -> Self {
+        Self {
+            tx: c.tx,
+            rx: c.rx,
+            authenticated: None,
+            close: CloseHandle::Memory,
+        }
+    }
+}
+
+/// Closes a connection with a reason the peer sees.
+#[derive(Debug, Clone)]
+pub(crate) enum CloseHandle {
+    /// In-memory links close when their channels drop.
+    Memory,
+    Quic(quinn::Connection),
+}
+
+impl CloseHandle {
+    pub(crate) fn close(&self, reason: &str) {
+        if let CloseHandle::Quic(c) = self {
+            c.close(quinn::VarInt::from_u32(1), reason.as_bytes());
+        }
+    }
+
+    /// Resolves when the connection is closed (never, for in-memory links:
+    /// their readers see the channel end instead).
+    pub(crate) async fn closed(&self) {
+        match self {
+            CloseHandle::Memory => std::future::pending().await,
+            CloseHandle::Quic(c) => {
+                c.closed().await;
+            }
+        }
+    }
+}
 
 /// Exchange hellos: send ours, wait for theirs. Returns the peer's id.
 pub(crate) async fn handshake(
@@ -121,7 +243,10 @@ pub(crate) async fn handshake(
         .ok_or_else(|| LinkError::Handshake("connection closed before hello".into()))?;
     match Message::decode(&frame, max_frame) {
         Ok(Message::Hello { node }) if node == me => Err(LinkError::SelfLink),
-        Ok(Message::Hello { node }) => Ok(node),
+        Ok(Message::Hello { node }) => {
+            quic::check_hello(conn.authenticated, node)?;
+            Ok(node)
+        }
         Ok(other) => Err(LinkError::Handshake(format!(
             "expected hello, got {other:?}"
         ))),

@@ -195,9 +195,20 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.hosts.contains_key(object)
     }
 
-    /// A link came up.
+    /// A link came up. Opens still waiting for an answer ask it too.
     pub fn handle_link_up(&mut self, link: L) {
         self.links.insert(link, ());
+        for (fetch, open) in &self.opens {
+            if open.deadline.is_some() {
+                self.out.push_back(OutEvent::Send {
+                    to: link,
+                    msg: Message::Fetch {
+                        fetch: *fetch,
+                        object: open.object.clone(),
+                    },
+                });
+            }
+        }
     }
 
     /// A link went down. Answers routed through it are dropped when they
@@ -238,17 +249,15 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     /// Ask the network for `object`'s state. The answer comes as
-    /// [`OutEvent::Opened`] or [`OutEvent::OpenFailed`] with the returned id.
+    /// [`OutEvent::Opened`] or, if no node answers within the fetch timeout,
+    /// [`OutEvent::OpenFailed`], with the returned id. Links that come up
+    /// while the open waits are asked too.
     pub fn open(&mut self, now: Time, object: ObjectKey) -> FetchId {
         let fetch = FetchId {
             requester: self.me,
             n: self.next_fetch,
         };
         self.next_fetch += 1;
-        if self.links.is_empty() {
-            self.out.push_back(OutEvent::OpenFailed { fetch, object });
-            return fetch;
-        }
         let deadline = now + self.config.fetch_timeout;
         for to in self.links.keys() {
             self.out.push_back(OutEvent::Send {

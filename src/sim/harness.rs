@@ -193,6 +193,8 @@ impl<T: Replicated> Harness<T> {
         assert_ne!(a, b, "a node cannot link to itself");
         self.nodes[a].proto.handle_link_up(b);
         self.nodes[b].proto.handle_link_up(a);
+        self.flush(a);
+        self.flush(b);
     }
 
     /// Cut the link between `a` and `b`.

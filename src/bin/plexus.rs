@@ -1,0 +1,163 @@
+//! The `plexus` command line: cluster CA and node identities.
+//!
+//! ```text
+//! plexus ca init  --dir <ca-dir> [--name <cluster name>]
+//! plexus ca issue --ca <ca-dir> --name <node name> --out <node-dir>
+//! plexus keygen   --out <node-dir>
+//! plexus id       --dir <node-dir>
+//! ```
+//!
+//! Commands that make or read a node identity print its node id (64 hex
+//! digits) alone on standard output, so scripts can capture it; everything
+//! else goes to standard error.
+
+use std::error::Error;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use plexus::tls::{self, ClusterCa, Identity, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE};
+
+/// What a command returns: its errors are printed, and the exit code is 1.
+type CliResult = Result<(), Box<dyn Error>>;
+
+/// Plexus: replicated objects over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "plexus", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level commands.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage a cluster certificate authority (for CA-trust clusters).
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
+    /// Make a self-signed node identity (for allow-list clusters) and print
+    /// its node id.
+    Keygen {
+        /// The node directory to write node.key and node.crt to.
+        #[arg(long, value_name = "NODE_DIR")]
+        out: PathBuf,
+    },
+    /// Print the node id of the identity saved in a node directory.
+    Id {
+        /// The node directory holding node.key and node.crt.
+        #[arg(long, value_name = "NODE_DIR")]
+        dir: PathBuf,
+    },
+}
+
+/// The `ca` subcommands.
+#[derive(Debug, Subcommand)]
+enum CaCommand {
+    /// Make a cluster CA: writes ca.key (mode 0600, keep it secret) and
+    /// ca.crt (give it to every node). Never overwrites an existing CA.
+    Init {
+        /// The directory to write the CA to (created if missing).
+        #[arg(long, value_name = "CA_DIR")]
+        dir: PathBuf,
+        /// The cluster's name, the CA certificate's common name.
+        #[arg(long, default_value = "plexus cluster")]
+        name: String,
+    },
+    /// Issue a node certificate signed by the CA and print the node id.
+    ///
+    /// Reuses the key in the node directory when there is one (the node id
+    /// stays; only the certificate is replaced), else makes a new key.
+    Issue {
+        /// The CA directory (ca.key and ca.crt).
+        #[arg(long = "ca", value_name = "CA_DIR")]
+        ca: PathBuf,
+        /// The node's name, the certificate's common name.
+        #[arg(long)]
+        name: String,
+        /// The node directory to write node.key and node.crt to.
+        #[arg(long, value_name = "NODE_DIR")]
+        out: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ca {
+            command: CaCommand::Init { dir, name },
+        } => ca_init(&dir, &name),
+        Command::Ca {
+            command: CaCommand::Issue { ca, name, out },
+        } => ca_issue(&ca, &name, &out),
+        Command::Keygen { out } => keygen(&out),
+        Command::Id { dir } => id(&dir),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("plexus: error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn ca_init(dir: &Path, name: &str) -> CliResult {
+    let ca = ClusterCa::generate(name)?;
+    ca.save(dir)?;
+    eprintln!(
+        "cluster CA {name:?} made:\n  {}  give it to every node\n  {}  keep it secret",
+        dir.join(CA_CERT_FILE).display(),
+        dir.join(CA_KEY_FILE).display(),
+    );
+    Ok(())
+}
+
+fn ca_issue(ca_dir: &Path, name: &str, out: &Path) -> CliResult {
+    let ca = ClusterCa::load(ca_dir)?;
+    let key_path = out.join(KEY_FILE);
+    let reused = key_path.try_exists()?;
+    let identity = if reused {
+        Identity::load_key(out)?
+    } else {
+        Identity::generate()?
+    };
+    let identity = ca.issue(identity, name)?;
+    identity.save(out)?;
+    eprintln!(
+        "node {name:?}: {} ({}), {} signed by {}",
+        key_path.display(),
+        if reused { "existing key" } else { "new key" },
+        out.join(CERT_FILE).display(),
+        ca_dir.join(CA_CERT_FILE).display(),
+    );
+    println!("{}", tls::node_id_hex(&identity.node_id()));
+    Ok(())
+}
+
+fn keygen(out: &Path) -> CliResult {
+    let key_path = out.join(KEY_FILE);
+    if key_path.try_exists()? {
+        return Err(format!(
+            "{} already exists; remove it to make a new identity (that changes the node id)",
+            key_path.display()
+        )
+        .into());
+    }
+    let identity = Identity::generate()?;
+    identity.save(out)?;
+    eprintln!(
+        "self-signed identity: {}, {}",
+        key_path.display(),
+        out.join(CERT_FILE).display()
+    );
+    println!("{}", tls::node_id_hex(&identity.node_id()));
+    Ok(())
+}
+
+fn id(dir: &Path) -> CliResult {
+    let identity = Identity::load(dir)?;
+    println!("{}", tls::node_id_hex(&identity.node_id()));
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The QUIC transport: quinn endpoints, mutual TLS, length-prefixed frames.
+//!
+//! Each connection carries one unidirectional stream per direction. A frame
+//! on a stream is a 4-byte big-endian length followed by that many bytes (a
+//! [`Message`](crate::proto::message::Message) frame). The writer batches:
+//! every frame queued while a write is in flight goes out in the next write.
+//! A frame over the configured maximum closes the connection with a reason;
+//! so does a peer that stops mid-frame.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use quinn::{Endpoint, RecvStream, SendStream, VarInt};
+use tokio::sync::mpsc;
+
+use crate::error::{LinkError, StartError};
+use crate::proto::NodeId;
+use crate::tls::{self, Identity, Trust};
+
+use super::{CloseHandle, Connection};
+
+/// The application error code sent when Plexus closes a connection on
+/// purpose (bad frame, shutdown).
+const CLOSE_CODE: u32 = 1;
+
+/// The largest batch a writer gathers before writing.
+const MAX_BATCH: usize = 256 * 1024;
+
+/// Settings of the QUIC transport. Build with [`QuicConfig::new`].
+#[derive(Clone)]
+pub struct QuicConfig {
+    /// Where to listen (`127.0.0.1:0` picks a free port).
+    pub listen: SocketAddr,
+    /// This node's key and certificate chain.
+    pub identity: Identity,
+    /// Which peers to accept.
+    pub trust: Trust,
+    /// How often to send QUIC keep-alives on an idle connection.
+    /// Default: 5 s.
+    pub keep_alive: Duration,
+    /// How long a silent connection lives. Default: 30 s.
+    pub idle_timeout: Duration,
+    /// The first delay before reconnecting a dropped link; it doubles up to
+    /// `reconnect_max`, with ±50 % jitter. Default: 100 ms.
+    pub reconnect_initial: Duration,
+    /// The longest delay between reconnection attempts. Default: 10 s.
+    pub reconnect_max: Duration,
+}
+
+impl fmt::Debug for QuicConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("QuicConfig")
+            .field("listen", &self.listen)
+            .field("node", &self.identity.node_id())
+            .field("keep_alive", &self.keep_alive)
+            .field("idle_timeout", &self.idle_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QuicConfig {
+    /// Listen on `listen` as `identity`, accepting the peers `trust` allows.
+    pub fn new(listen: SocketAddr, identity: Identity, trust: Trust) -> Self {
+        Self {
+            listen,
+            identity,
+            trust,
+            keep_alive: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(30),
+            reconnect_initial: Duration::from_millis(100),
+            reconnect_max: Duration::from_secs(10),
+        }
+    }
+
+    fn transport_config(&self) -> Result<quinn::TransportConfig, StartError> {
+        let idle = quinn::IdleTimeout::try_from(self.idle_timeout)
+            .map_err(|_| StartError::Config("idle_timeout is too long".into()))?;
+        let mut t = quinn::TransportConfig::default();
+        t.keep_alive_interval(Some(self.keep_alive))
+            .max_idle_timeout(Some(idle));
+        Ok(t)
+    }
+}
+
+/// A bound QUIC endpoint (server and client).
+#[derive(Debug, Clone)]
+pub(crate) struct QuicEndpoint {
+    endpoint: Endpoint,
+    max_frame: usize,
+}
+
+impl QuicEndpoint {
+    pub(crate) fn bind(config: &QuicConfig, max_frame: usize) -> Result<Self, StartError> {
+        if config.keep_alive >= config.idle_timeout {
+            return Err(StartError::Config(
+                "keep_alive must be shorter than idle_timeout".into(),
+            ));
+        }
+        let tls_err = |e: tls::TlsError| StartError::Config(format!("TLS: {e}"));
+        let server_tls = tls::server_config(&config.identity, &config.trust).map_err(tls_err)?;
+        let client_tls = tls::client_config(&config.identity, &config.trust).map_err(tls_err)?;
+        let server_crypto = QuicServerConfig::try_from(server_tls)
+            .map_err(|e| StartError::Config(format!("TLS config unfit for QUIC: {e}")))?;
+        let client_crypto = QuicClientConfig::try_from(client_tls)
+            .map_err(|e| StartError::Config(format!("TLS config unfit for QUIC: {e}")))?;
+        let transport = Arc::new(config.transport_config()?);
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(server_crypto));
+        server.transport_config(transport.clone());
+        let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
+        client.transport_config(transport);
+        let mut endpoint =
+            Endpoint::server(server, config.listen).map_err(|e| StartError::Bind {
+                addr: config.listen,
+                reason: e.to_string(),
+            })?;
+        endpoint.set_default_client_config(client);
+        Ok(Self {
+            endpoint,
+            max_frame,
+        })
+    }
+
+    pub(crate) fn local_addr(&self) -> Result<SocketAddr, StartError> {
+        self.endpoint.local_addr().map_err(|e| StartError::Bind {
+            addr: ([0, 0, 0, 0], 0).into(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Accept the next inbound connection that completes the TLS handshake.
+    /// Refused handshakes are logged and skipped. `None` once closed.
+    pub(crate) async fn accept(&self) -> Option<Connection> {
+        loop {
+            let incoming = self.endpoint.accept().await?;
+            let remote = incoming.remote_address();
+            let connection = match incoming.await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%remote, error = %e, "inbound QUIC handshake refused");
+                    continue;
+                }
+            };
+            match establish(connection, false, self.max_frame).await {
+                Ok(conn) => return Some(conn),
+                Err(e) => tracing::warn!(%remote, error = %e, "inbound connection dropped"),
+            }
+        }
+    }
+
+    pub(crate) async fn connect(&self, addr: SocketAddr) -> Result<Connection, LinkError> {
+        let connecting = self
+            .endpoint
+            .connect(addr, tls::SERVER_NAME)
+            .map_err(|e| LinkError::Unreachable(format!("{addr}: {e}")))?;
+        let connection = connecting.await.map_err(|e| {
+            tracing::warn!(%addr, error = %e, "outbound QUIC handshake failed");
+            LinkError::Handshake(format!("{addr}: {e}"))
+        })?;
+        establish(connection, true, self.max_frame).await
+    }
+
+    pub(crate) fn close(&self) {
+        self.endpoint
+            .close(VarInt::from_u32(CLOSE_CODE), b"node shut down");
+    }
+}
+
+/// Open our stream, accept theirs, start the pumps.
+async fn establish(
+    connection: quinn::Connection,
+    outbound: bool,
+    max_frame: usize,
+) -> Result<Connection, LinkError> {
+    let peer = connection
+        .peer_identity()
+        .and_then(|any| {
+            any.downcast::<Vec<rustls::pki_types::CertificateDer<'static>>>()
+                .ok()
+        })
+        .ok_or_else(|| LinkError::Handshake("the peer presented no certificate".into()))
+        .and_then(|chain| {
+            tls::peer_node_id(&chain).map_err(|e| LinkError::Handshake(e.to_string()))
+        })?;
+    let send = connection
+        .open_uni()
+        .await
+        .map_err(|e| LinkError::Handshake(format!("could not open a stream: {e}")))?;
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (in_tx, in_rx) = mpsc::unbounded_channel();
+    tokio::spawn(write_frames(connection.clone(), send, out_rx));
+    let reader = connection.clone();
+    tokio::spawn(async move {
+        match reader.accept_uni().await {
+            Ok(recv) => read_frames(reader, recv, in_tx, max_frame).await,
+            Err(e) => tracing::debug!(error = %e, "connection closed before the peer's stream"),
+        }
+    });
+    tracing::debug!(remote = %connection.remote_address(), %peer, outbound, "QUIC connection up");
+    Ok(Connection {
+        tx: out_tx,
+        rx: in_rx,
+        authenticated: Some(peer),
+        close: CloseHandle::Quic(connection),
+    })
+}
+
+/// Write every queued frame, length-prefixed, batching what is queued.
+async fn write_frames(
+    connection: quinn::Connection,
+    mut send: SendStream,
+    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
+) {
+    let mut batch = Vec::with_capacity(64 * 1024);
+    while let Some(frame) = frames.recv().await {
+        batch.clear();
+        push_frame(&mut batch, &frame);
+        while batch.len() < MAX_BATCH {
+            match frames.try_recv() {
+                Ok(frame) => push_frame(&mut batch, &frame),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = send.write_all(&batch).await {
+            tracing::debug!(error = %e, "write failed; connection closing");
+            return;
+        }
+    }
+    // The node dropped the link: finish the stream and close politely.
+    let _ = send.finish();
+    connection.close(VarInt::from_u32(CLOSE_CODE), b"link closed");
+}
+
+fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
+    let len = u32::try_from(frame.len()).expect("frames are limited to max_frame, below 4 GiB");
+    batch.extend_from_slice(&len.to_be_bytes());
+    batch.extend_from_slice(frame);
+}
+
+/// Read length-prefixed frames into `frames` until the stream ends. An
+/// oversize or truncated frame closes the connection with the reason.
+async fn read_frames(
+    connection: quinn::Connection,
+    mut recv: RecvStream,
+    frames: mpsc::UnboundedSender<Vec<u8>>,
+    max_frame: usize,
+) {
+    let remote = connection.remote_address();
+    loop {
+        let mut len = [0u8; 4];
+        match recv.read_exact(&mut len).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(0)) => return,
+            Err(quinn::ReadExactError::FinishedEarly(n)) => {
+                let reason = format!("stream ended inside a frame header ({n} of 4 bytes)");
+                return refuse(&connection, remote, &reason);
+            }
+            Err(quinn::ReadExactError::ReadError(e)) => {
+                tracing::debug!(%remote, error = %e, "read ended");
+                return;
+            }
+        }
+        let len = u32::from_be_bytes(len) as usize;
+        if len > max_frame {
+            let reason = format!("frame of {len} bytes is over the {max_frame}-byte limit");
+            return refuse(&connection, remote, &reason);
+        }
+        let mut frame = vec![0u8; len];
+        match recv.read_exact(&mut frame).await {
+            Ok(()) => {}
+            Err(quinn::ReadExactError::FinishedEarly(n)) => {
+                let reason = format!("stream ended inside a frame ({n} of {len} bytes)");
+                return refuse(&connection, remote, &reason);
+            }
+            Err(quinn::ReadExactError::ReadError(e)) => {
+                tracing::debug!(%remote, error = %e, "read ended");
+                return;
+            }
+        }
+        if frames.send(frame).is_err() {
+            return;
+        }
+    }
+}
+
+fn refuse(connection: &quinn::Connection, remote: SocketAddr, reason: &str) {
+    tracing::warn!(%remote, reason, "closing connection");
+    connection.close(VarInt::from_u32(CLOSE_CODE), reason.as_bytes());
+}
+
+/// The peer id a QUIC connection authenticated, for the hello check.
+pub(crate) fn check_hello(authenticated: Option<NodeId>, claimed: NodeId) -> Result<(), LinkError> {
+    match authenticated {
+        Some(id) if id != claimed => Err(LinkError::Handshake(format!(
+            "the peer says it is {claimed} but its certificate is {id}"
+        ))),
+        _ => Ok(()),
+    }
+}
