@@ -72,6 +72,7 @@ mod object;
 pub mod proto;
 #[cfg(feature = "test-utils")]
 pub mod sim;
+pub mod site;
 pub mod tls;
 
 pub use error::{CreateError, LinkError, OpenError, RegisterError, ShoutError, StartError};
@@ -82,6 +83,7 @@ pub use net::{PeerAddr, QuicConfig, Transport};
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use object::ObserverId;
 pub use plexus_derive::{replicated, shout, Replicated};
+pub use proto::node::RepeaterStats;
 pub use proto::replica::ReplicaStats;
 pub use proto::{Delivery, NodeId, ObjectKey, OpId, Operation, Replicated, TypeTag};
 

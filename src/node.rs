@@ -21,7 +21,7 @@ use crate::net::{handshake, Bound, Connection, Linker, PeerAddr, QuicConfig, Tra
 use crate::object::{CellHost, ObjectCell};
 use crate::proto::host::replica_from_frame;
 use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
-use crate::proto::node::RepeaterConfig;
+use crate::proto::node::{RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
 use crate::tls::{Identity, Trust};
@@ -393,11 +393,35 @@ impl Node {
         Ok(peer)
     }
 
+    /// Keep trying to link to `addr` in the background (with the
+    /// transport's backoff) until it succeeds, then keep the link as
+    /// [`link`](Self::link) does. For a peer that may not be up yet. Does
+    /// nothing on a transport whose links cannot drop (in-memory).
+    pub fn keep_linking(&self, addr: impl Into<PeerAddr>) {
+        let Some(backoff) = self.inner.backoff else {
+            return;
+        };
+        let (gone, closed) = oneshot::channel();
+        drop(gone);
+        let weak = Arc::downgrade(&self.inner);
+        tokio::spawn(keep_link(weak, addr.into(), closed, backoff));
+    }
+
     /// The nodes this node is linked to, in link order.
     pub async fn links(&self) -> Vec<LinkInfo> {
         let (tx, rx) = oneshot::channel();
         if self.inner.actor.cast(RepeaterMsg::Links(tx)).is_err() {
             return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The repeater's counters: ops seen, duplicates dropped, op messages
+    /// sent. Zeroes once the node is shut down.
+    pub async fn stats(&self) -> RepeaterStats {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.actor.cast(RepeaterMsg::Stats(tx)).is_err() {
+            return RepeaterStats::default();
         }
         rx.await.unwrap_or_default()
     }

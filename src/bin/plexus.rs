@@ -5,6 +5,7 @@
 //! plexus ca issue --ca <ca-dir> --name <node name> --out <node-dir>
 //! plexus keygen   --out <node-dir>
 //! plexus id       --dir <node-dir>
+//! plexus node     --config <site.toml>
 //! ```
 //!
 //! Commands that make or read a node identity print its node id (64 hex
@@ -16,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use plexus::site::SiteConfig;
 use plexus::tls::{self, ClusterCa, Identity, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE};
 
 /// What a command returns: its errors are printed, and the exit code is 1.
@@ -49,6 +51,15 @@ enum Command {
         /// The node directory holding node.key and node.crt.
         #[arg(long, value_name = "NODE_DIR")]
         dir: PathBuf,
+    },
+    /// Run a standalone site: a repeater that holds no application types and
+    /// relays every op, opaque, between the sites linked to it. Runs until
+    /// Ctrl-C or SIGTERM. Logs go to standard error (RUST_LOG filters them).
+    Node {
+        /// The site file (see `plexus::site`): listen, data_dir, ca/allow,
+        /// links.
+        #[arg(long, value_name = "SITE_TOML")]
+        config: PathBuf,
     },
 }
 
@@ -93,6 +104,7 @@ fn main() -> ExitCode {
         } => ca_issue(&ca, &name, &out),
         Command::Keygen { out } => keygen(&out),
         Command::Id { dir } => id(&dir),
+        Command::Node { config } => run_node(&config),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -160,4 +172,52 @@ fn id(dir: &Path) -> CliResult {
     let identity = Identity::load(dir)?;
     println!("{}", tls::node_id_hex(&identity.node_id()));
     Ok(())
+}
+
+fn run_node(config: &Path) -> CliResult {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let site = SiteConfig::load(config)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let node = site.builder()?.start().await?;
+        eprintln!(
+            "site {} listening on {}",
+            tls::node_id_hex(&node.id()),
+            node.local_addr()
+        );
+        println!("{}", node.local_addr());
+        for addr in &site.links {
+            // A failed first attempt is logged; the link keeps retrying.
+            if let Err(e) = node.link(*addr).await {
+                tracing::warn!(%addr, error = %e, "link failed; retrying in the background");
+                node.keep_linking(*addr);
+            }
+        }
+        wait_for_stop().await?;
+        eprintln!("stopping");
+        node.shutdown();
+        Ok(())
+    })
+}
+
+/// Resolves on Ctrl-C, or SIGTERM on Unix.
+async fn wait_for_stop() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
 }

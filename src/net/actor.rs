@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::OpenError;
 use crate::proto::host::Host;
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
-use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
+use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
 use crate::proto::time::Time;
 use crate::proto::{NodeId, ObjectKey};
 
@@ -59,6 +59,7 @@ pub(crate) enum RepeaterMsg {
         reply: oneshot::Sender<Result<(), OpenError>>,
     },
     Links(oneshot::Sender<Vec<LinkInfo>>),
+    Stats(oneshot::Sender<RepeaterStats>),
     Tick,
 }
 
@@ -159,6 +160,9 @@ impl Actor for RepeaterActor {
                         started: Instant::now(),
                     },
                 );
+            }
+            RepeaterMsg::Stats(reply) => {
+                let _ = reply.send(state.proto.stats());
             }
             RepeaterMsg::Links(reply) => {
                 let mut links: Vec<_> = state.links.iter().collect();

@@ -1,0 +1,426 @@
+//! quicbench: Plexus over QUIC on loopback, three OS processes, beside a raw
+//! quinn baseline measured in the same run on the same machine.
+//!
+//! ```text
+//! cargo run --release --example quicbench             # full run (~40 s)
+//! cargo run --release --example quicbench -- --short  # a few seconds, for CI
+//! ```
+//!
+//! One binary plays every role. The parent makes a throwaway cluster CA in
+//! a temporary directory, issues three identities, and spawns itself three
+//! times (`--role peer --index i --dir ...`). Each child runs a Plexus node
+//! and a raw quinn endpoint with the same mutual-TLS setup, on 127.0.0.1,
+//! and takes one command a line on stdin. The nodes link into a
+//! **triangle** (1→0, 2→0, 2→1), so every op reaches every node in one hop
+//! (and each receiver also relays it to the third, which drops the
+//! duplicate); `--chain` links them 0–1–2 instead (peer 1 relays between
+//! the ends: one more hop, no duplicates). Every process runs tokio's multi-thread runtime with its
+//! default worker count (2 on the 2-core machine).
+//!
+//! What is measured, all with 64-byte arguments (`serde_bytes::ByteBuf`):
+//!
+//! * **Round-trip latency.** Peer 0 shouts `ping` one at a time; peers 1 and
+//!   2 acknowledge each ping from their observer by shouting `ack(seq)` on a
+//!   second object; the sample ends when peer 0's observer has seen both
+//!   acks. All timestamps come from peer 0's clock. This is a full Plexus
+//!   round trip (shout → applied on all → ack shouted → ack applied back),
+//!   compared with a raw quinn round trip (a 64-byte length-prefixed frame
+//!   on an open bi stream, echoed by the server), peer 0 → peer 1. Bias:
+//!   the Plexus sample includes the second Plexus hop, the relay of each
+//!   ping and ack to the third peer, and the wake-up of the waiting task;
+//!   shout-to-applied-on-all one way is about half of it (both legs are the
+//!   same path). The raw round trip to both receivers at once is printed
+//!   too, as Plexus waits for two peers.
+//! * **Sustained throughput.** All three peers shout a commutative op as
+//!   fast as they can for a fixed time, each at most `window` ops (1,024;
+//!   `--window`) ahead of the average of what it has received from the
+//!   other two (so queues stay bounded and the rate is one all three
+//!   sustain);
+//!   every node counts the ops its observer sees; the figure is the total
+//!   shouted / the parent's wall time until all three nodes have applied
+//!   all of them. The same with a non-commutative (ordered) op, which rolls
+//!   back and replays whenever an op arrives late, is printed for reference
+//!   (window 256, so late ops stay within the replica's checkpoints).
+//! * **Raw fan-out.** The parent (a fourth process, same runtime) sends
+//!   64-byte length-prefixed frames on one uni stream to each of the three
+//!   peers for the same time, 1,024 frames per `write_all` (and one frame
+//!   per write for reference); the figure is the frames every receiver got
+//!   / wall time until all three streams ended.
+//! * **The op frame**: its encoded size and codec cost, in-process.
+//!
+//! The children exit when their stdin closes, so they never outlive the
+//! parent; the parent also kills them if it unwinds. Nothing here asserts
+//! on time: the benchmark prints figures.
+
+mod peer;
+mod raw;
+mod report;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use plexus::tls::{ClusterCa, Identity, Trust};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{ChildStdin, ChildStdout, Command};
+
+use report::{Rate, Results, Summary};
+
+/// Where every endpoint listens.
+pub(crate) const LOOPBACK: &str = "127.0.0.1:0";
+
+/// The argument size of every shout and raw frame.
+pub(crate) const PAYLOAD: usize = 64;
+
+/// Frames per `write_all` in the batched raw fan-out.
+const BATCH: usize = 1024;
+
+/// How long the parent waits for any one reply (a hang guard, not a
+/// measurement).
+const REPLY_PATIENCE: Duration = Duration::from_secs(180);
+
+/// The 64-byte argument.
+pub(crate) fn payload() -> Vec<u8> {
+    (0..PAYLOAD as u8).collect()
+}
+
+/// How much of everything to run.
+#[derive(Clone, Copy, Debug)]
+struct Plan {
+    warmup: usize,
+    pings: usize,
+    throughput: Duration,
+    ordered: Duration,
+    window: u64,
+    ordered_window: u64,
+    codec_iterations: u32,
+    chain: bool,
+}
+
+impl Plan {
+    const FULL: Plan = Plan {
+        warmup: 1_000,
+        pings: 10_000,
+        throughput: Duration::from_secs(5),
+        ordered: Duration::from_secs(2),
+        window: 1_024,
+        ordered_window: 256,
+        codec_iterations: 200_000,
+        chain: false,
+    };
+
+    const SHORT: Plan = Plan {
+        warmup: 100,
+        pings: 500,
+        throughput: Duration::from_millis(300),
+        ordered: Duration::from_millis(200),
+        window: 1_024,
+        ordered_window: 256,
+        codec_iterations: 20_000,
+        chain: false,
+    };
+}
+
+enum Role {
+    Parent(Plan),
+    Peer { index: usize, dir: PathBuf },
+}
+
+fn parse_args() -> anyhow::Result<Role> {
+    let (mut short, mut window, mut chain) = (false, None, false);
+    let (mut role, mut index, mut dir) = (None, None, None);
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--short" => short = true,
+            "--window" => window = Some(value()?.parse()?),
+            "--chain" => chain = true,
+            "--role" => role = Some(value()?),
+            "--index" => index = Some(value()?.parse()?),
+            "--dir" => dir = Some(PathBuf::from(value()?)),
+            "--help" | "-h" => {
+                println!(
+                    "usage: quicbench [--short] [--chain] [--window OPS]   (see the source's header)"
+                );
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?} (try --help)"),
+        }
+    }
+    let mut plan = if short { Plan::SHORT } else { Plan::FULL };
+    plan.window = window.unwrap_or(plan.window);
+    plan.chain = chain;
+    match role.as_deref() {
+        None => Ok(Role::Parent(plan)),
+        Some("peer") => Ok(Role::Peer {
+            index: index.context("--role peer needs --index")?,
+            dir: dir.context("--role peer needs --dir")?,
+        }),
+        Some(other) => bail!("unknown role {other:?}"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match parse_args()? {
+        Role::Peer { index, dir } => {
+            let outcome = peer::run(index, &dir).await;
+            if let Err(error) = &outcome {
+                eprintln!("peer {index}: {error:#}");
+            }
+            // Do not wait for the runtime's blocking stdin reader.
+            std::process::exit(i32::from(outcome.is_err()));
+        }
+        Role::Parent(plan) => bench(plan).await,
+    }
+}
+
+/// A child process and its command channel.
+struct Child {
+    name: String,
+    process: tokio::process::Child,
+    stdin: Option<ChildStdin>,
+    lines: Lines<BufReader<ChildStdout>>,
+}
+
+impl Child {
+    fn spawn(index: usize, dir: &Path) -> anyhow::Result<Self> {
+        let mut process = Command::new(std::env::current_exe()?)
+            .args(["--role", "peer", "--index", &index.to_string(), "--dir"])
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .context("spawning a peer")?;
+        let stdin = process.stdin.take().context("piped stdin")?;
+        let stdout = process.stdout.take().context("piped stdout")?;
+        Ok(Self {
+            name: format!("peer {index}"),
+            process,
+            stdin: Some(stdin),
+            lines: BufReader::new(stdout).lines(),
+        })
+    }
+
+    async fn send(&mut self, command: &str) -> anyhow::Result<()> {
+        let stdin = self.stdin.as_mut().context("stdin closed")?;
+        stdin.write_all(format!("{command}\n").as_bytes()).await?;
+        stdin.flush().await?;
+        Ok(())
+    }
+
+    async fn line(&mut self) -> anyhow::Result<String> {
+        tokio::time::timeout(REPLY_PATIENCE, self.lines.next_line())
+            .await
+            .with_context(|| format!("{} did not answer", self.name))??
+            .with_context(|| format!("{} exited", self.name))
+    }
+
+    async fn reply(&mut self) -> anyhow::Result<String> {
+        let line = self.line().await?;
+        match line.strip_prefix("ok") {
+            Some(rest) => Ok(rest.trim().to_owned()),
+            None => bail!("{}: {line}", self.name),
+        }
+    }
+
+    async fn call(&mut self, command: &str) -> anyhow::Result<String> {
+        self.send(command).await?;
+        self.reply().await
+    }
+
+    /// Close stdin (the child exits) and reap it; kill it if it lingers.
+    async fn stop(mut self) {
+        drop(self.stdin.take());
+        let waited = tokio::time::timeout(Duration::from_secs(10), self.process.wait()).await;
+        if !matches!(waited, Ok(Ok(status)) if status.success()) {
+            eprintln!("{} did not exit cleanly ({waited:?})", self.name);
+            let _ = self.process.kill().await;
+        }
+    }
+}
+
+fn first_word<T: std::str::FromStr>(line: &str) -> anyhow::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    Ok(line
+        .split_whitespace()
+        .next()
+        .context("empty reply")?
+        .parse()?)
+}
+
+async fn bench(plan: Plan) -> anyhow::Result<()> {
+    println!(
+        "quicbench: 3 peer processes on 127.0.0.1, {}, {PAYLOAD}-byte arguments, \
+         tokio multi-thread runtime ({} cores), shout window {} (ordered {})",
+        if plan.chain {
+            "chained links 0–1–2"
+        } else {
+            "triangle links"
+        },
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        plan.window,
+        plan.ordered_window
+    );
+    let codec = report::codec(plan.codec_iterations)?;
+
+    let dir = tempfile::tempdir()?;
+    let ca = ClusterCa::generate("quicbench")?;
+    ca.save(dir.path())?;
+    for i in 0..3 {
+        let identity = ca.issue(Identity::generate()?, &format!("peer{i}"))?;
+        identity.save(&dir.path().join(format!("peer{i}")))?;
+    }
+    let sender = ca.issue(Identity::generate()?, "sender")?;
+    let trust = Trust::ca(ca.certificate());
+
+    let mut children = (0..3)
+        .map(|i| Child::spawn(i, dir.path()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (mut nodes, mut raws) = (Vec::new(), Vec::new());
+    for child in &mut children {
+        let line = child.line().await?;
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let ["ready", node, raw] = words[..] else {
+            bail!("{}: {line}", child.name);
+        };
+        nodes.push(node.parse::<SocketAddr>()?);
+        raws.push(raw.parse::<SocketAddr>()?);
+    }
+    children[1].call(&format!("link {}", nodes[0])).await?;
+    if !plan.chain {
+        children[2].call(&format!("link {}", nodes[0])).await?;
+    }
+    children[2].call(&format!("link {}", nodes[1])).await?;
+    children[0].call("create").await?;
+    children[1].call("open").await?;
+    children[2].call("open").await?;
+
+    let (warmup, n) = (plan.warmup, plan.pings);
+    eprintln!("· raw quinn round trips ({n} after {warmup} warm-up)");
+    let line = format!("rawrtt {warmup} {n} {}", raws[1]);
+    let raw_rtt = Summary::parse(&children[0].call(&line).await?)?;
+    let line = format!("rawrtt {warmup} {n} {} {}", raws[1], raws[2]);
+    let raw_rtt_both = Summary::parse(&children[0].call(&line).await?)?;
+    eprintln!("· plexus ping → acks round trips");
+    let ping = Summary::parse(&children[0].call(&format!("ping {warmup} {n}")).await?)?;
+
+    let endpoint = raw::endpoint(&sender, &trust)?;
+    eprintln!("· raw fan-out, {BATCH} frames per write");
+    let fan_batched = fan_out(&mut children, &endpoint, &raws, BATCH, plan.throughput).await?;
+    eprintln!("· raw fan-out, one write per frame");
+    let fan_single = fan_out(&mut children, &endpoint, &raws, 1, plan.throughput).await?;
+    endpoint.close(quinn::VarInt::from_u32(0), b"done");
+
+    eprintln!("· plexus commutative shouts from all three");
+    let blast = shout_phase(&mut children, "blast", plan.throughput, plan.window).await?;
+    let before = replays(&mut children).await?;
+    eprintln!("· plexus ordered shouts from all three");
+    let ordered = shout_phase(&mut children, "ordered", plan.ordered, plan.ordered_window).await?;
+    let after = replays(&mut children).await?;
+
+    for child in children {
+        child.stop().await;
+    }
+    report::print(&Results {
+        raw_rtt,
+        raw_rtt_both,
+        ping,
+        fan_batched,
+        fan_single,
+        blast,
+        ordered,
+        ordered_replays: (after.0 - before.0, after.1 - before.1),
+        codec,
+    });
+    Ok(())
+}
+
+/// The parent fans out to the three peers' raw endpoints; each reports
+/// what its stream carried.
+async fn fan_out(
+    children: &mut [Child],
+    endpoint: &quinn::Endpoint,
+    receivers: &[SocketAddr],
+    batch: usize,
+    duration: Duration,
+) -> anyhow::Result<Rate> {
+    for child in children.iter_mut() {
+        child.send("fanwait").await?;
+    }
+    let sent = raw::fan_out(endpoint, receivers, &payload(), batch, duration).await?;
+    let mut all = u64::MAX;
+    for (child, written) in children.iter_mut().zip(&sent.written) {
+        let frames: u64 = first_word(&child.reply().await?)?;
+        if frames != *written {
+            bail!("{}: received {frames} frames of {written}", child.name);
+        }
+        all = all.min(frames);
+    }
+    let wall = sent.started.elapsed();
+    sent.close();
+    Ok(Rate {
+        messages: all,
+        wall,
+    })
+}
+
+/// All three peers shout `kind` for `duration`; then every node waits
+/// until it has applied every op shouted.
+async fn shout_phase(
+    children: &mut [Child],
+    kind: &str,
+    duration: Duration,
+    window: u64,
+) -> anyhow::Result<Rate> {
+    let start = Instant::now();
+    for child in children.iter_mut() {
+        child
+            .send(&format!("{kind} {} {window}", duration.as_millis()))
+            .await?;
+    }
+    let mut total = 0u64;
+    for child in children.iter_mut() {
+        total += first_word::<u64>(&child.reply().await?)?;
+    }
+    for child in children.iter_mut() {
+        child.send(&format!("await {kind} {total}")).await?;
+    }
+    for child in children.iter_mut() {
+        child.reply().await?;
+    }
+    Ok(Rate {
+        messages: total,
+        wall: start.elapsed(),
+    })
+}
+
+/// Rollbacks and replayed ops, summed over the peers.
+async fn replays(children: &mut [Child]) -> anyhow::Result<(u64, u64)> {
+    let mut sum = (0, 0);
+    for child in children.iter_mut() {
+        let stats: Vec<u64> = child
+            .call("stats")
+            .await?
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        sum.0 += stats.get(1).copied().unwrap_or_default();
+        sum.1 += stats.get(2).copied().unwrap_or_default();
+    }
+    Ok(sum)
+}
