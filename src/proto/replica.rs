@@ -15,7 +15,8 @@
 //! nearest checkpoint before it rather than to `stable`, and replays only
 //! what follows (see [`ReplicaConfig`]).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::ops::Bound;
 
 use super::id::{LamportClock, NodeId, OpId};
 use super::replicated::{Operation, Replicated};
@@ -78,13 +79,6 @@ impl Default for ReplicaConfig {
     }
 }
 
-/// One tentative op in the log.
-#[derive(Clone, Debug)]
-struct Entry<O> {
-    id: OpId,
-    op: O,
-}
-
 /// Counters a replica keeps about its own work.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ReplicaStats {
@@ -130,7 +124,8 @@ pub struct Replica<T: Replicated> {
     frontier: Option<OpId>,
     folded: VersionVector,
     current: T,
-    log: VecDeque<Entry<T::Op>>,
+    /// The tentative ops, by id (a B-tree: late ops insert in O(log n)).
+    log: BTreeMap<OpId, T::Op>,
     seen: SeenSet,
     clock: LamportClock,
     next_seq: u64,
@@ -154,7 +149,7 @@ impl<T: Replicated> Replica<T> {
             stable: initial,
             frontier: None,
             folded: VersionVector::default(),
-            log: VecDeque::new(),
+            log: BTreeMap::new(),
             seen: SeenSet::default(),
             clock: LamportClock::default(),
             next_seq: 1,
@@ -182,16 +177,14 @@ impl<T: Replicated> Replica<T> {
         }
         let mut clock = LamportClock::default();
         clock.witness(state.lamport);
-        let mut log = VecDeque::with_capacity(state.tentative.len());
-        let mut tentative = state.tentative;
-        tentative.sort_by_key(|(id, _)| *id);
-        for (id, op) in tentative {
+        let mut log = BTreeMap::new();
+        for (id, op) in state.tentative {
             if id.seq == 0 || state.frontier.is_some_and(|f| id <= f) {
                 continue;
             }
             if seen.insert(id.origin, id.seq) {
                 clock.witness(id.lamport);
-                log.push_back(Entry { id, op });
+                log.insert(id, op);
             }
         }
         let next_seq = seen.max_seq(&me) + 1;
@@ -210,7 +203,7 @@ impl<T: Replicated> Replica<T> {
             next_seq,
             stats: ReplicaStats::default(),
         };
-        replica.replay_from(0, |_, _, _| {});
+        replica.replay_after(None, |_, _, _| {});
         replica
     }
 
@@ -273,7 +266,7 @@ impl<T: Replicated> Replica<T> {
         self.seen.insert(id.origin, id.seq);
         self.current.apply(&op);
         on_applied(&self.current, &op, id);
-        self.push_in_order(Entry { id, op });
+        self.push_in_order(id, op);
         self.stats.applied += 1;
         id
     }
@@ -306,14 +299,17 @@ impl<T: Replicated> Replica<T> {
             self.next_seq = id.seq + 1;
         }
         self.stats.applied += 1;
-        let last = self.log.back().map(|e| e.id).or(self.frontier);
+        let last = self
+            .log
+            .last_key_value()
+            .map(|(id, _)| *id)
+            .or(self.frontier);
         if last.is_none_or(|last| id > last) {
             self.current.apply(&op);
             on_applied(&self.current, &op, id);
-            self.push_in_order(Entry { id, op });
+            self.push_in_order(id, op);
             return Ok(Applied::InOrder);
         }
-        let pos = self.log.partition_point(|e| e.id < id);
         if op.is_commutative() {
             // It commutes with everything: later checkpoints just gain it.
             self.current.apply(&op);
@@ -321,26 +317,26 @@ impl<T: Replicated> Replica<T> {
                 state.apply(&op);
             }
             on_applied(&self.current, &op, id);
-            self.log.insert(pos, Entry { id, op });
+            self.log.insert(id, op);
             return Ok(Applied::Commuted);
         }
-        self.log.insert(pos, Entry { id, op });
+        self.log.insert(id, op);
         // Checkpoints after the late op are wrong now; roll back to the last
         // one before it (or to the stable snapshot) and replay from there.
         let keep = self.checkpoints.partition_point(|(cp, _)| *cp < id);
         self.checkpoints.truncate(keep);
-        let start = match self.checkpoints.back() {
+        let after = match self.checkpoints.back() {
             Some((cp, state)) => {
                 self.current.clone_from(state);
-                self.log.partition_point(|e| e.id <= *cp)
+                Some(*cp)
             }
             None => {
                 self.current.clone_from(&self.stable);
-                0
+                None
             }
         };
         let mut on_applied = Some(on_applied);
-        let replayed = self.replay_from(start, |state, entry_op, entry_id| {
+        let replayed = self.replay_after(after, |state, entry_op, entry_id| {
             if entry_id == id {
                 if let Some(f) = on_applied.take() {
                     f(state, entry_op, entry_id);
@@ -353,42 +349,45 @@ impl<T: Replicated> Replica<T> {
     }
 
     /// Append an op already applied to `current`; checkpoint when due.
-    fn push_in_order(&mut self, entry: Entry<T::Op>) {
-        let id = entry.id;
-        self.log.push_back(entry);
+    fn push_in_order(&mut self, id: OpId, op: T::Op) {
+        self.log.insert(id, op);
         self.since_checkpoint += 1;
         if self.since_checkpoint >= self.config.checkpoint_every {
-            self.checkpoint(id);
+            self.since_checkpoint = 0;
+            push_checkpoint(&mut self.checkpoints, self.config, id, &self.current);
         }
     }
 
-    fn checkpoint(&mut self, id: OpId) {
-        self.since_checkpoint = 0;
-        if self.config.max_checkpoints == 0 {
-            return;
-        }
-        if self.checkpoints.len() >= self.config.max_checkpoints {
-            self.checkpoints.pop_front();
-        }
-        self.checkpoints.push_back((id, self.current.clone()));
-    }
-
-    /// Apply `log[start..]` to `current` (which holds the state before
-    /// `log[start]`), checkpointing on the way; returns how many ops ran.
-    fn replay_from(&mut self, start: usize, mut each: impl FnMut(&T, &T::Op, OpId)) -> usize {
-        self.since_checkpoint = 0;
-        let every = self.config.checkpoint_every;
-        for i in start..self.log.len() {
-            let entry = &self.log[i];
-            self.current.apply(&entry.op);
-            each(&self.current, &entry.op, entry.id);
-            self.since_checkpoint += 1;
-            if self.since_checkpoint >= every {
-                let id = entry.id;
-                self.checkpoint(id);
+    /// Apply the log after `after` (all of it for `None`) to `current`,
+    /// which holds the state at `after`, checkpointing on the way; returns
+    /// how many ops ran.
+    fn replay_after(
+        &mut self,
+        after: Option<OpId>,
+        mut each: impl FnMut(&T, &T::Op, OpId),
+    ) -> usize {
+        let Self {
+            log,
+            current,
+            checkpoints,
+            config,
+            since_checkpoint,
+            ..
+        } = self;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        *since_checkpoint = 0;
+        let mut replayed = 0;
+        for (id, op) in log.range((from, Bound::Unbounded)) {
+            current.apply(op);
+            each(current, op, *id);
+            replayed += 1;
+            *since_checkpoint += 1;
+            if *since_checkpoint >= config.checkpoint_every {
+                *since_checkpoint = 0;
+                push_checkpoint(checkpoints, *config, *id, current);
             }
         }
-        self.log.len() - start
+        replayed
     }
 
     /// Advance the stable frontier to `frontier`: fold every tentative op at
@@ -408,12 +407,17 @@ impl<T: Replicated> Replica<T> {
             return 0;
         }
         self.clock.witness(frontier.lamport);
-        let upto = self.log.partition_point(|e| e.id <= frontier);
-        for entry in self.log.drain(..upto) {
-            self.stable.apply(&entry.op);
-            on_stable(&self.stable, &entry.op, entry.id);
-            let folded = self.folded.0.entry(entry.id.origin).or_insert(0);
-            *folded = (*folded).max(entry.id.seq);
+        let mut rest = self.log.split_off(&frontier);
+        if let Some(op) = rest.remove(&frontier) {
+            self.log.insert(frontier, op);
+        }
+        let folding = std::mem::replace(&mut self.log, rest);
+        let upto = folding.len();
+        for (id, op) in folding {
+            self.stable.apply(&op);
+            on_stable(&self.stable, &op, id);
+            let folded = self.folded.0.entry(id.origin).or_insert(0);
+            *folded = (*folded).max(id.seq);
         }
         let stale = self.checkpoints.partition_point(|(cp, _)| *cp <= frontier);
         self.checkpoints.drain(..stale);
@@ -428,13 +432,30 @@ impl<T: Replicated> Replica<T> {
             stable: self.stable.clone(),
             frontier: self.frontier,
             folded: self.folded.clone(),
-            tentative: self.log.iter().map(|e| (e.id, e.op.clone())).collect(),
+            tentative: self.log.iter().map(|(id, op)| (*id, op.clone())).collect(),
             lamport: self.clock.now(),
         }
     }
 
     /// The ids of the tentative ops, in order.
     pub fn tentative_ids(&self) -> impl Iterator<Item = OpId> + '_ {
-        self.log.iter().map(|e| e.id)
+        self.log.keys().copied()
     }
+}
+
+/// Keep a copy of `state` as the checkpoint at `id`, dropping the oldest
+/// when there are too many.
+fn push_checkpoint<T: Clone>(
+    checkpoints: &mut VecDeque<(OpId, T)>,
+    config: ReplicaConfig,
+    id: OpId,
+    state: &T,
+) {
+    if config.max_checkpoints == 0 {
+        return;
+    }
+    if checkpoints.len() >= config.max_checkpoints {
+        checkpoints.pop_front();
+    }
+    checkpoints.push_back((id, state.clone()));
 }
