@@ -83,6 +83,7 @@ pub use net::{PeerAddr, QuicConfig, Transport};
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use object::ObserverId;
 pub use plexus_derive::{replicated, shout, Replicated};
+pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
 pub use proto::node::RepeaterStats;
 pub use proto::replica::ReplicaStats;
 pub use proto::{Delivery, NodeId, ObjectKey, OpId, Operation, Replicated, TypeTag};

@@ -12,14 +12,17 @@ use std::time::Duration;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use ractor::{Actor, ActorRef};
-use tokio::sync::oneshot;
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::error::{CreateError, LinkError, OpenError, RegisterError, StartError};
 use crate::leaf::Leaf;
-use crate::net::actor::{LinkId, LinkInfo, RepeaterActor, RepeaterArgs, RepeaterMsg};
+use crate::net::actor::{
+    LinkId, LinkInfo, MembershipSink, RepeaterActor, RepeaterArgs, RepeaterMsg,
+};
 use crate::net::{handshake, Bound, Connection, Linker, PeerAddr, QuicConfig, Transport};
 use crate::object::{CellHost, ObjectCell};
 use crate::proto::host::replica_from_frame;
+use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
@@ -83,6 +86,7 @@ impl NodeConfig {
 pub struct NodeBuilder {
     transport: Option<Transport>,
     listen: Option<SocketAddr>,
+    seeds: Vec<PeerAddr>,
     identity: Option<Identity>,
     trust: Option<Trust>,
     config: NodeConfig,
@@ -95,6 +99,15 @@ impl NodeBuilder {
     /// or a fresh key.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.listen = Some(addr);
+        self
+    }
+
+    /// Join the cluster through these nodes: the node links to each (and
+    /// keeps retrying the ones that are not up), learns the peers they know,
+    /// and is [`Connected`](NodeState::Connected) once any link is up. Any
+    /// single live seed is enough.
+    pub fn seeds<A: Into<PeerAddr>>(mut self, seeds: impl IntoIterator<Item = A>) -> Self {
+        self.seeds = seeds.into_iter().map(Into::into).collect();
         self
     }
 
@@ -171,8 +184,16 @@ impl NodeBuilder {
             fetch_timeout: self.config.open_timeout,
             ..RepeaterConfig::default()
         };
+        let (events, _) = broadcast::channel(1024);
+        let membership = MembershipSink {
+            state: Arc::new(watch::channel(NodeState::Initialized).0),
+            view: Arc::new(watch::channel(Vec::new()).0),
+            events,
+        };
         let args = RepeaterArgs {
             me: id,
+            seeds: !self.seeds.is_empty(),
+            membership: membership.clone(),
             config: repeater_config,
             max_frame: self.config.max_frame,
         };
@@ -190,6 +211,7 @@ impl NodeBuilder {
             config: self.config,
             backoff: transport.backoff(),
             linker: link,
+            membership,
             actor,
             objects: DashMap::new(),
             registry: Mutex::new(HashMap::new()),
@@ -209,6 +231,15 @@ impl NodeBuilder {
                 });
             }
         });
+        for seed in self.seeds {
+            let node = node.clone();
+            tokio::spawn(async move {
+                if let Err(error) = node.link(seed.clone()).await {
+                    tracing::info!(%seed, %error, "seed not reachable yet; retrying");
+                    node.keep_linking(seed);
+                }
+            });
+        }
         Ok(node)
     }
 }
@@ -219,6 +250,7 @@ struct NodeInner {
     config: NodeConfig,
     linker: Linker,
     backoff: Option<(Duration, Duration)>,
+    membership: MembershipSink,
     actor: ActorRef<RepeaterMsg>,
     objects: DashMap<ObjectKey, Arc<dyn Any + Send + Sync>>,
     registry: Mutex<HashMap<&'static str, (TypeId, &'static str)>>,
@@ -416,6 +448,31 @@ impl Node {
         rx.await.unwrap_or_default()
     }
 
+    /// Where the node is in its lifecycle (INITIALIZED → JOINING →
+    /// CONNECTED ⇄ DISCONNECTED → DESTROYED).
+    pub fn state(&self) -> NodeState {
+        *self.inner.membership.state.borrow()
+    }
+
+    /// A stream of membership events from now on: lifecycle changes, peers
+    /// up, down, or heard of. A receiver that falls more than 1,024 events
+    /// behind is told how many it missed.
+    pub fn events(&self) -> broadcast::Receiver<MembershipEvent> {
+        self.inner.membership.events.subscribe()
+    }
+
+    /// Wait until the node is in `state` (or return at once if it is).
+    pub async fn wait_for_state(&self, state: NodeState) {
+        let mut rx = self.inner.membership.state.subscribe();
+        let _ = rx.wait_for(|s| *s == state).await;
+    }
+
+    /// Every peer this node knows: the ones it is linked to and the ones it
+    /// heard of from them, with their advertised addresses.
+    pub fn current_view(&self) -> Vec<PeerInfo> {
+        self.inner.membership.view.borrow().clone()
+    }
+
     /// The repeater's counters: ops seen, duplicates dropped, op messages
     /// sent. Zeroes once the node is shut down.
     pub async fn stats(&self) -> RepeaterStats {
@@ -433,6 +490,11 @@ impl Node {
             return;
         }
         self.inner.linker.close(&self.inner.addr);
+        let _ = self.inner.actor.cast(RepeaterMsg::Shutdown);
+        self.inner
+            .membership
+            .state
+            .send_replace(NodeState::Destroyed);
         self.inner.actor.stop(Some("node shut down".into()));
     }
 
@@ -460,8 +522,16 @@ impl Node {
     ) -> Result<(NodeId, oneshot::Receiver<()>), LinkError> {
         let max_frame = self.inner.config.max_frame;
         let handshake_timeout = self.inner.config.handshake_timeout;
-        let peer = match handshake(&mut conn, self.inner.id, max_frame, handshake_timeout).await {
-            Ok(peer) => peer,
+        let advertised = Some(self.inner.addr.to_string());
+        let hello = handshake(
+            &mut conn,
+            self.inner.id,
+            advertised,
+            max_frame,
+            handshake_timeout,
+        );
+        let (peer, addr) = match hello.await {
+            Ok(hello) => hello,
             Err(e) => {
                 conn.close.close(&e.to_string());
                 return Err(e);
@@ -473,7 +543,12 @@ impl Node {
             tx, mut rx, close, ..
         } = conn;
         actor
-            .cast(RepeaterMsg::LinkUp { link, peer, tx })
+            .cast(RepeaterMsg::LinkUp {
+                link,
+                peer,
+                addr,
+                tx,
+            })
             .map_err(|_| LinkError::Stopped)?;
         let (closed_tx, closed_rx) = oneshot::channel();
         tokio::spawn(async move {

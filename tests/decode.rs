@@ -41,6 +41,10 @@ fn valid_frames() -> Vec<Vec<u8>> {
     [
         Message::Hello {
             node: NodeId::from_u64(1),
+            addr: Some("127.0.0.1:7001".into()),
+        },
+        Message::Welcome {
+            peers: vec![(NodeId::from_u64(2), None)],
         },
         Message::Op(OpFrame {
             object: object.clone(),
@@ -89,7 +93,7 @@ proptest! {
 
     #[test]
     fn mutated_valid_frames_never_panic(
-        which in 0usize..4,
+        which in 0usize..5,
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         cut in any::<prop::sample::Index>(),
     ) {

@@ -155,6 +155,7 @@ async fn misbehave(ca: &ClusterCa, target: SocketAddr, after_hello: &[u8], finis
     let mut send = conn.open_uni().await.expect("a stream");
     let hello = Message::Hello {
         node: identity.node_id(),
+        addr: None,
     }
     .encode(1 << 20)
     .expect("hello");
@@ -279,4 +280,83 @@ async fn a_dropped_link_is_re_established() {
     tokio::time::timeout(WAIT, tb.wait_until(|t| t.log.iter().any(|(_, n)| *n == 3)))
         .await
         .expect("ops flow again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_through_seeds_walks_the_lifecycle_and_learns_the_cluster() {
+    use plexus::{MembershipEvent, NodeState};
+
+    let ca = ClusterCa::generate("ours").expect("a CA");
+    let trust = Trust::ca(ca.certificate());
+    let seed = start(member(&ca, "seed"), trust.clone()).await;
+    assert_eq!(
+        seed.state(),
+        NodeState::Connected,
+        "a node without seeds is the cluster"
+    );
+    let seed_addr = quic_addr(&seed);
+
+    let join = |name: &str, seeds: Vec<SocketAddr>| {
+        Node::builder()
+            .listen(any_addr())
+            .identity(member(&ca, name))
+            .trust(trust.clone())
+            .seeds(seeds)
+            .start()
+    };
+    let j = join("j", vec![seed_addr]).await.expect("starts");
+    tokio::time::timeout(WAIT, j.wait_for_state(NodeState::Connected))
+        .await
+        .expect("joins");
+
+    // K names a dead seed first: any single live seed is enough.
+    let dead: SocketAddr = {
+        let socket = std::net::UdpSocket::bind(any_addr()).expect("a free port");
+        socket.local_addr().expect("its address")
+    };
+    let k = join("k", vec![dead, seed_addr]).await.expect("starts");
+    let mut k_events = k.events();
+    tokio::time::timeout(WAIT, k.wait_for_state(NodeState::Connected))
+        .await
+        .expect("joins");
+    // The seed welcomed K with the peers it knows: K has heard of J.
+    tokio::time::timeout(WAIT, async {
+        while !k.current_view().iter().any(|p| p.id == j.id()) {
+            match k_events.recv().await {
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(e) => panic!("event stream ended: {e}"),
+            }
+        }
+    })
+    .await
+    .expect("k learns of j through the seed");
+    let view = k.current_view();
+    let seed_entry = view
+        .iter()
+        .find(|p| p.id == seed.id())
+        .expect("the seed is in k's view");
+    assert_eq!(seed_entry.links, 1);
+    assert_eq!(
+        seed_entry.addr.as_deref(),
+        Some(seed_addr.to_string().as_str())
+    );
+    assert_eq!(
+        view.iter().find(|p| p.id == j.id()).map(|p| p.links),
+        Some(0),
+        "heard of, not linked"
+    );
+
+    // The seed goes away: K sees it down and is disconnected.
+    let mut events = k.events();
+    seed.shutdown();
+    tokio::time::timeout(WAIT, k.wait_for_state(NodeState::Disconnected))
+        .await
+        .expect("k notices");
+    let mut saw_down = false;
+    while let Ok(event) = events.try_recv() {
+        saw_down |= event == MembershipEvent::PeerDown(seed.id());
+    }
+    assert!(saw_down, "a PeerDown event for the seed");
+    k.shutdown();
+    assert_eq!(k.state(), NodeState::Destroyed);
 }

@@ -9,10 +9,13 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::error::OpenError;
 use crate::proto::host::Host;
+use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
 use crate::proto::time::Time;
@@ -39,8 +42,10 @@ pub(crate) enum RepeaterMsg {
     LinkUp {
         link: LinkId,
         peer: NodeId,
+        addr: Option<String>,
         tx: mpsc::UnboundedSender<Vec<u8>>,
     },
+    Shutdown,
     LinkDown {
         link: LinkId,
     },
@@ -65,6 +70,8 @@ pub(crate) enum RepeaterMsg {
 
 pub(crate) struct RepeaterArgs {
     pub(crate) me: NodeId,
+    pub(crate) seeds: bool,
+    pub(crate) membership: MembershipSink,
     pub(crate) config: RepeaterConfig,
     pub(crate) max_frame: usize,
 }
@@ -81,8 +88,17 @@ struct Link {
     tx: mpsc::UnboundedSender<Vec<u8>>,
 }
 
+/// Where membership news goes: the current state and an event stream.
+#[derive(Clone)]
+pub(crate) struct MembershipSink {
+    pub(crate) state: Arc<watch::Sender<NodeState>>,
+    pub(crate) view: Arc<watch::Sender<Vec<PeerInfo>>>,
+    pub(crate) events: broadcast::Sender<MembershipEvent>,
+}
+
 pub(crate) struct RepeaterState {
     proto: RepeaterNode<LinkId>,
+    membership: MembershipSink,
     links: HashMap<LinkId, Link>,
     opens: HashMap<FetchId, PendingOpen>,
     epoch: Instant,
@@ -109,14 +125,19 @@ impl Actor for RepeaterActor {
         _myself: ActorRef<Self::Msg>,
         args: RepeaterArgs,
     ) -> Result<RepeaterState, ActorProcessingErr> {
-        Ok(RepeaterState {
-            proto: RepeaterNode::new(args.me, args.config),
+        let mut proto = RepeaterNode::new(args.me, args.config);
+        proto.handle_start(args.seeds);
+        let mut state = RepeaterState {
+            proto,
+            membership: args.membership,
             links: HashMap::new(),
             opens: HashMap::new(),
             epoch: Instant::now(),
             timer_at: None,
             max_frame: args.max_frame,
-        })
+        };
+        drain(&mut state);
+        Ok(state)
     }
 
     async fn handle(
@@ -127,11 +148,17 @@ impl Actor for RepeaterActor {
     ) -> Result<(), ActorProcessingErr> {
         let now = state.now();
         match msg {
-            RepeaterMsg::LinkUp { link, peer, tx } => {
-                tracing::debug!(?link, %peer, "link up");
+            RepeaterMsg::LinkUp {
+                link,
+                peer,
+                addr,
+                tx,
+            } => {
+                tracing::debug!(?link, %peer, ?addr, "link up");
                 state.links.insert(link, Link { peer, tx });
-                state.proto.handle_link_up(link);
+                state.proto.handle_link_up(link, peer, addr);
             }
+            RepeaterMsg::Shutdown => state.proto.handle_shutdown(),
             RepeaterMsg::LinkDown { link } => {
                 if let Some(l) = state.links.remove(&link) {
                     tracing::debug!(?link, peer = %l.peer, "link down");
@@ -224,6 +251,18 @@ fn drain(state: &mut RepeaterState) {
                         }));
                     }
                 }
+            }
+            OutEvent::Membership(event) => {
+                tracing::debug!(?event, "membership");
+                state
+                    .membership
+                    .state
+                    .send_replace(state.proto.membership().state());
+                state
+                    .membership
+                    .view
+                    .send_replace(state.proto.membership().view());
+                let _ = state.membership.events.send(event);
             }
             OutEvent::OpenFailed { fetch, object } => {
                 if let Some(open) = state.opens.remove(&fetch) {

@@ -224,14 +224,16 @@ impl CloseHandle {
     }
 }
 
-/// Exchange hellos: send ours, wait for theirs. Returns the peer's id.
+/// Exchange hellos: send ours (with the address we listen on), wait for
+/// theirs. Returns the peer's id and advertised address.
 pub(crate) async fn handshake(
     conn: &mut Connection,
     me: NodeId,
+    addr: Option<String>,
     max_frame: usize,
     timeout: Duration,
-) -> Result<NodeId, LinkError> {
-    let hello = Message::Hello { node: me }
+) -> Result<(NodeId, Option<String>), LinkError> {
+    let hello = Message::Hello { node: me, addr }
         .encode(max_frame)
         .map_err(|e| LinkError::Handshake(e.to_string()))?;
     conn.tx
@@ -242,10 +244,10 @@ pub(crate) async fn handshake(
         .map_err(|_| LinkError::HandshakeTimeout(timeout))?
         .ok_or_else(|| LinkError::Handshake("connection closed before hello".into()))?;
     match Message::decode(&frame, max_frame) {
-        Ok(Message::Hello { node }) if node == me => Err(LinkError::SelfLink),
-        Ok(Message::Hello { node }) => {
+        Ok(Message::Hello { node, .. }) if node == me => Err(LinkError::SelfLink),
+        Ok(Message::Hello { node, addr }) => {
             quic::check_hello(conn.authenticated, node)?;
-            Ok(node)
+            Ok((node, addr))
         }
         Ok(other) => Err(LinkError::Handshake(format!(
             "expected hello, got {other:?}"

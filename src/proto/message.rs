@@ -24,6 +24,14 @@ pub enum Message {
     Hello {
         /// The sender's node id.
         node: NodeId,
+        /// The address the sender accepts links on, if it listens.
+        addr: Option<String>,
+    },
+    /// Sent on every new link after the hellos: the peers the sender knows
+    /// and their addresses, so a joiner learns the cluster from any seed.
+    Welcome {
+        /// `(node id, address)` of every peer the sender knows.
+        peers: Vec<(NodeId, Option<String>)>,
     },
     /// A shout, relayed hop by hop.
     Op(OpFrame),

@@ -29,6 +29,7 @@
 
 pub mod host;
 pub mod id;
+pub mod membership;
 pub mod message;
 pub mod node;
 pub mod replica;

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey, OpId};
+use super::membership::{Membership, MembershipEvent};
 use super::message::{FetchId, Message, OpFrame, StateFrame};
 use super::replica::Applied;
 use super::time::Time;
@@ -94,6 +95,8 @@ pub enum OutEvent<L> {
         /// The state to start from.
         state: StateFrame,
     },
+    /// Membership changed (lifecycle state, peers up or down or learned).
+    Membership(MembershipEvent),
     /// An open found no node holding the object in time.
     OpenFailed {
         /// The open's id.
@@ -135,7 +138,8 @@ struct FetchRoute<L> {
 pub struct RepeaterNode<L> {
     me: NodeId,
     config: RepeaterConfig,
-    links: BTreeMap<L, ()>,
+    links: BTreeMap<L, NodeId>,
+    membership: Membership,
     seen: HashMap<ObjectKey, SeenSet>,
     hosts: HashMap<ObjectKey, Box<dyn Host>>,
     opens: HashMap<FetchId, PendingOpen>,
@@ -164,6 +168,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             me,
             config,
             links: BTreeMap::new(),
+            membership: Membership::new(me),
             seen: HashMap::new(),
             hosts: HashMap::new(),
             opens: HashMap::new(),
@@ -195,9 +200,37 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.hosts.contains_key(object)
     }
 
-    /// A link came up. Opens still waiting for an answer ask it too.
-    pub fn handle_link_up(&mut self, link: L) {
-        self.links.insert(link, ());
+    /// The node started; `seeds` is whether it joins through seeds.
+    pub fn handle_start(&mut self, seeds: bool) {
+        self.membership.handle_start(seeds);
+    }
+
+    /// The node shut down.
+    pub fn handle_shutdown(&mut self) {
+        self.membership.handle_shutdown();
+    }
+
+    /// The membership view: every peer known, linked or heard of.
+    pub fn membership(&self) -> &Membership {
+        &self.membership
+    }
+
+    /// A link to `peer` (which listens on `addr`, if it said) came up: it
+    /// is welcomed with the peers this node knows, and opens still waiting
+    /// for an answer ask it too.
+    pub fn handle_link_up(&mut self, link: L, peer: NodeId, addr: Option<String>) {
+        let known: Vec<(NodeId, Option<String>)> = self
+            .membership
+            .welcome()
+            .into_iter()
+            .filter(|(id, _)| *id != peer)
+            .collect();
+        self.out.push_back(OutEvent::Send {
+            to: link,
+            msg: Message::Welcome { peers: known },
+        });
+        self.links.insert(link, peer);
+        self.membership.handle_link_up(peer, addr);
         for (fetch, open) in &self.opens {
             if open.deadline.is_some() {
                 self.out.push_back(OutEvent::Send {
@@ -214,7 +247,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// A link went down. Answers routed through it are dropped when they
     /// arrive.
     pub fn handle_link_down(&mut self, link: L) {
-        self.links.remove(&link);
+        if let Some(peer) = self.links.remove(&link) {
+            self.membership.handle_link_down(peer);
+        }
     }
 
     /// Hold `object` from now on: ops on it are delivered to `host`. Ops
@@ -284,6 +319,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
         match msg {
             Message::Hello { .. } => {}
+            Message::Welcome { peers } => self.membership.handle_welcome(peers),
             Message::Op(frame) => self.handle_op(from, frame),
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
             Message::State { fetch, state } => self.handle_state(fetch, state),
@@ -313,6 +349,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     /// The next output, if any.
     pub fn poll_event(&mut self) -> Option<OutEvent<L>> {
+        if let Some(event) = self.membership.poll_event() {
+            return Some(OutEvent::Membership(event));
+        }
         self.out.pop_front()
     }
 

@@ -191,8 +191,9 @@ impl<T: Replicated> Harness<T> {
     /// Link nodes `a` and `b` both ways.
     pub fn link(&mut self, a: usize, b: usize) {
         assert_ne!(a, b, "a node cannot link to itself");
-        self.nodes[a].proto.handle_link_up(b);
-        self.nodes[b].proto.handle_link_up(a);
+        let (ida, idb) = (self.id(a), self.id(b));
+        self.nodes[a].proto.handle_link_up(b, idb, None);
+        self.nodes[b].proto.handle_link_up(a, ida, None);
         self.flush(a);
         self.flush(b);
     }
@@ -342,7 +343,9 @@ impl<T: Replicated> Harness<T> {
                         .failed_opens
                         .insert(object.name.to_string());
                 }
-                OutEvent::Delivered { .. } | OutEvent::Rejected { .. } => {}
+                OutEvent::Delivered { .. }
+                | OutEvent::Rejected { .. }
+                | OutEvent::Membership(_) => {}
             }
         }
         if let Some(at) = self.nodes[node].proto.poll_timeout() {
