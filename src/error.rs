@@ -162,3 +162,23 @@ impl From<EncodeError> for ShoutError {
         }
     }
 }
+
+/// Why [`Node::send_data`](crate::Node::send_data) failed. Nothing was sent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SendError {
+    /// The data would not fit in one frame.
+    #[error("{len} bytes of data do not fit in a frame; frames are limited to {max} bytes")]
+    TooLarge {
+        /// The data's size with the frame's overhead.
+        len: usize,
+        /// The node's `max_frame`.
+        max: usize,
+    },
+    /// No link fits the spread (no link at all, or none to the named peer).
+    #[error(transparent)]
+    Spread(#[from] crate::proto::data::SpreadError),
+    /// The node has been shut down.
+    #[error("the node has been shut down")]
+    Stopped,
+}

@@ -75,14 +75,17 @@ pub mod sim;
 pub mod site;
 pub mod tls;
 
-pub use error::{CreateError, LinkError, OpenError, RegisterError, ShoutError, StartError};
+pub use error::{
+    CreateError, LinkError, OpenError, RegisterError, SendError, ShoutError, StartError,
+};
 pub use leaf::Leaf;
-pub use net::actor::LinkInfo;
+pub use net::actor::{LinkInfo, ReceivedData};
 pub use net::memory::{MemoryAddr, MemoryHub};
 pub use net::{PeerAddr, QuicConfig, Transport};
 pub use node::{Node, NodeBuilder, NodeConfig};
 pub use object::ObserverId;
 pub use plexus_derive::{replicated, shout, Replicated};
+pub use proto::data::{Spread, SpreadError};
 pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
 pub use proto::node::RepeaterStats;
 pub use proto::replica::ReplicaStats;

@@ -14,13 +14,14 @@ use parking_lot::Mutex;
 use ractor::{Actor, ActorRef};
 use tokio::sync::{broadcast, oneshot, watch};
 
-use crate::error::{CreateError, LinkError, OpenError, RegisterError, StartError};
+use crate::error::{CreateError, LinkError, OpenError, RegisterError, SendError, StartError};
 use crate::leaf::Leaf;
 use crate::net::actor::{
-    LinkId, LinkInfo, MembershipSink, RepeaterActor, RepeaterArgs, RepeaterMsg,
+    LinkId, LinkInfo, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs, RepeaterMsg,
 };
 use crate::net::{handshake, Bound, Connection, Linker, PeerAddr, QuicConfig, Transport};
 use crate::object::{CellHost, ObjectCell};
+use crate::proto::data::Spread;
 use crate::proto::host::replica_from_frame;
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
@@ -28,6 +29,10 @@ use crate::proto::node::{RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
 use crate::tls::{Identity, Trust};
+
+/// Bytes a data frame adds around its payload: the version byte, the
+/// message header, the sender's id and counter.
+const DATA_FRAME_OVERHEAD: usize = 96;
 
 /// The largest object name, in bytes.
 const MAX_NAME: usize = 1024;
@@ -185,10 +190,12 @@ impl NodeBuilder {
             ..RepeaterConfig::default()
         };
         let (events, _) = broadcast::channel(1024);
+        let (data, _) = broadcast::channel(4096);
         let membership = MembershipSink {
             state: Arc::new(watch::channel(NodeState::Initialized).0),
             view: Arc::new(watch::channel(Vec::new()).0),
             events,
+            data,
         };
         let args = RepeaterArgs {
             me: id,
@@ -471,6 +478,35 @@ impl Node {
     /// heard of from them, with their advertised addresses.
     pub fn current_view(&self) -> Vec<PeerInfo> {
         self.inner.membership.view.borrow().clone()
+    }
+
+    /// Send raw application data (outside any object) by `spread`:
+    /// `Direct(peer)` to a linked peer, `Random(k)` to `k` random linked
+    /// peers, `Broadcast` to every node reachable through the links, each
+    /// once. Data over the frame limit fails here, typed, never silently.
+    pub async fn send_data(&self, payload: Vec<u8>, spread: Spread) -> Result<(), SendError> {
+        let len = payload.len() + DATA_FRAME_OVERHEAD;
+        let max = self.inner.config.max_frame;
+        if len > max {
+            return Err(SendError::TooLarge { len, max });
+        }
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .actor
+            .cast(RepeaterMsg::SendData {
+                spread,
+                payload,
+                reply,
+            })
+            .map_err(|_| SendError::Stopped)?;
+        Ok(answer.await.map_err(|_| SendError::Stopped)??)
+    }
+
+    /// A stream of the data other nodes send here, each with its sender,
+    /// from now on. A receiver that falls more than 4,096 items behind is
+    /// told how many it missed.
+    pub fn data(&self) -> broadcast::Receiver<ReceivedData> {
+        self.inner.membership.data.subscribe()
     }
 
     /// The repeater's counters: ops seen, duplicates dropped, op messages

@@ -393,3 +393,45 @@ async fn a_faulty_observer_does_not_stop_replication() {
         "both observers ran for each hit"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_data_spreads_and_the_frame_limit() {
+    use plexus::{SendError, Spread};
+
+    let hub = MemoryHub::new();
+    let n = nodes(&hub, 3).await;
+    n[0].link(n[1].local_addr()).await.expect("linked");
+    n[1].link(n[2].local_addr()).await.expect("linked");
+    let (mut rx1, mut rx2) = (n[1].data(), n[2].data());
+    n[0].send_data(b"hello all".to_vec(), Spread::Broadcast)
+        .await
+        .expect("sent");
+    for rx in [&mut rx1, &mut rx2] {
+        let got = tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("arrives")
+            .expect("open");
+        assert_eq!(
+            (got.from, got.payload.as_slice()),
+            (n[0].id(), &b"hello all"[..])
+        );
+    }
+    n[2].send_data(b"just you".to_vec(), Spread::Direct(n[1].id()))
+        .await
+        .expect("linked");
+    let got = tokio::time::timeout(WAIT, rx1.recv())
+        .await
+        .expect("arrives")
+        .expect("open");
+    assert_eq!(got.payload, b"just you");
+    let err = n[2]
+        .send_data(vec![], Spread::Direct(n[0].id()))
+        .await
+        .expect_err("not linked");
+    assert!(matches!(err, SendError::Spread(_)), "{err:?}");
+    let err = n[0]
+        .send_data(vec![0; 2 << 20], Spread::Broadcast)
+        .await
+        .expect_err("too big");
+    assert!(matches!(err, SendError::TooLarge { .. }), "{err:?}");
+}

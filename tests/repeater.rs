@@ -212,3 +212,42 @@ fn an_open_made_before_any_link_is_answered_once_a_link_comes_up() {
         Some(reference(vec![(id, DocOp::Mark(3))]))
     );
 }
+
+#[test]
+fn data_spreads_reach_who_they_name_once() {
+    use plexus::{Spread, SpreadError};
+
+    let mut h = harness(5);
+    cycle(&mut h);
+    h.link(0, 2);
+    // Broadcast: everyone else, once, over a graph with cycles.
+    h.send_data(0, Spread::Broadcast, b"all".to_vec())
+        .expect("links");
+    h.drive();
+    for i in 1..5 {
+        assert_eq!(h.received(i), &[(h.id(0), b"all".to_vec())], "node {i}");
+    }
+    assert!(
+        h.received(0).is_empty(),
+        "the sender does not hear its own broadcast"
+    );
+    // Direct: only the named peer, and only a linked one.
+    h.send_data(0, Spread::Direct(h.id(1)), b"one".to_vec())
+        .expect("linked");
+    let far = h.id(3);
+    assert_eq!(
+        h.send_data(0, Spread::Direct(far), vec![]),
+        Err(SpreadError::NotLinked(far))
+    );
+    h.drive();
+    assert_eq!(h.received(1).len(), 2);
+    assert!((2..5).all(|i| h.received(i).len() == 1));
+    // Random(2): two of node 0's three links, not relayed further.
+    h.send_data(0, Spread::Random(2), b"some".to_vec())
+        .expect("links");
+    h.drive();
+    let got: usize = (1..5)
+        .map(|i| h.received(i).iter().filter(|(_, p)| p == b"some").count())
+        .sum();
+    assert_eq!(got, 2);
+}

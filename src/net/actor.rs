@@ -15,6 +15,10 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::error::OpenError;
 use crate::proto::host::Host;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+
+use crate::proto::data::{Spread, SpreadError};
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
@@ -29,6 +33,16 @@ pub(crate) struct LinkId(pub(crate) u64);
 /// appeared locally meanwhile.
 pub(crate) type OpenBuilder =
     Box<dyn FnOnce(&StateFrame) -> Result<Option<Box<dyn Host>>, DecodeError> + Send>;
+
+/// Application data received from a peer (see
+/// [`Node::send_data`](crate::Node::send_data)).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceivedData {
+    /// The node that sent it.
+    pub from: NodeId,
+    /// The bytes.
+    pub payload: Vec<u8>,
+}
 
 /// What a linked peer looks like from here.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -46,6 +60,11 @@ pub(crate) enum RepeaterMsg {
         tx: mpsc::UnboundedSender<Vec<u8>>,
     },
     Shutdown,
+    SendData {
+        spread: Spread,
+        payload: Vec<u8>,
+        reply: oneshot::Sender<Result<(), SpreadError>>,
+    },
     LinkDown {
         link: LinkId,
     },
@@ -94,10 +113,12 @@ pub(crate) struct MembershipSink {
     pub(crate) state: Arc<watch::Sender<NodeState>>,
     pub(crate) view: Arc<watch::Sender<Vec<PeerInfo>>>,
     pub(crate) events: broadcast::Sender<MembershipEvent>,
+    pub(crate) data: broadcast::Sender<ReceivedData>,
 }
 
 pub(crate) struct RepeaterState {
     proto: RepeaterNode<LinkId>,
+    rng: StdRng,
     membership: MembershipSink,
     links: HashMap<LinkId, Link>,
     opens: HashMap<FetchId, PendingOpen>,
@@ -129,6 +150,7 @@ impl Actor for RepeaterActor {
         proto.handle_start(args.seeds);
         let mut state = RepeaterState {
             proto,
+            rng: StdRng::from_os_rng(),
             membership: args.membership,
             links: HashMap::new(),
             opens: HashMap::new(),
@@ -159,6 +181,13 @@ impl Actor for RepeaterActor {
                 state.proto.handle_link_up(link, peer, addr);
             }
             RepeaterMsg::Shutdown => state.proto.handle_shutdown(),
+            RepeaterMsg::SendData {
+                spread,
+                payload,
+                reply,
+            } => {
+                let _ = reply.send(state.proto.send_data(spread, payload, &mut state.rng));
+            }
             RepeaterMsg::LinkDown { link } => {
                 if let Some(l) = state.links.remove(&link) {
                     tracing::debug!(?link, peer = %l.peer, "link down");
@@ -251,6 +280,9 @@ fn drain(state: &mut RepeaterState) {
                         }));
                     }
                 }
+            }
+            OutEvent::Data { from, payload } => {
+                let _ = state.membership.data.send(ReceivedData { from, payload });
             }
             OutEvent::Membership(event) => {
                 tracing::debug!(?event, "membership");

@@ -7,6 +7,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::data::DataFrame;
 use super::id::{NodeId, ObjectKey, OpId};
 use super::version::VersionVector;
 
@@ -50,6 +51,8 @@ pub enum Message {
         /// The object's state.
         state: StateFrame,
     },
+    /// Raw application data (see [`Spread`](super::data::Spread)).
+    Data(DataFrame),
 }
 
 /// A shout on the wire: the object, the op id, and the op's encoded call.

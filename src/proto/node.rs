@@ -21,6 +21,9 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
+use rand::Rng;
+
+use super::data::{DataFrame, DataSpreads, Spread, SpreadError};
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey, OpId};
 use super::membership::{Membership, MembershipEvent};
@@ -95,6 +98,13 @@ pub enum OutEvent<L> {
         /// The state to start from.
         state: StateFrame,
     },
+    /// Application data arrived (see [`RepeaterNode::send_data`]).
+    Data {
+        /// The node that sent it.
+        from: NodeId,
+        /// The bytes.
+        payload: Vec<u8>,
+    },
     /// Membership changed (lifecycle state, peers up or down or learned).
     Membership(MembershipEvent),
     /// An open found no node holding the object in time.
@@ -140,6 +150,7 @@ pub struct RepeaterNode<L> {
     config: RepeaterConfig,
     links: BTreeMap<L, NodeId>,
     membership: Membership,
+    data: DataSpreads,
     seen: HashMap<ObjectKey, SeenSet>,
     hosts: HashMap<ObjectKey, Box<dyn Host>>,
     opens: HashMap<FetchId, PendingOpen>,
@@ -169,6 +180,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             config,
             links: BTreeMap::new(),
             membership: Membership::new(me),
+            data: DataSpreads::default(),
             seen: HashMap::new(),
             hosts: HashMap::new(),
             opens: HashMap::new(),
@@ -320,9 +332,46 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         match msg {
             Message::Hello { .. } => {}
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
+            Message::Data(frame) => self.handle_data(from, frame),
             Message::Op(frame) => self.handle_op(from, frame),
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
             Message::State { fetch, state } => self.handle_state(fetch, state),
+        }
+    }
+
+    /// Send application data by `spread`; `rng` draws `Random` targets.
+    pub fn send_data(
+        &mut self,
+        spread: Spread,
+        payload: Vec<u8>,
+        rng: &mut impl Rng,
+    ) -> Result<(), SpreadError> {
+        let links = self.links.iter().map(|(l, p)| (*l, *p));
+        for (to, frame) in self.data.send(self.me, spread, payload, links, rng)? {
+            self.out.push_back(OutEvent::Multicast {
+                to,
+                msg: Message::Data(frame),
+            });
+        }
+        Ok(())
+    }
+
+    fn handle_data(&mut self, from: L, frame: DataFrame) {
+        if !self.data.receive(&frame) {
+            return;
+        }
+        self.out.push_back(OutEvent::Data {
+            from: frame.from,
+            payload: frame.payload.clone(),
+        });
+        if frame.relay {
+            let to: Vec<L> = self.links.keys().copied().filter(|l| *l != from).collect();
+            if !to.is_empty() {
+                self.out.push_back(OutEvent::Multicast {
+                    to,
+                    msg: Message::Data(frame),
+                });
+            }
         }
     }
 

@@ -83,6 +83,7 @@ struct SimNode<T: Replicated> {
     objects: BTreeMap<String, Arc<Mutex<SimHost<T>>>>,
     failed_opens: BTreeSet<String>,
     timer_at: Option<Time>,
+    received: Vec<(NodeId, Vec<u8>)>,
 }
 
 enum Event {
@@ -131,6 +132,7 @@ impl<T: Replicated> Harness<T> {
                 objects: BTreeMap::new(),
                 failed_opens: BTreeSet::new(),
                 timer_at: None,
+                received: Vec::new(),
             })
             .collect();
         Self {
@@ -252,6 +254,25 @@ impl<T: Replicated> Harness<T> {
         self.flush(node);
     }
 
+    /// Send application data from node `node`.
+    pub fn send_data(
+        &mut self,
+        node: usize,
+        spread: crate::proto::data::Spread,
+        payload: Vec<u8>,
+    ) -> Result<(), crate::proto::data::SpreadError> {
+        let result = self.nodes[node]
+            .proto
+            .send_data(spread, payload, &mut self.rng);
+        self.flush(node);
+        result
+    }
+
+    /// The data node `node` received, in order, with each sender.
+    pub fn received(&self, node: usize) -> &[(NodeId, Vec<u8>)] {
+        &self.nodes[node].received
+    }
+
     /// Whether an open of `name` on `node` failed.
     pub fn open_failed(&self, node: usize, name: &str) -> bool {
         self.nodes[node].failed_opens.contains(name)
@@ -342,6 +363,9 @@ impl<T: Replicated> Harness<T> {
                     self.nodes[node]
                         .failed_opens
                         .insert(object.name.to_string());
+                }
+                OutEvent::Data { from, payload } => {
+                    self.nodes[node].received.push((from, payload));
                 }
                 OutEvent::Delivered { .. }
                 | OutEvent::Rejected { .. }
