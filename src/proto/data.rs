@@ -80,7 +80,7 @@ impl DataSpreads {
     ) -> Result<Vec<(Vec<L>, DataFrame)>, SpreadError> {
         let targets: Vec<(L, NodeId)> = match spread {
             Spread::Direct(peer) => {
-                let link = links.filter(|(_, p)| *p == peer).next();
+                let link = links.into_iter().find(|(_, p)| *p == peer);
                 vec![link.ok_or(SpreadError::NotLinked(peer))?]
             }
             Spread::Random(k) => links.choose_multiple(rng, k),
