@@ -112,7 +112,8 @@ impl Site {
 
 impl Drop for Site {
     fn drop(&mut self) {
-        // Closing stdin asks the child to stop; kill it if it lingers.
+        // "stop" asks the child to shut its node down cleanly. std has no
+        // wait-with-timeout, so poll its exit for up to a second, then kill.
         let _ = self.say("stop");
         for _ in 0..50 {
             if let Ok(Some(_)) = self.child.try_wait() {
