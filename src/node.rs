@@ -5,6 +5,7 @@ use std::any::{Any, TypeId};
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -93,6 +94,7 @@ pub struct NodeBuilder {
     listen: Option<SocketAddr>,
     seeds: Vec<PeerAddr>,
     identity: Option<Identity>,
+    data_dir: Option<PathBuf>,
     trust: Option<Trust>,
     config: NodeConfig,
     node_id: Option<NodeId>,
@@ -113,6 +115,16 @@ impl NodeBuilder {
     /// single live seed is enough.
     pub fn seeds<A: Into<PeerAddr>>(mut self, seeds: impl IntoIterator<Item = A>) -> Self {
         self.seeds = seeds.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Where the node keeps what must survive a restart. Today: its
+    /// identity (`node.key`, `node.crt`), loaded from there or made and
+    /// saved there on first start, so the node id stays the same. Without a
+    /// data directory (and without [`identity`](Self::identity)) a QUIC node
+    /// has a fresh key on every start.
+    pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.data_dir = Some(dir.into());
         self
     }
 
@@ -160,9 +172,11 @@ impl NodeBuilder {
             (Some(t), None) => t,
             (None, Some(listen)) => {
                 let trust = self.trust.ok_or(StartError::NoTrust)?;
-                let identity = match self.identity {
-                    Some(i) => i,
-                    None => {
+                let identity = match (self.identity, &self.data_dir) {
+                    (Some(i), _) => i,
+                    (None, Some(dir)) => Identity::load_or_generate(dir)
+                        .map_err(|e| StartError::Identity(e.to_string()))?,
+                    (None, None) => {
                         Identity::generate().map_err(|e| StartError::Identity(e.to_string()))?
                     }
                 };

@@ -360,3 +360,34 @@ async fn joining_through_seeds_walks_the_lifecycle_and_learns_the_cluster() {
     k.shutdown();
     assert_eq!(k.state(), NodeState::Destroyed);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_identity_persists_in_the_data_dir() {
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let ca = ClusterCa::generate("ours").expect("a CA");
+    let trust = Trust::ca(ca.certificate());
+    let start = || {
+        Node::builder()
+            .listen(any_addr())
+            .data_dir(dir.path().join("amy"))
+            .trust(trust.clone())
+            .start()
+    };
+    let first = start().await.expect("starts and makes an identity");
+    let id = first.id();
+    first.shutdown();
+    drop(first);
+    let second = start().await.expect("starts from the saved identity");
+    assert_eq!(second.id(), id, "same data_dir, same node id");
+    assert_eq!(
+        Identity::load(&dir.path().join("amy"))
+            .expect("saved")
+            .node_id(),
+        id
+    );
+
+    // A damaged key is a clear error at start, never a silent new identity.
+    std::fs::write(dir.path().join("amy").join("node.key"), b"not a key").expect("write");
+    let err = start().await.expect_err("damaged key");
+    assert!(err.to_string().contains("node.key"), "{err}");
+}
