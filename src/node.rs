@@ -18,9 +18,12 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::error::{CreateError, LinkError, OpenError, RegisterError, SendError, StartError};
 use crate::leaf::Leaf;
 use crate::net::actor::{
-    LinkId, LinkInfo, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs, RepeaterMsg,
+    DialKey, LinkId, LinkInfo, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs,
+    RepeaterMsg,
 };
-use crate::net::{handshake, Bound, Connection, Linker, PeerAddr, QuicConfig, Transport};
+use crate::net::{
+    handshake, Bound, Connection, Linker, PeerAddr, PeerHello, QuicConfig, Transport,
+};
 use crate::object::{CellHost, ObjectCell};
 use crate::proto::data::Spread;
 use crate::proto::host::replica_from_frame;
@@ -441,7 +444,7 @@ impl Node {
         let (peer, closed) = self.attach(conn).await?;
         if let Some(backoff) = self.inner.backoff {
             let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(keep_link(weak, addr, closed, backoff));
+            tokio::spawn(keep_link(weak, addr, Some(peer), closed, backoff));
         }
         Ok(peer)
     }
@@ -457,7 +460,7 @@ impl Node {
         let (gone, closed) = oneshot::channel();
         drop(gone);
         let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(keep_link(weak, addr.into(), closed, backoff));
+        tokio::spawn(keep_link(weak, addr.into(), None, closed, backoff));
     }
 
     /// The nodes this node is linked to, in link order.
@@ -573,18 +576,35 @@ impl Node {
         let max_frame = self.inner.config.max_frame;
         let handshake_timeout = self.inner.config.handshake_timeout;
         let advertised = Some(self.inner.addr.to_string());
+        let nonce: u64 = rand::random();
         let hello = handshake(
             &mut conn,
             self.inner.id,
             advertised,
+            nonce,
             max_frame,
             handshake_timeout,
         );
-        let (peer, addr) = match hello.await {
+        let PeerHello {
+            id: peer,
+            addr,
+            nonce: peer_nonce,
+        } = match hello.await {
             Ok(hello) => hello,
             Err(e) => {
                 conn.close.close(&e.to_string());
                 return Err(e);
+            }
+        };
+        let dial = if conn.outbound {
+            DialKey {
+                dialer: self.inner.id,
+                nonce,
+            }
+        } else {
+            DialKey {
+                dialer: peer,
+                nonce: peer_nonce,
             }
         };
         let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
@@ -592,14 +612,25 @@ impl Node {
         let Connection {
             tx, mut rx, close, ..
         } = conn;
+        let (kept_tx, kept_rx) = oneshot::channel();
         actor
             .cast(RepeaterMsg::LinkUp {
                 link,
                 peer,
                 addr,
+                dial,
                 tx,
+                kept: kept_tx,
             })
             .map_err(|_| LinkError::Stopped)?;
+        if !kept_rx.await.map_err(|_| LinkError::Stopped)? {
+            // The pair already has the connection both ends prefer: this
+            // one goes, and the caller is linked through that one.
+            close.close("duplicate connection: keeping the other one");
+            let (gone, closed) = oneshot::channel();
+            drop(gone);
+            return Ok((peer, closed));
+        }
         let (closed_tx, closed_rx) = oneshot::channel();
         tokio::spawn(async move {
             loop {
@@ -629,15 +660,34 @@ impl Node {
 }
 
 /// Re-establish a link whenever it drops, with exponential backoff and
-/// ±50 % jitter, until the node is gone or stopped.
+/// ±50 % jitter, until the node is gone or stopped. While the node is
+/// linked to the same peer by another connection (the pair kept the one the
+/// other side dialed), it waits for that peer to go down instead of dialing.
 async fn keep_link(
     node: std::sync::Weak<NodeInner>,
     addr: PeerAddr,
+    mut peer: Option<NodeId>,
     mut closed: oneshot::Receiver<()>,
     (initial, max): (Duration, Duration),
 ) {
     loop {
         let _ = (&mut closed).await;
+        if let Some(peer) = peer {
+            let Some(inner) = node.upgrade() else { return };
+            let handle = Node { inner };
+            let mut events = handle.events();
+            if handle.links().await.iter().any(|l| l.peer == peer) {
+                drop(handle);
+                loop {
+                    match events.recv().await {
+                        Ok(MembershipEvent::PeerDown(p)) if p == peer => break,
+                        Ok(MembershipEvent::State(NodeState::Destroyed)) => return,
+                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                }
+            }
+        }
         let mut delay = initial;
         loop {
             let jitter = rand::random_range(0.5..1.5);
@@ -652,8 +702,9 @@ async fn keep_link(
                 Err(e) => Err(e),
             };
             match attempt {
-                Ok((peer, next)) => {
-                    tracing::info!(%addr, %peer, "link re-established");
+                Ok((linked, next)) => {
+                    tracing::info!(%addr, peer = %linked, "link re-established");
+                    peer = Some(linked);
                     closed = next;
                     break;
                 }

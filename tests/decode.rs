@@ -42,6 +42,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
         Message::Hello {
             node: NodeId::from_u64(1),
             addr: Some("127.0.0.1:7001".into()),
+            nonce: 7,
         },
         Message::Welcome {
             peers: vec![(NodeId::from_u64(2), None)],

@@ -57,7 +57,11 @@ pub(crate) enum RepeaterMsg {
         link: LinkId,
         peer: NodeId,
         addr: Option<String>,
+        dial: DialKey,
         tx: mpsc::UnboundedSender<Vec<u8>>,
+        /// `true`: the link is kept; `false`: it duplicates a preferred
+        /// connection to the same peer and must be closed.
+        kept: oneshot::Sender<bool>,
     },
     Shutdown,
     SendData {
@@ -104,7 +108,26 @@ struct PendingOpen {
 
 struct Link {
     peer: NodeId,
+    dial: DialKey,
     tx: mpsc::UnboundedSender<Vec<u8>>,
+}
+
+/// Who dialed a connection, and the nonce the dialer sent: facts both ends
+/// share, so both pick the same connection when a pair has two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct DialKey {
+    pub(crate) dialer: NodeId,
+    pub(crate) nonce: u64,
+}
+
+impl DialKey {
+    /// Whether `self` is preferred over `other` between `a` and `b`: the
+    /// connection dialed by the smaller id wins, then the smaller nonce.
+    fn preferred_over(self, other: DialKey, a: NodeId, b: NodeId) -> bool {
+        let low = a.min(b);
+        let rank = |k: DialKey| (k.dialer != low, k.nonce);
+        rank(self) < rank(other)
+    }
 }
 
 /// Where membership news goes: the current state and an event stream.
@@ -174,11 +197,29 @@ impl Actor for RepeaterActor {
                 link,
                 peer,
                 addr,
+                dial,
                 tx,
+                kept,
             } => {
-                tracing::debug!(?link, %peer, ?addr, "link up");
-                state.links.insert(link, Link { peer, tx });
-                state.proto.handle_link_up(link, peer, addr);
+                let me = state.proto.me();
+                let existing = state.links.iter().find(|(_, l)| l.peer == peer);
+                let old = existing.map(|(id, l)| (*id, l.dial));
+                if let Some((_, old_dial)) = old.filter(|(_, d)| !dial.preferred_over(*d, me, peer))
+                {
+                    tracing::debug!(?link, %peer, ?old_dial, "duplicate connection; keeping the other");
+                    let _ = kept.send(false);
+                } else {
+                    tracing::debug!(?link, %peer, ?addr, "link up");
+                    let _ = kept.send(true);
+                    state.links.insert(link, Link { peer, dial, tx });
+                    state.proto.handle_link_up(link, peer, addr);
+                    if let Some((old, _)) = old {
+                        // Dropping its sender closes the old connection.
+                        tracing::debug!(?old, %peer, "duplicate connection replaced");
+                        state.links.remove(&old);
+                        state.proto.handle_link_down(old);
+                    }
+                }
             }
             RepeaterMsg::Shutdown => state.proto.handle_shutdown(),
             RepeaterMsg::SendData {
@@ -286,15 +327,16 @@ fn drain(state: &mut RepeaterState) {
             }
             OutEvent::Membership(event) => {
                 tracing::debug!(?event, "membership");
+                // View, event, state, in that order: whoever hears the event
+                // sees the view it implies, and whoever sees the new state
+                // can already read the events that led to it.
+                let membership = state.proto.membership();
+                state.membership.view.send_replace(membership.view());
+                let _ = state.membership.events.send(event);
                 state
                     .membership
                     .state
                     .send_replace(state.proto.membership().state());
-                state
-                    .membership
-                    .view
-                    .send_replace(state.proto.membership().view());
-                let _ = state.membership.events.send(event);
             }
             OutEvent::OpenFailed { fetch, object } => {
                 if let Some(open) = state.opens.remove(&fetch) {

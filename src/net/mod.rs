@@ -111,7 +111,7 @@ impl Linker {
         match (self, addr) {
             (Linker::Memory(hub), PeerAddr::Memory(a)) => hub
                 .connect(*a)
-                .map(Connection::memory)
+                .map(|c| Connection::memory(c, true))
                 .ok_or_else(|| LinkError::Unreachable(addr.to_string())),
             (Linker::Quic(endpoint), PeerAddr::Socket(a)) => endpoint.connect(*a).await,
             _ => Err(LinkError::Unreachable(format!(
@@ -170,7 +170,7 @@ pub(crate) enum Listener {
 impl Listener {
     pub(crate) async fn accept(&mut self) -> Option<Connection> {
         match self {
-            Listener::Memory(rx) => rx.recv().await.map(Connection::memory),
+            Listener::Memory(rx) => rx.recv().await.map(|c| Connection::memory(c, false)),
             Listener::Quic(endpoint) => endpoint.accept().await,
         }
     }
@@ -183,15 +183,18 @@ pub(crate) struct Connection {
     pub(crate) tx: mpsc::UnboundedSender<Vec<u8>>,
     pub(crate) rx: mpsc::UnboundedReceiver<Vec<u8>>,
     pub(crate) authenticated: Option<NodeId>,
+    /// Whether this node dialed the connection.
+    pub(crate) outbound: bool,
     pub(crate) close: CloseHandle,
 }
 
 impl Connection {
-    fn memory(c: MemoryConnection) -> Self {
+    fn memory(c: MemoryConnection, outbound: bool) -> Self {
         Self {
             tx: c.tx,
             rx: c.rx,
             authenticated: None,
+            outbound,
             close: CloseHandle::Memory,
         }
     }
@@ -224,18 +227,31 @@ impl CloseHandle {
     }
 }
 
-/// Exchange hellos: send ours (with the address we listen on), wait for
-/// theirs. Returns the peer's id and advertised address.
+/// What a peer said in its hello.
+#[derive(Debug)]
+pub(crate) struct PeerHello {
+    pub(crate) id: NodeId,
+    pub(crate) addr: Option<String>,
+    pub(crate) nonce: u64,
+}
+
+/// Exchange hellos: send ours (with the address we listen on and this
+/// connection's nonce), wait for theirs.
 pub(crate) async fn handshake(
     conn: &mut Connection,
     me: NodeId,
     addr: Option<String>,
+    nonce: u64,
     max_frame: usize,
     timeout: Duration,
-) -> Result<(NodeId, Option<String>), LinkError> {
-    let hello = Message::Hello { node: me, addr }
-        .encode(max_frame)
-        .map_err(|e| LinkError::Handshake(e.to_string()))?;
+) -> Result<PeerHello, LinkError> {
+    let hello = Message::Hello {
+        node: me,
+        addr,
+        nonce,
+    }
+    .encode(max_frame)
+    .map_err(|e| LinkError::Handshake(e.to_string()))?;
     conn.tx
         .send(hello)
         .map_err(|_| LinkError::Handshake("connection closed".into()))?;
@@ -245,9 +261,13 @@ pub(crate) async fn handshake(
         .ok_or_else(|| LinkError::Handshake("connection closed before hello".into()))?;
     match Message::decode(&frame, max_frame) {
         Ok(Message::Hello { node, .. }) if node == me => Err(LinkError::SelfLink),
-        Ok(Message::Hello { node, addr }) => {
+        Ok(Message::Hello { node, addr, nonce }) => {
             quic::check_hello(conn.authenticated, node)?;
-            Ok((node, addr))
+            Ok(PeerHello {
+                id: node,
+                addr,
+                nonce,
+            })
         }
         Ok(other) => Err(LinkError::Handshake(format!(
             "expected hello, got {other:?}"

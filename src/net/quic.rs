@@ -203,6 +203,7 @@ async fn establish(
         tx: out_tx,
         rx: in_rx,
         authenticated: Some(peer),
+        outbound,
         close: CloseHandle::Quic(connection),
     })
 }

@@ -27,6 +27,10 @@ pub enum Message {
         node: NodeId,
         /// The address the sender accepts links on, if it listens.
         addr: Option<String>,
+        /// A random number per connection: when two nodes end up with two
+        /// connections, both keep the one whose dialer is the smaller node
+        /// id and, among those, whose dialer sent the smaller nonce.
+        nonce: u64,
     },
     /// Sent on every new link after the hellos: the peers the sender knows
     /// and their addresses, so a joiner learns the cluster from any seed.
