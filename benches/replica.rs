@@ -20,7 +20,7 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use plexus::proto::message::{encode_value, Message, OpFrame, DEFAULT_MAX_FRAME};
+use plexus::proto::message::{encode_value, Decoder, Message, OpFrame, DEFAULT_MAX_FRAME};
 use plexus::proto::replica::Replica;
 use plexus::{NodeId, ObjectKey, OpId};
 
@@ -108,7 +108,7 @@ fn codec(c: &mut Criterion) {
     let frame = Message::Op(OpFrame {
         object: ObjectKey::new("demo.Frog", "kermit"),
         id: id(1234, A, 77),
-        payload: encode_value(&op, "op").expect("op encodes"),
+        payload: encode_value(&op, "op").expect("op encodes").into(),
     });
     let bytes = frame.encode(DEFAULT_MAX_FRAME).expect("frame encodes");
     println!(
@@ -132,6 +132,12 @@ fn codec(c: &mut Criterion) {
     });
     g.bench_function("frame_decode", |b| {
         b.iter(|| Message::decode(black_box(&bytes), DEFAULT_MAX_FRAME).expect("frame decodes"));
+    });
+    // As a link's reader decodes: from a shared buffer, with the key cache.
+    let shared = bytes::Bytes::from(bytes.clone());
+    let mut decoder = Decoder::new(DEFAULT_MAX_FRAME);
+    g.bench_function("frame_decode_on_link", |b| {
+        b.iter(|| decoder.decode(black_box(&shared)).expect("frame decodes"));
     });
     g.finish();
 }

@@ -13,10 +13,6 @@ use crate::proto::message::{encode_value, OpFrame};
 use crate::proto::replica::{Replica, ReplicaStats};
 use crate::proto::{ObjectKey, OpId, Replicated};
 
-/// Bytes a frame adds around an op's payload, its object key aside: the
-/// version byte, the message and frame headers, and a worst-case [`OpId`].
-const OP_FRAME_OVERHEAD: usize = 160;
-
 /// This node's copy of a replicated object (the thread's *leaf*).
 ///
 /// Local methods run on the local copy through [`read`](Leaf::read), with no
@@ -113,7 +109,7 @@ impl<T: Replicated> Leaf<T> {
         self.cell.assert_not_in_observer("Leaf::shout");
         let payload = encode_value(&op, "op")?;
         let key = &self.cell.key;
-        let len = payload.len() + key.tag.len() + key.name.len() + OP_FRAME_OVERHEAD;
+        let len = payload.len() + key.tag.len() + key.name.len() + OpFrame::MAX_OVERHEAD;
         let max = self.node.config().max_frame;
         if len > max {
             return Err(ShoutError::TooLarge { len, max });
@@ -125,7 +121,7 @@ impl<T: Replicated> Leaf<T> {
             self.node.relay_local(OpFrame {
                 object: key.clone(),
                 id,
-                payload,
+                payload: payload.into(),
             });
             id
         }))

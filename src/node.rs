@@ -18,9 +18,10 @@ use tokio::sync::{broadcast, oneshot, watch};
 use crate::error::{CreateError, LinkError, OpenError, RegisterError, SendError, StartError};
 use crate::leaf::Leaf;
 use crate::net::actor::{
-    DialKey, LinkId, LinkInfo, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs,
+    DialKey, LinkId, LinkInfo, LocalOps, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs,
     RepeaterMsg,
 };
+use crate::net::frames::InboundError;
 use crate::net::{
     handshake, Bound, Connection, Linker, PeerAddr, PeerHello, QuicConfig, Transport,
 };
@@ -28,7 +29,7 @@ use crate::object::{CellHost, ObjectCell};
 use crate::proto::data::Spread;
 use crate::proto::host::replica_from_frame;
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
-use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
+use crate::proto::message::{OpFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
@@ -214,12 +215,14 @@ impl NodeBuilder {
             events,
             data,
         };
+        let local = Arc::new(LocalOps::default());
         let args = RepeaterArgs {
             me: id,
             seeds: !self.seeds.is_empty(),
             membership: membership.clone(),
             config: repeater_config,
             max_frame: self.config.max_frame,
+            local: local.clone(),
         };
         let (actor, _handle) = Actor::spawn(None, RepeaterActor, args)
             .await
@@ -237,6 +240,7 @@ impl NodeBuilder {
             linker: link,
             membership,
             actor,
+            local,
             objects: DashMap::new(),
             registry: Mutex::new(HashMap::new()),
             next_link: AtomicU64::new(1),
@@ -276,6 +280,7 @@ struct NodeInner {
     backoff: Option<(Duration, Duration)>,
     membership: MembershipSink,
     actor: ActorRef<RepeaterMsg>,
+    local: Arc<LocalOps>,
     objects: DashMap<ObjectKey, Arc<dyn Any + Send + Sync>>,
     registry: Mutex<HashMap<&'static str, (TypeId, &'static str)>>,
     next_link: AtomicU64,
@@ -557,7 +562,7 @@ impl Node {
 
     /// Hand a local op to the repeater for fan-out.
     pub(crate) fn relay_local(&self, frame: OpFrame) {
-        if self.inner.actor.cast(RepeaterMsg::LocalOp(frame)).is_err() {
+        if self.inner.local.push(frame) && self.inner.actor.cast(RepeaterMsg::LocalOps).is_err() {
             tracing::debug!("repeater stopped; local op not relayed");
         }
     }
@@ -610,7 +615,10 @@ impl Node {
         let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
         let actor = self.inner.actor.clone();
         let Connection {
-            tx, mut rx, close, ..
+            out,
+            mut inbound,
+            close,
+            ..
         } = conn;
         let (kept_tx, kept_rx) = oneshot::channel();
         actor
@@ -619,13 +627,14 @@ impl Node {
                 peer,
                 addr,
                 dial,
-                tx,
+                out,
                 kept: kept_tx,
             })
             .map_err(|_| LinkError::Stopped)?;
         if !kept_rx.await.map_err(|_| LinkError::Stopped)? {
             // The pair already has the connection both ends prefer: this
             // one goes, and the caller is linked through that one.
+            inbound.close();
             close.close("duplicate connection: keeping the other one");
             let (gone, closed) = oneshot::channel();
             drop(gone);
@@ -633,25 +642,34 @@ impl Node {
         }
         let (closed_tx, closed_rx) = oneshot::channel();
         tokio::spawn(async move {
+            // Every message that arrived together goes to the repeater as
+            // one batch: one mailbox message per read, not per frame.
+            let mut batch = Vec::new();
             loop {
-                let frame = tokio::select! {
-                    frame = rx.recv() => frame,
-                    () = close.closed() => None,
+                let next = tokio::select! {
+                    next = inbound.next_batch(&mut batch) => next,
+                    () = close.closed() => Ok(false),
                 };
-                let Some(frame) = frame else { break };
-                match Message::decode(&frame, max_frame) {
-                    Ok(msg) => {
-                        if actor.cast(RepeaterMsg::Inbound { link, msg }).is_err() {
+                match next {
+                    Ok(true) => {
+                        let msgs = std::mem::take(&mut batch);
+                        if actor.cast(RepeaterMsg::Inbound { link, msgs }).is_err() {
                             break;
                         }
                     }
-                    Err(error) => {
-                        tracing::warn!(%peer, %error, "closing link: bad frame");
-                        close.close(&format!("bad frame: {error}"));
+                    Ok(false) => break,
+                    Err(InboundError::Protocol(reason)) => {
+                        tracing::warn!(%peer, %reason, "closing link");
+                        close.close(&reason);
+                        break;
+                    }
+                    Err(error @ InboundError::Transport(_)) => {
+                        tracing::debug!(%peer, %error, "link input ended");
                         break;
                     }
                 }
             }
+            inbound.close();
             let _ = actor.cast(RepeaterMsg::LinkDown { link });
             let _ = closed_tx.send(());
         });

@@ -50,7 +50,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
         Message::Op(OpFrame {
             object: object.clone(),
             id,
-            payload,
+            payload: payload.into(),
         }),
         Message::Fetch { fetch, object },
         Message::State { fetch, state },

@@ -133,7 +133,7 @@ pub(crate) fn codec(iterations: u32) -> anyhow::Result<Codec> {
             origin: NodeId::from_bytes([0xa5; 32]),
             seq: 1_234_567,
         },
-        payload: payload.clone(),
+        payload: payload.clone().into(),
     });
     let frame = msg.encode(DEFAULT_MAX_FRAME)?;
     Message::decode(&frame, DEFAULT_MAX_FRAME)?;

@@ -1,9 +1,15 @@
 //! The repeater actor: owns a node's fan-out set and routes its ops.
 //!
-//! One actor per node. Its mailbox takes link events, decoded inbound
-//! messages, local ops, hosting requests and opens; each is handed to the
-//! sans-IO [`RepeaterNode`], whose output events the actor turns into frames
-//! on links, timers and replies.
+//! One actor per node. Its mailbox takes link events, batches of decoded
+//! inbound messages, wake-ups for local ops, hosting requests and opens;
+//! each is handed to the sans-IO [`RepeaterNode`], whose output events the
+//! actor turns into frames on links, timers and replies.
+//!
+//! The op path is batched end to end: a link's reader sends everything that
+//! arrived in one read as one message; local shouts queue in [`LocalOps`]
+//! and wake the actor once per burst; outbound frames are encoded once and
+//! appended to each link's [`Outbox`], whose writer sends a burst in one
+//! write.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -11,7 +17,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, mpsc, oneshot, watch};
+use tokio::sync::{broadcast, oneshot, watch};
 
 use crate::error::OpenError;
 use crate::proto::host::Host;
@@ -21,6 +27,9 @@ use rand::SeedableRng;
 use crate::proto::data::{Spread, SpreadError};
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
+use parking_lot::Mutex;
+
+use super::frames::Outbox;
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
 use crate::proto::time::Time;
 use crate::proto::{NodeId, ObjectKey};
@@ -58,7 +67,7 @@ pub(crate) enum RepeaterMsg {
         peer: NodeId,
         addr: Option<String>,
         dial: DialKey,
-        tx: mpsc::UnboundedSender<Vec<u8>>,
+        out: Arc<Outbox>,
         /// `true`: the link is kept; `false`: it duplicates a preferred
         /// connection to the same peer and must be closed.
         kept: oneshot::Sender<bool>,
@@ -74,9 +83,10 @@ pub(crate) enum RepeaterMsg {
     },
     Inbound {
         link: LinkId,
-        msg: Message,
+        msgs: Vec<Message>,
     },
-    LocalOp(OpFrame),
+    /// Local ops are waiting in [`LocalOps`].
+    LocalOps,
     Host {
         object: ObjectKey,
         host: Box<dyn Host>,
@@ -97,6 +107,29 @@ pub(crate) struct RepeaterArgs {
     pub(crate) membership: MembershipSink,
     pub(crate) config: RepeaterConfig,
     pub(crate) max_frame: usize,
+    pub(crate) local: Arc<LocalOps>,
+}
+
+/// Ops shouted here, waiting for the actor. Shouters append under a short
+/// lock (while holding their object's lock, so one origin's ops stay in
+/// seq order); the one that finds the queue empty wakes the actor, which
+/// takes the whole queue at once.
+#[derive(Debug, Default)]
+pub(crate) struct LocalOps {
+    queue: Mutex<Vec<OpFrame>>,
+}
+
+impl LocalOps {
+    /// Queue `frame`; `true` if the actor must be woken.
+    pub(crate) fn push(&self, frame: OpFrame) -> bool {
+        let mut queue = self.queue.lock();
+        queue.push(frame);
+        queue.len() == 1
+    }
+
+    fn take(&self) -> Vec<OpFrame> {
+        std::mem::take(&mut *self.queue.lock())
+    }
 }
 
 struct PendingOpen {
@@ -109,7 +142,14 @@ struct PendingOpen {
 struct Link {
     peer: NodeId,
     dial: DialKey,
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    out: Arc<Outbox>,
+}
+
+impl Drop for Link {
+    /// A link the actor forgets is closed: its writer finishes the stream.
+    fn drop(&mut self) {
+        self.out.close();
+    }
 }
 
 /// Who dialed a connection, and the nonce the dialer sent: facts both ends
@@ -148,6 +188,9 @@ pub(crate) struct RepeaterState {
     epoch: Instant,
     timer_at: Option<Time>,
     max_frame: usize,
+    local: Arc<LocalOps>,
+    /// Reused for encoding outbound frames.
+    scratch: Vec<u8>,
 }
 
 impl RepeaterState {
@@ -180,6 +223,8 @@ impl Actor for RepeaterActor {
             epoch: Instant::now(),
             timer_at: None,
             max_frame: args.max_frame,
+            local: args.local,
+            scratch: Vec::with_capacity(1024),
         };
         drain(&mut state);
         Ok(state)
@@ -198,7 +243,7 @@ impl Actor for RepeaterActor {
                 peer,
                 addr,
                 dial,
-                tx,
+                out,
                 kept,
             } => {
                 let me = state.proto.me();
@@ -207,11 +252,12 @@ impl Actor for RepeaterActor {
                 if let Some((_, old_dial)) = old.filter(|(_, d)| !dial.preferred_over(*d, me, peer))
                 {
                     tracing::debug!(?link, %peer, ?old_dial, "duplicate connection; keeping the other");
+                    out.close();
                     let _ = kept.send(false);
                 } else {
                     tracing::debug!(?link, %peer, ?addr, "link up");
                     let _ = kept.send(true);
-                    state.links.insert(link, Link { peer, dial, tx });
+                    state.links.insert(link, Link { peer, dial, out });
                     state.proto.handle_link_up(link, peer, addr);
                     if let Some((old, _)) = old {
                         // Dropping its sender closes the old connection.
@@ -235,12 +281,18 @@ impl Actor for RepeaterActor {
                 }
                 state.proto.handle_link_down(link);
             }
-            RepeaterMsg::Inbound { link, msg } => {
+            RepeaterMsg::Inbound { link, msgs } => {
                 if state.links.contains_key(&link) {
-                    state.proto.handle_message(now, link, msg);
+                    for msg in msgs {
+                        state.proto.handle_message(now, link, msg);
+                    }
                 }
             }
-            RepeaterMsg::LocalOp(frame) => state.proto.handle_local_op(frame),
+            RepeaterMsg::LocalOps => {
+                for frame in state.local.take() {
+                    state.proto.handle_local_op(frame);
+                }
+            }
             RepeaterMsg::Host { object, host } => state.proto.host(object, host),
             RepeaterMsg::Open {
                 object,
@@ -348,19 +400,17 @@ fn drain(state: &mut RepeaterState) {
     }
 }
 
-/// Encode `msg` once and write it to every link in `to`. A link whose
+/// Encode `msg` once and queue it on every link in `to`. A link whose
 /// connection is gone is dropped.
 fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
-    let frame = match msg.encode(state.max_frame) {
-        Ok(frame) => frame,
-        Err(error) => {
-            tracing::error!(%error, "could not encode an outbound message; dropped");
-            return;
-        }
-    };
+    state.scratch.clear();
+    if let Err(error) = msg.encode_into(&mut state.scratch, state.max_frame) {
+        tracing::error!(%error, "could not encode an outbound message; dropped");
+        return;
+    }
     for link in to {
         let closed = match state.links.get(link) {
-            Some(l) => l.tx.send(frame.clone()).is_err(),
+            Some(l) => !l.out.push(&state.scratch),
             None => false,
         };
         if closed {

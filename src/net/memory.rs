@@ -1,7 +1,7 @@
-//! The in-memory transport: nodes in one process, connected by channels.
+//! The in-memory transport: nodes in one process, connected by outboxes.
 //!
-//! Frames cross it encoded, exactly as they would cross the network, so
-//! tests over it exercise the codec too.
+//! Frames cross it encoded and length-prefixed, exactly as they would cross
+//! the network, so tests over it exercise the codec and the framing too.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,6 +9,8 @@ use std::sync::Arc;
 
 use dashmap::DashMap;
 use tokio::sync::mpsc;
+
+use super::frames::Outbox;
 
 /// The address of a node on a [`MemoryHub`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -64,18 +66,21 @@ impl MemoryHub {
     /// Connect to the node listening at `addr`.
     pub(crate) fn connect(&self, addr: MemoryAddr) -> Option<MemoryConnection> {
         let listener = self.inner.listeners.get(&addr)?;
-        let (a_tx, a_rx) = mpsc::unbounded_channel();
-        let (b_tx, b_rx) = mpsc::unbounded_channel();
+        let (a, b) = (Outbox::new(), Outbox::new());
         listener
-            .send(MemoryConnection { tx: b_tx, rx: a_rx })
+            .send(MemoryConnection {
+                out: b.clone(),
+                input: a.clone(),
+            })
             .ok()?;
-        Some(MemoryConnection { tx: a_tx, rx: b_rx })
+        Some(MemoryConnection { out: a, input: b })
     }
 }
 
-/// One end of an in-memory connection: frames out, frames in.
+/// One end of an in-memory connection: our outbox, and the peer's, which
+/// we read.
 #[derive(Debug)]
 pub(crate) struct MemoryConnection {
-    pub(crate) tx: mpsc::UnboundedSender<Vec<u8>>,
-    pub(crate) rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    pub(crate) out: Arc<Outbox>,
+    pub(crate) input: Arc<Outbox>,
 }

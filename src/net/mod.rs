@@ -5,6 +5,7 @@
 //! into frames, timers and replies. It decides no protocol behaviour.
 
 pub(crate) mod actor;
+pub(crate) mod frames;
 pub(crate) mod memory;
 pub(crate) mod quic;
 
@@ -12,11 +13,14 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::error::{LinkError, StartError};
 use crate::proto::message::Message;
 use crate::proto::NodeId;
+use frames::{Inbound, Input, Outbox};
 use memory::{MemoryAddr, MemoryConnection, MemoryHub};
 pub use quic::QuicConfig;
 use quic::QuicEndpoint;
@@ -65,8 +69,8 @@ impl Transport {
                 let (addr, rx) = hub.bind();
                 Ok(Bound {
                     addr: PeerAddr::Memory(addr),
-                    listener: Listener::Memory(rx),
-                    link: Linker::Memory(hub.clone()),
+                    listener: Listener::Memory(rx, max_frame),
+                    link: Linker::Memory(hub.clone(), max_frame),
                 })
             }
             TransportKind::Quic(config) => {
@@ -102,16 +106,16 @@ pub(crate) struct Bound {
 /// Makes outbound connections.
 #[derive(Clone, Debug)]
 pub(crate) enum Linker {
-    Memory(MemoryHub),
+    Memory(MemoryHub, usize),
     Quic(QuicEndpoint),
 }
 
 impl Linker {
     pub(crate) async fn connect(&self, addr: &PeerAddr) -> Result<Connection, LinkError> {
         match (self, addr) {
-            (Linker::Memory(hub), PeerAddr::Memory(a)) => hub
+            (Linker::Memory(hub, max_frame), PeerAddr::Memory(a)) => hub
                 .connect(*a)
-                .map(|c| Connection::memory(c, true))
+                .map(|c| Connection::memory(c, true, *max_frame))
                 .ok_or_else(|| LinkError::Unreachable(addr.to_string())),
             (Linker::Quic(endpoint), PeerAddr::Socket(a)) => endpoint.connect(*a).await,
             _ => Err(LinkError::Unreachable(format!(
@@ -123,7 +127,7 @@ impl Linker {
     /// Stop accepting and close every connection.
     pub(crate) fn close(&self, addr: &PeerAddr) {
         match (self, addr) {
-            (Linker::Memory(hub), PeerAddr::Memory(a)) => hub.unbind(*a),
+            (Linker::Memory(hub, _), PeerAddr::Memory(a)) => hub.unbind(*a),
             (Linker::Quic(endpoint), _) => endpoint.close(),
             _ => {}
         }
@@ -163,14 +167,17 @@ impl From<MemoryAddr> for PeerAddr {
 
 /// Accepts inbound connections.
 pub(crate) enum Listener {
-    Memory(mpsc::UnboundedReceiver<MemoryConnection>),
+    Memory(mpsc::UnboundedReceiver<MemoryConnection>, usize),
     Quic(QuicEndpoint),
 }
 
 impl Listener {
     pub(crate) async fn accept(&mut self) -> Option<Connection> {
         match self {
-            Listener::Memory(rx) => rx.recv().await.map(|c| Connection::memory(c, false)),
+            Listener::Memory(rx, max_frame) => rx
+                .recv()
+                .await
+                .map(|c| Connection::memory(c, false, *max_frame)),
             Listener::Quic(endpoint) => endpoint.accept().await,
         }
     }
@@ -180,8 +187,10 @@ impl Listener {
 /// authenticated at the other end (if it authenticates).
 #[derive(Debug)]
 pub(crate) struct Connection {
-    pub(crate) tx: mpsc::UnboundedSender<Vec<u8>>,
-    pub(crate) rx: mpsc::UnboundedReceiver<Vec<u8>>,
+    /// Frames queued here are written to the peer.
+    pub(crate) out: Arc<Outbox>,
+    /// Frames from the peer.
+    pub(crate) inbound: Inbound,
     pub(crate) authenticated: Option<NodeId>,
     /// Whether this node dialed the connection.
     pub(crate) outbound: bool,
@@ -189,10 +198,10 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    fn memory(c: MemoryConnection, outbound: bool) -> Self {
+    fn memory(c: MemoryConnection, outbound: bool, max_frame: usize) -> Self {
         Self {
-            tx: c.tx,
-            rx: c.rx,
+            out: c.out,
+            inbound: Inbound::new(Input::Memory(c.input), max_frame),
             authenticated: None,
             outbound,
             close: CloseHandle::Memory,
@@ -252,16 +261,17 @@ pub(crate) async fn handshake(
     }
     .encode(max_frame)
     .map_err(|e| LinkError::Handshake(e.to_string()))?;
-    conn.tx
-        .send(hello)
-        .map_err(|_| LinkError::Handshake("connection closed".into()))?;
-    let frame = tokio::time::timeout(timeout, conn.rx.recv())
+    if !conn.out.push(&hello) {
+        return Err(LinkError::Handshake("connection closed".into()));
+    }
+    let first = tokio::time::timeout(timeout, conn.inbound.next())
         .await
         .map_err(|_| LinkError::HandshakeTimeout(timeout))?
+        .map_err(|e| LinkError::Handshake(e.to_string()))?
         .ok_or_else(|| LinkError::Handshake("connection closed before hello".into()))?;
-    match Message::decode(&frame, max_frame) {
-        Ok(Message::Hello { node, .. }) if node == me => Err(LinkError::SelfLink),
-        Ok(Message::Hello { node, addr, nonce }) => {
+    match first {
+        Message::Hello { node, .. } if node == me => Err(LinkError::SelfLink),
+        Message::Hello { node, addr, nonce } => {
             quic::check_hello(conn.authenticated, node)?;
             Ok(PeerHello {
                 id: node,
@@ -269,9 +279,8 @@ pub(crate) async fn handshake(
                 nonce,
             })
         }
-        Ok(other) => Err(LinkError::Handshake(format!(
+        other => Err(LinkError::Handshake(format!(
             "expected hello, got {other:?}"
         ))),
-        Err(e) => Err(LinkError::Handshake(e.to_string())),
     }
 }

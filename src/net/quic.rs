@@ -1,11 +1,10 @@
 //! The QUIC transport: quinn endpoints, mutual TLS, length-prefixed frames.
 //!
-//! Each connection carries one unidirectional stream per direction. A frame
-//! on a stream is a 4-byte big-endian length followed by that many bytes (a
-//! [`Message`](crate::proto::message::Message) frame). The writer batches:
-//! every frame queued while a write is in flight goes out in the next write.
-//! A frame over the configured maximum closes the connection with a reason;
-//! so does a peer that stops mid-frame.
+//! Each connection carries one unidirectional stream per direction, framed
+//! as in [`frames`](super::frames). The writer batches: every frame queued
+//! while a write is in flight goes out in the next write. A frame over the
+//! configured maximum closes the connection with a reason; so does a peer
+//! that stops mid-frame or sends a frame that does not decode.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -13,21 +12,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
-use quinn::{Endpoint, RecvStream, SendStream, VarInt};
-use tokio::sync::mpsc;
+use quinn::{Endpoint, SendStream, VarInt};
 
 use crate::error::{LinkError, StartError};
 use crate::proto::NodeId;
 use crate::tls::{self, Identity, Trust};
 
+use super::frames::{Inbound, Input, Outbox};
 use super::{CloseHandle, Connection};
 
 /// The application error code sent when Plexus closes a connection on
 /// purpose (bad frame, shutdown).
 const CLOSE_CODE: u32 = 1;
-
-/// The largest batch a writer gathers before writing.
-const MAX_BATCH: usize = 256 * 1024;
 
 /// Settings of the QUIC transport. Build with [`QuicConfig::new`].
 #[derive(Clone)]
@@ -188,107 +184,67 @@ async fn establish(
         .open_uni()
         .await
         .map_err(|e| LinkError::Handshake(format!("could not open a stream: {e}")))?;
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let (in_tx, in_rx) = mpsc::unbounded_channel();
-    tokio::spawn(write_frames(connection.clone(), send, out_rx));
-    let reader = connection.clone();
-    tokio::spawn(async move {
-        match reader.accept_uni().await {
-            Ok(recv) => read_frames(reader, recv, in_tx, max_frame).await,
-            Err(e) => tracing::debug!(error = %e, "connection closed before the peer's stream"),
-        }
-    });
+    let out = Outbox::new();
+    tokio::spawn(write_frames(connection.clone(), send, out.clone()));
     tracing::debug!(remote = %connection.remote_address(), %peer, outbound, "QUIC connection up");
     Ok(Connection {
-        tx: out_tx,
-        rx: in_rx,
+        out,
+        inbound: Inbound::new(
+            Input::Quic(QuicInput::Pending(connection.clone())),
+            max_frame,
+        ),
         authenticated: Some(peer),
         outbound,
         close: CloseHandle::Quic(connection),
     })
 }
 
-/// Write every queued frame, length-prefixed, batching what is queued.
-async fn write_frames(
-    connection: quinn::Connection,
-    mut send: SendStream,
-    mut frames: mpsc::UnboundedReceiver<Vec<u8>>,
-) {
-    let mut batch = Vec::with_capacity(64 * 1024);
-    while let Some(frame) = frames.recv().await {
-        batch.clear();
-        push_frame(&mut batch, &frame);
-        while batch.len() < MAX_BATCH {
-            match frames.try_recv() {
-                Ok(frame) => push_frame(&mut batch, &frame),
-                Err(_) => break,
-            }
+/// The peer's stream: accepted when first read (the peer's stream appears
+/// only once it has written to it, and it writes after our hello).
+#[derive(Debug)]
+pub(crate) enum QuicInput {
+    Pending(quinn::Connection),
+    Open(quinn::RecvStream),
+}
+
+impl QuicInput {
+    /// Append what has arrived to `buf`, at most `max` bytes; `Ok(0)` at
+    /// the end of the stream.
+    pub(crate) async fn read_into(
+        &mut self,
+        buf: &mut bytes::BytesMut,
+        max: usize,
+    ) -> Result<usize, String> {
+        if let QuicInput::Pending(connection) = self {
+            let recv = connection.accept_uni().await.map_err(|e| e.to_string())?;
+            *self = QuicInput::Open(recv);
         }
+        let QuicInput::Open(recv) = self else {
+            return Ok(0);
+        };
+        match recv.read_chunk(max, true).await {
+            Ok(Some(chunk)) => {
+                buf.extend_from_slice(&chunk.bytes);
+                Ok(chunk.bytes.len())
+            }
+            Ok(None) => Ok(0),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Write whatever the outbox holds, one write per batch, until it closes.
+async fn write_frames(connection: quinn::Connection, mut send: SendStream, out: Arc<Outbox>) {
+    while let Some(batch) = out.take().await {
         if let Err(e) = send.write_all(&batch).await {
             tracing::debug!(error = %e, "write failed; connection closing");
+            out.close();
             return;
         }
     }
     // The node dropped the link: finish the stream and close politely.
     let _ = send.finish();
     connection.close(VarInt::from_u32(CLOSE_CODE), b"link closed");
-}
-
-fn push_frame(batch: &mut Vec<u8>, frame: &[u8]) {
-    let len = u32::try_from(frame.len()).expect("frames are limited to max_frame, below 4 GiB");
-    batch.extend_from_slice(&len.to_be_bytes());
-    batch.extend_from_slice(frame);
-}
-
-/// Read length-prefixed frames into `frames` until the stream ends. An
-/// oversize or truncated frame closes the connection with the reason.
-async fn read_frames(
-    connection: quinn::Connection,
-    mut recv: RecvStream,
-    frames: mpsc::UnboundedSender<Vec<u8>>,
-    max_frame: usize,
-) {
-    let remote = connection.remote_address();
-    loop {
-        let mut len = [0u8; 4];
-        match recv.read_exact(&mut len).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(0)) => return,
-            Err(quinn::ReadExactError::FinishedEarly(n)) => {
-                let reason = format!("stream ended inside a frame header ({n} of 4 bytes)");
-                return refuse(&connection, remote, &reason);
-            }
-            Err(quinn::ReadExactError::ReadError(e)) => {
-                tracing::debug!(%remote, error = %e, "read ended");
-                return;
-            }
-        }
-        let len = u32::from_be_bytes(len) as usize;
-        if len > max_frame {
-            let reason = format!("frame of {len} bytes is over the {max_frame}-byte limit");
-            return refuse(&connection, remote, &reason);
-        }
-        let mut frame = vec![0u8; len];
-        match recv.read_exact(&mut frame).await {
-            Ok(()) => {}
-            Err(quinn::ReadExactError::FinishedEarly(n)) => {
-                let reason = format!("stream ended inside a frame ({n} of {len} bytes)");
-                return refuse(&connection, remote, &reason);
-            }
-            Err(quinn::ReadExactError::ReadError(e)) => {
-                tracing::debug!(%remote, error = %e, "read ended");
-                return;
-            }
-        }
-        if frames.send(frame).is_err() {
-            return;
-        }
-    }
-}
-
-fn refuse(connection: &quinn::Connection, remote: SocketAddr, reason: &str) {
-    tracing::warn!(%remote, reason, "closing connection");
-    connection.close(VarInt::from_u32(CLOSE_CODE), reason.as_bytes());
 }
 
 /// The peer id a QUIC connection authenticated, for the hello check.

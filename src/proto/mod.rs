@@ -27,6 +27,7 @@
 //! sampling", ACM TOCS 2007), HyParView/PlumTree dissemination and SWIM
 //! failure detection build on this core in later releases.
 
+mod cbor;
 pub mod data;
 pub mod host;
 pub mod id;

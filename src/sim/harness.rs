@@ -238,7 +238,7 @@ impl<T: Replicated> Harness<T> {
         let frame = OpFrame {
             object: ObjectKey::new(T::TYPE_TAG, name),
             id,
-            payload,
+            payload: payload.into(),
         };
         self.nodes[node].proto.handle_local_op(frame);
         self.flush(node);

@@ -1,0 +1,347 @@
+//! Frames on a byte stream: the outbox a link writes into, and the reader
+//! that cuts and decodes what arrives.
+//!
+//! On every transport a frame is a 4-byte big-endian length followed by
+//! that many bytes (a [`Message`] frame). The repeater appends frames to a
+//! link's [`Outbox`] under a short lock and wakes the writer only when the
+//! outbox was empty; the writer takes everything queued in one swap and
+//! writes it in one call. So a burst of ops costs one wake-up and one write
+//! per link, not one per op. The reading side, [`Inbound`], cuts frames out
+//! of whatever the transport delivered and decodes them all at once, so the
+//! repeater gets one batch per read, not one message per frame.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::{Buf, Bytes, BytesMut};
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use crate::proto::message::{DecodeError, Decoder, Message};
+
+/// Length-prefix size.
+const PREFIX: usize = 4;
+
+/// How much a read asks the transport for at most.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The frames queued for one link, and the writer's wake-up.
+#[derive(Default)]
+pub(crate) struct Outbox {
+    state: Mutex<OutboxState>,
+    ready: Notify,
+}
+
+#[derive(Default)]
+struct OutboxState {
+    buf: Vec<u8>,
+    closed: bool,
+}
+
+impl fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = self.state.lock();
+        f.debug_struct("Outbox")
+            .field("queued", &s.buf.len())
+            .field("closed", &s.closed)
+            .finish()
+    }
+}
+
+impl Outbox {
+    /// An empty, open outbox.
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Queue one frame. `false` if the outbox is closed (the link is gone).
+    pub(crate) fn push(&self, frame: &[u8]) -> bool {
+        let Ok(len) = u32::try_from(frame.len()) else {
+            return false;
+        };
+        let mut s = self.state.lock();
+        if s.closed {
+            return false;
+        }
+        let was_empty = s.buf.is_empty();
+        s.buf.reserve(PREFIX + frame.len());
+        s.buf.extend_from_slice(&len.to_be_bytes());
+        s.buf.extend_from_slice(frame);
+        drop(s);
+        if was_empty {
+            self.ready.notify_one();
+        }
+        true
+    }
+
+    /// Wait for queued bytes and take them all; `None` once the outbox is
+    /// closed and drained.
+    pub(crate) async fn take(&self) -> Option<Vec<u8>> {
+        loop {
+            {
+                let mut s = self.state.lock();
+                if !s.buf.is_empty() {
+                    return Some(std::mem::take(&mut s.buf));
+                }
+                if s.closed {
+                    return None;
+                }
+            }
+            self.ready.notified().await;
+        }
+    }
+
+    /// Close: queued frames are still taken, new ones are refused.
+    pub(crate) fn close(&self) {
+        self.state.lock().closed = true;
+        self.ready.notify_one();
+    }
+}
+
+/// Where a connection's bytes come from.
+pub(crate) enum Input {
+    /// The peer's outbox, in the same process.
+    Memory(Arc<Outbox>),
+    /// The peer's QUIC stream.
+    Quic(super::quic::QuicInput),
+}
+
+impl fmt::Debug for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Input::Memory(_) => f.write_str("Input::Memory"),
+            Input::Quic(_) => f.write_str("Input::Quic"),
+        }
+    }
+}
+
+/// Why a connection's input ended badly.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum InboundError {
+    /// The peer broke the framing or sent an undecodable frame: the
+    /// connection is closed with this reason.
+    #[error("{0}")]
+    Protocol(String),
+    /// The transport failed (reset, closed, timed out): nothing to tell.
+    #[error("read failed: {0}")]
+    Transport(String),
+}
+
+impl InboundError {
+    fn bad_frame(e: &DecodeError) -> Self {
+        InboundError::Protocol(format!("bad frame: {e}"))
+    }
+}
+
+/// The reading half of a connection: cuts frames, decodes them.
+#[derive(Debug)]
+pub(crate) struct Inbound {
+    input: Input,
+    buf: BytesMut,
+    decoder: Decoder,
+    max_frame: usize,
+    /// An error found after frames that were delivered first.
+    failed: Option<InboundError>,
+    ended: bool,
+}
+
+impl Inbound {
+    pub(crate) fn new(input: Input, max_frame: usize) -> Self {
+        Self {
+            input,
+            buf: BytesMut::new(),
+            decoder: Decoder::new(max_frame),
+            max_frame,
+            failed: None,
+            ended: false,
+        }
+    }
+
+    /// The next whole frame in the buffer, if there is one.
+    fn cut(&mut self) -> Result<Option<Bytes>, InboundError> {
+        if self.buf.len() < PREFIX {
+            return Ok(None);
+        }
+        let mut len = [0u8; PREFIX];
+        len.copy_from_slice(&self.buf[..PREFIX]);
+        let len = u32::from_be_bytes(len) as usize;
+        if len > self.max_frame {
+            return Err(InboundError::Protocol(format!(
+                "frame of {len} bytes is over the {}-byte limit",
+                self.max_frame
+            )));
+        }
+        if self.buf.len() < PREFIX + len {
+            self.buf.reserve(PREFIX + len - self.buf.len());
+            return Ok(None);
+        }
+        self.buf.advance(PREFIX);
+        Ok(Some(self.buf.split_to(len).freeze()))
+    }
+
+    /// Read more bytes; `false` at the end of the input.
+    async fn fill(&mut self) -> Result<bool, InboundError> {
+        if self.ended {
+            return Ok(false);
+        }
+        let more = match &mut self.input {
+            Input::Memory(outbox) => match outbox.take().await {
+                Some(bytes) => {
+                    self.buf.extend_from_slice(&bytes);
+                    true
+                }
+                None => false,
+            },
+            Input::Quic(recv) => {
+                let n = recv
+                    .read_into(&mut self.buf, READ_CHUNK)
+                    .await
+                    .map_err(InboundError::Transport)?;
+                n > 0
+            }
+        };
+        if more {
+            return Ok(true);
+        }
+        self.ended = true;
+        match self.buf.len() {
+            0 => Ok(false),
+            n if n < PREFIX => Err(InboundError::Protocol(format!(
+                "stream ended inside a frame header ({n} of {PREFIX} bytes)"
+            ))),
+            n => Err(InboundError::Protocol(format!(
+                "stream ended inside a frame ({} bytes of it)",
+                n - PREFIX
+            ))),
+        }
+    }
+
+    /// The next message; `None` at a clean end of the input.
+    pub(crate) async fn next(&mut self) -> Result<Option<Message>, InboundError> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        loop {
+            if let Some(frame) = self.cut()? {
+                return self
+                    .decoder
+                    .decode(&frame)
+                    .map(Some)
+                    .map_err(|e| InboundError::bad_frame(&e));
+            }
+            if !self.fill().await? {
+                return Ok(None);
+            }
+        }
+    }
+
+    /// Wait for at least one message and append every message already
+    /// received to `out`. `Ok(false)` at a clean end of the input. When a
+    /// bad frame follows good ones, the good ones come first and the error
+    /// with the next call.
+    pub(crate) async fn next_batch(
+        &mut self,
+        out: &mut Vec<Message>,
+    ) -> Result<bool, InboundError> {
+        let Some(first) = self.next().await? else {
+            return Ok(false);
+        };
+        out.push(first);
+        loop {
+            match self.cut() {
+                Ok(Some(frame)) => match self.decoder.decode(&frame) {
+                    Ok(msg) => out.push(msg),
+                    Err(e) => {
+                        self.failed = Some(InboundError::bad_frame(&e));
+                        break;
+                    }
+                },
+                Ok(None) => break,
+                Err(e) => {
+                    self.failed = Some(e);
+                    break;
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Stop reading: an in-memory peer's further writes are refused.
+    pub(crate) fn close(&mut self) {
+        if let Input::Memory(outbox) = &self.input {
+            outbox.close();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::message::DEFAULT_MAX_FRAME;
+    use crate::proto::NodeId;
+
+    fn hello(n: u64) -> Message {
+        Message::Hello {
+            node: NodeId::from_u64(n),
+            addr: None,
+            nonce: n,
+        }
+    }
+
+    fn pipe() -> (Arc<Outbox>, Inbound) {
+        let outbox = Outbox::new();
+        let inbound = Inbound::new(Input::Memory(outbox.clone()), DEFAULT_MAX_FRAME);
+        (outbox, inbound)
+    }
+
+    #[tokio::test]
+    async fn a_burst_arrives_as_one_batch_in_order() {
+        let (outbox, mut inbound) = pipe();
+        for n in 1..=5 {
+            assert!(outbox.push(&hello(n).encode(DEFAULT_MAX_FRAME).expect("encodes")));
+        }
+        outbox.close();
+        assert!(!outbox.push(b"late"), "a closed outbox refuses frames");
+        let mut batch = Vec::new();
+        assert!(inbound.next_batch(&mut batch).await.expect("good frames"));
+        assert_eq!(batch, (1..=5).map(hello).collect::<Vec<_>>());
+        assert!(!inbound.next_batch(&mut batch).await.expect("clean end"));
+    }
+
+    #[tokio::test]
+    async fn good_frames_come_before_the_bad_one() {
+        let (outbox, mut inbound) = pipe();
+        outbox.push(&hello(1).encode(DEFAULT_MAX_FRAME).expect("encodes"));
+        outbox.push(&[1, 0xff, 0x00]);
+        let mut batch = Vec::new();
+        assert!(inbound
+            .next_batch(&mut batch)
+            .await
+            .expect("the good frame"));
+        assert_eq!(batch, vec![hello(1)]);
+        let err = inbound
+            .next_batch(&mut batch)
+            .await
+            .expect_err("then the bad one");
+        assert!(err.to_string().starts_with("bad frame"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn oversize_and_truncated_frames_are_protocol_errors() {
+        let outbox = Outbox::new();
+        let mut inbound = Inbound::new(Input::Memory(outbox.clone()), 16);
+        outbox.push(&[0u8; 17]);
+        let err = inbound.next().await.expect_err("oversize");
+        assert!(err.to_string().contains("over the 16-byte limit"), "{err}");
+
+        let (outbox, mut inbound) = pipe();
+        {
+            let mut s = outbox.state.lock();
+            s.buf.extend_from_slice(&100u32.to_be_bytes());
+            s.buf.extend_from_slice(&[1; 10]);
+        }
+        outbox.close();
+        let err = inbound.next().await.expect_err("truncated");
+        assert!(err.to_string().contains("ended inside a frame"), "{err}");
+    }
+}
