@@ -218,16 +218,14 @@ impl Message {
             }
         };
         let len = out.len() - start;
-        let result = body.and_then(|()| {
-            if len > max_frame {
-                Err(EncodeError::Oversize {
-                    what: "message",
-                    len,
-                    max: max_frame,
-                })
-            } else {
-                Ok(())
-            }
+        let result = body.and(if len > max_frame {
+            Err(EncodeError::Oversize {
+                what: "message",
+                len,
+                max: max_frame,
+            })
+        } else {
+            Ok(())
         });
         if result.is_err() {
             out.truncate(start);
