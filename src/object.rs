@@ -29,7 +29,7 @@ pub(crate) struct ObjectCell<T: Replicated> {
     /// Always locked after `state` (when both are held).
     observers: Mutex<Observers<T>>,
     next_observer: AtomicU64,
-    /// Counts ops applied; leaves wait on it.
+    /// Changes when ops are applied while a leaf waits on it.
     applied: watch::Sender<u64>,
 }
 
@@ -78,8 +78,16 @@ impl<T: Replicated> ObjectCell<T> {
         let id = replica.shout(op, |state, op, id| self.notify(state, op, id, me));
         let out = then(id);
         drop(replica);
-        self.applied.send_modify(|n| *n += 1);
+        self.bump();
         out
+    }
+
+    /// Wake the leaves waiting for a change. Skipped (an atomic load) when
+    /// none waits: waiters subscribe before they first look at the state.
+    fn bump(&self) {
+        if self.applied.receiver_count() > 0 {
+            self.applied.send_modify(|n| *n += 1);
+        }
     }
 }
 
@@ -135,7 +143,7 @@ impl<T: Replicated> Host for CellHost<T> {
         })?;
         drop(replica);
         if applied != Applied::Duplicate {
-            self.0.applied.send_modify(|n| *n += 1);
+            cell.bump();
         }
         Ok(applied)
     }

@@ -340,8 +340,12 @@ fn drain(state: &mut RepeaterState) {
         match event {
             OutEvent::Send { to, msg } => send(state, &[to], &msg),
             OutEvent::Multicast { to, msg } => send(state, &to, &msg),
-            OutEvent::Delivered { op, applied } => {
-                tracing::trace!(object = %op.object, op = %op.id, ?applied, "delivered");
+            OutEvent::Delivered {
+                object,
+                op,
+                applied,
+            } => {
+                tracing::trace!(%object, %op, ?applied, "delivered");
             }
             OutEvent::Rejected { from, op, error } => {
                 let peer = state.links.get(&from).map(|l| l.peer.to_string());

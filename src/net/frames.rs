@@ -35,6 +35,8 @@ pub(crate) struct Outbox {
 #[derive(Default)]
 struct OutboxState {
     buf: Vec<u8>,
+    /// The writer's last buffer, handed back so its capacity is reused.
+    spare: Vec<u8>,
     closed: bool,
 }
 
@@ -81,13 +83,24 @@ impl Outbox {
             {
                 let mut s = self.state.lock();
                 if !s.buf.is_empty() {
-                    return Some(std::mem::take(&mut s.buf));
+                    let spare = std::mem::take(&mut s.spare);
+                    return Some(std::mem::replace(&mut s.buf, spare));
                 }
                 if s.closed {
                     return None;
                 }
             }
             self.ready.notified().await;
+        }
+    }
+
+    /// Hand back a buffer returned by [`take`](Self::take) once written,
+    /// so the next burst does not grow a new one.
+    pub(crate) fn recycle(&self, mut buf: Vec<u8>) {
+        buf.clear();
+        let mut s = self.state.lock();
+        if s.spare.capacity() < buf.capacity() {
+            s.spare = buf;
         }
     }
 
@@ -188,6 +201,7 @@ impl Inbound {
             Input::Memory(outbox) => match outbox.take().await {
                 Some(bytes) => {
                     self.buf.extend_from_slice(&bytes);
+                    outbox.recycle(bytes);
                     true
                 }
                 None => false,

@@ -241,6 +241,7 @@ async fn write_frames(connection: quinn::Connection, mut send: SendStream, out: 
             out.close();
             return;
         }
+        out.recycle(batch);
     }
     // The node dropped the link: finish the stream and close politely.
     let _ = send.finish();

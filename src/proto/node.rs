@@ -74,8 +74,10 @@ pub enum OutEvent<L> {
     /// An op from a peer was applied to a hosted object (or ignored as a
     /// duplicate of one already applied).
     Delivered {
+        /// The object.
+        object: ObjectKey,
         /// The op.
-        op: OpFrame,
+        op: OpId,
         /// What the replica did.
         applied: Applied,
     },
@@ -129,6 +131,13 @@ pub struct RepeaterStats {
     pub buffer_overflow: u64,
 }
 
+/// What the node keeps per object it has seen ops of.
+#[derive(Default)]
+struct Route {
+    seen: SeenSet,
+    host: Option<Box<dyn Host>>,
+}
+
 /// An open of ours in flight.
 #[derive(Debug)]
 struct PendingOpen {
@@ -151,8 +160,9 @@ pub struct RepeaterNode<L> {
     links: BTreeMap<L, NodeId>,
     membership: Membership,
     data: DataSpreads,
-    seen: HashMap<ObjectKey, SeenSet>,
-    hosts: HashMap<ObjectKey, Box<dyn Host>>,
+    /// Per object: the ops seen (for dedupe) and the replica, if hosted.
+    /// One map, so an op costs one lookup.
+    objects: HashMap<ObjectKey, Route>,
     opens: HashMap<FetchId, PendingOpen>,
     opening: HashMap<ObjectKey, FetchId>,
     routes: HashMap<FetchId, FetchRoute<L>>,
@@ -166,7 +176,15 @@ impl<L: fmt::Debug> fmt::Debug for RepeaterNode<L> {
         f.debug_struct("RepeaterNode")
             .field("me", &self.me)
             .field("links", &self.links.keys().collect::<Vec<_>>())
-            .field("hosts", &self.hosts.keys().collect::<Vec<_>>())
+            .field(
+                "hosts",
+                &self
+                    .objects
+                    .iter()
+                    .filter(|(_, r)| r.host.is_some())
+                    .map(|(k, _)| k)
+                    .collect::<Vec<_>>(),
+            )
             .field("stats", &self.stats)
             .finish_non_exhaustive()
     }
@@ -181,8 +199,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             links: BTreeMap::new(),
             membership: Membership::new(me),
             data: DataSpreads::default(),
-            seen: HashMap::new(),
-            hosts: HashMap::new(),
+            objects: HashMap::new(),
             opens: HashMap::new(),
             opening: HashMap::new(),
             routes: HashMap::new(),
@@ -209,7 +226,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     /// Whether this node holds `object`.
     pub fn is_hosting(&self, object: &ObjectKey) -> bool {
-        self.hosts.contains_key(object)
+        self.objects.get(object).is_some_and(|r| r.host.is_some())
     }
 
     /// The node started; `seeds` is whether it joins through seeds.
@@ -270,11 +287,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(fetch) = self.opening.remove(&object) {
             if let Some(open) = self.opens.remove(&fetch) {
                 for frame in open.buffered {
-                    self.deliver(&mut *host, frame, None);
+                    deliver(&mut self.out, &mut *host, &frame, None);
                 }
             }
         }
-        self.hosts.insert(object, host);
+        self.objects.entry(object).or_default().host = Some(host);
     }
 
     /// Stop waiting for an open whose answer the driver could not use.
@@ -286,8 +303,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     /// A local op was made (and applied) on a hosted object: relay it.
     pub fn handle_local_op(&mut self, frame: OpFrame) {
-        let seen = self.seen.entry(frame.object.clone()).or_default();
-        if !seen.insert(frame.id.origin, frame.id.seq) {
+        if !self
+            .route(&frame.object)
+            .seen
+            .insert(frame.id.origin, frame.id.seq)
+        {
             self.stats.duplicates += 1;
             return;
         }
@@ -411,16 +431,29 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         routes.chain(opens).min()
     }
 
+    /// The object's route, made on first sight.
+    fn route(&mut self, object: &ObjectKey) -> &mut Route {
+        // Looked up before inserting: the common case clones no key.
+        if !self.objects.contains_key(object) {
+            self.objects.insert(object.clone(), Route::default());
+        }
+        self.objects
+            .get_mut(object)
+            .expect("the route was just made")
+    }
+
     fn handle_op(&mut self, from: L, frame: OpFrame) {
-        let seen = self.seen.entry(frame.object.clone()).or_default();
-        if !seen.insert(frame.id.origin, frame.id.seq) {
+        let route = match self.objects.get_mut(&frame.object) {
+            Some(route) => route,
+            None => self.objects.entry(frame.object.clone()).or_default(),
+        };
+        if !route.seen.insert(frame.id.origin, frame.id.seq) {
             self.stats.duplicates += 1;
             return;
         }
         self.stats.ops_seen += 1;
-        if let Some(mut host) = self.hosts.remove(&frame.object) {
-            self.deliver(&mut *host, frame.clone(), Some(from));
-            self.hosts.insert(frame.object.clone(), host);
+        if let Some(host) = route.host.as_deref_mut() {
+            deliver(&mut self.out, host, &frame, Some(from));
         } else if let Some(open) = self
             .opening
             .get(&frame.object)
@@ -433,23 +466,6 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
         }
         self.relay(Some(from), frame);
-    }
-
-    fn deliver(&mut self, host: &mut dyn Host, frame: OpFrame, from: Option<L>) {
-        match host.deliver(&frame) {
-            Ok(applied) => self
-                .out
-                .push_back(OutEvent::Delivered { op: frame, applied }),
-            Err(error) => {
-                if let Some(from) = from {
-                    self.out.push_back(OutEvent::Rejected {
-                        from,
-                        op: Some(frame.id),
-                        error,
-                    });
-                }
-            }
-        }
     }
 
     fn relay(&mut self, from: Option<L>, frame: OpFrame) {
@@ -474,7 +490,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return;
         }
         let deadline = now + self.config.fetch_timeout;
-        if let Some(host) = self.hosts.get(&object) {
+        if let Some(host) = self.objects.get(&object).and_then(|r| r.host.as_deref()) {
             self.routes.insert(
                 fetch,
                 FetchRoute {
@@ -532,6 +548,31 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 self.out.push_back(OutEvent::Send {
                     to: back,
                     msg: Message::State { fetch, state },
+                });
+            }
+        }
+    }
+}
+
+/// Apply `frame` to `host` and report what happened.
+fn deliver<L>(
+    out: &mut VecDeque<OutEvent<L>>,
+    host: &mut dyn Host,
+    frame: &OpFrame,
+    from: Option<L>,
+) {
+    match host.deliver(frame) {
+        Ok(applied) => out.push_back(OutEvent::Delivered {
+            object: frame.object.clone(),
+            op: frame.id,
+            applied,
+        }),
+        Err(error) => {
+            if let Some(from) = from {
+                out.push_back(OutEvent::Rejected {
+                    from,
+                    op: Some(frame.id),
+                    error,
                 });
             }
         }
