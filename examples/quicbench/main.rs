@@ -138,12 +138,15 @@ fn parse_args() -> anyhow::Result<Role> {
             "--short" => short = true,
             "--window" => window = Some(value()?.parse()?),
             "--chain" => chain = true,
+            // Read by `main` before the runtime starts.
+            "--flavour" => drop(value()?),
             "--role" => role = Some(value()?),
             "--index" => index = Some(value()?.parse()?),
             "--dir" => dir = Some(PathBuf::from(value()?)),
             "--help" | "-h" => {
                 println!(
-                    "usage: quicbench [--short] [--chain] [--window OPS]   (see the source's header)"
+                    "usage: quicbench [--short] [--chain] [--window OPS] [--flavour multi|current]   \
+                     (see the source's header)"
                 );
                 std::process::exit(0);
             }
@@ -163,8 +166,41 @@ fn parse_args() -> anyhow::Result<Role> {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The tokio runtime flavour every process of the run uses: `multi` (the
+/// multi-thread scheduler, one worker per core; the default) or `current`
+/// (one thread per process). Children inherit it through the environment.
+const FLAVOUR_ENV: &str = "QUICBENCH_FLAVOUR";
+
+fn flavour() -> anyhow::Result<String> {
+    let mut args = std::env::args().skip_while(|a| a != "--flavour").skip(1);
+    let flavour = args
+        .next()
+        .or_else(|| std::env::var(FLAVOUR_ENV).ok())
+        .unwrap_or_else(|| "multi".to_owned());
+    match flavour.as_str() {
+        "multi" | "current" => Ok(flavour),
+        other => bail!("unknown runtime flavour {other:?} (multi or current)"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let flavour = flavour()?;
+    let runtime = match flavour.as_str() {
+        "current" => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?,
+        _ => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?,
+    };
+    // Children run on the same flavour.
+    CHILD_FLAVOUR.get_or_init(|| flavour);
+    runtime.block_on(run())
+}
+
+static CHILD_FLAVOUR: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -198,6 +234,10 @@ impl Child {
         let mut process = Command::new(std::env::current_exe()?)
             .args(["--role", "peer", "--index", &index.to_string(), "--dir"])
             .arg(dir)
+            .env(
+                FLAVOUR_ENV,
+                CHILD_FLAVOUR.get().map_or("multi", String::as_str),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -266,11 +306,15 @@ where
 async fn bench(plan: Plan) -> anyhow::Result<()> {
     println!(
         "quicbench: 3 peer processes on 127.0.0.1, {}, {PAYLOAD}-byte arguments, \
-         tokio multi-thread runtime ({} cores), shout window {} (ordered {})",
+         tokio {} runtime ({} cores), shout window {} (ordered {})",
         if plan.chain {
             "chained links 0–1–2"
         } else {
             "triangle links"
+        },
+        match CHILD_FLAVOUR.get().map(String::as_str) {
+            Some("current") => "current-thread",
+            _ => "multi-thread",
         },
         std::thread::available_parallelism().map_or(1, |n| n.get()),
         plan.window,

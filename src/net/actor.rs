@@ -288,11 +288,8 @@ impl Actor for RepeaterActor {
                     }
                 }
             }
-            RepeaterMsg::LocalOps => {
-                for frame in state.local.take() {
-                    state.proto.handle_local_op(frame);
-                }
-            }
+            // Taken below, after every message.
+            RepeaterMsg::LocalOps => {}
             RepeaterMsg::Host { object, host } => state.proto.host(object, host),
             RepeaterMsg::Open {
                 object,
@@ -327,6 +324,12 @@ impl Actor for RepeaterActor {
                 state.timer_at = None;
                 state.proto.handle_timeout(now);
             }
+        }
+        // Local ops are taken after every message, not only on their own
+        // wake-up: an observer that shouts while an inbound batch is
+        // applied has its op relayed in this same turn.
+        for frame in state.local.take() {
+            state.proto.handle_local_op(frame);
         }
         drain(state);
         schedule_timer(&myself, state);

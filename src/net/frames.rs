@@ -358,4 +358,88 @@ mod tests {
         let err = inbound.next().await.expect_err("truncated");
         assert!(err.to_string().contains("ended inside a frame"), "{err}");
     }
+
+    /// Feed `chunks` as raw stream bytes (already length-prefixed), then
+    /// end the stream; collect what the reader makes of them.
+    fn read_raw(chunks: &[Vec<u8>]) -> (Vec<Message>, Option<InboundError>) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        rt.block_on(async {
+            let (outbox, mut inbound) = pipe();
+            let mut got = Vec::new();
+            for chunk in chunks {
+                outbox.state.lock().buf.extend_from_slice(chunk);
+                outbox.ready.notify_one();
+                // Read whatever is complete so far, as a live link would
+                // (a zero timeout polls the read once: tokio polls the inner
+                // future before the deadline).
+                loop {
+                    let whole = tokio::time::timeout(
+                        std::time::Duration::from_millis(0),
+                        inbound.next_batch(&mut got),
+                    )
+                    .await;
+                    match whole {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => break,
+                        Ok(Err(e)) => return (got, Some(e)),
+                        Err(_) => break,
+                    }
+                }
+            }
+            outbox.close();
+            loop {
+                match inbound.next_batch(&mut got).await {
+                    Ok(true) => {}
+                    Ok(false) => return (got, None),
+                    Err(e) => return (got, Some(e)),
+                }
+            }
+        })
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// However a stream of good frames is cut into reads, the same
+        /// messages come out, in order, and the stream ends cleanly.
+        #[test]
+        fn any_chunking_of_good_frames_reads_back(
+            n in 1usize..20,
+            cuts in proptest::collection::vec(0usize..4000, 0..12),
+        ) {
+            let msgs: Vec<Message> = (0..n as u64).map(hello).collect();
+            let mut stream = Vec::new();
+            for m in &msgs {
+                let frame = m.encode(DEFAULT_MAX_FRAME).expect("encodes");
+                stream.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+                stream.extend_from_slice(&frame);
+            }
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            cuts.sort_unstable();
+            let mut chunks = Vec::new();
+            let mut at = 0;
+            for c in cuts.into_iter().chain([stream.len()]) {
+                chunks.push(stream[at..c].to_vec());
+                at = c;
+            }
+            let (got, error) = read_raw(&chunks);
+            proptest::prop_assert!(error.is_none(), "{error:?}");
+            proptest::prop_assert_eq!(got, msgs);
+        }
+
+        /// Arbitrary bytes never panic the reader: they end in messages, a
+        /// clean end, or a protocol error with a reason.
+        #[test]
+        fn arbitrary_bytes_are_errors_not_panics(
+            chunks in proptest::collection::vec(proptest::collection::vec(0u8..=255, 0..300), 0..6),
+        ) {
+            let (_, error) = read_raw(&chunks);
+            if let Some(e) = error {
+                proptest::prop_assert!(matches!(e, InboundError::Protocol(_)), "{e}");
+            }
+        }
+    }
 }
