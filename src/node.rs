@@ -21,7 +21,7 @@ use crate::net::actor::{
     DialKey, LinkId, LinkInfo, LocalOps, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs,
     RepeaterMsg,
 };
-use crate::net::frames::InboundError;
+use crate::net::connection::{ConnectionActor, ConnectionArgs};
 use crate::net::{
     handshake, Bound, Connection, Linker, PeerAddr, PeerHello, QuicConfig, Transport,
 };
@@ -641,38 +641,21 @@ impl Node {
             return Ok((peer, closed));
         }
         let (closed_tx, closed_rx) = oneshot::channel();
-        tokio::spawn(async move {
-            // Every message that arrived together goes to the repeater as
-            // one batch: one mailbox message per read, not per frame.
-            let mut batch = Vec::new();
-            loop {
-                let next = tokio::select! {
-                    next = inbound.next_batch(&mut batch) => next,
-                    () = close.closed() => Ok(false),
-                };
-                match next {
-                    Ok(true) => {
-                        let msgs = std::mem::take(&mut batch);
-                        if actor.cast(RepeaterMsg::Inbound { link, msgs }).is_err() {
-                            break;
-                        }
-                    }
-                    Ok(false) => break,
-                    Err(InboundError::Protocol(reason)) => {
-                        tracing::warn!(%peer, %reason, "closing link");
-                        close.close(&reason);
-                        break;
-                    }
-                    Err(error @ InboundError::Transport(_)) => {
-                        tracing::debug!(%peer, %error, "link input ended");
-                        break;
-                    }
-                }
-            }
-            inbound.close();
+        let args = ConnectionArgs {
+            link,
+            peer,
+            inbound,
+            close,
+            repeater: actor.clone(),
+            closed: closed_tx,
+        };
+        // The repeater supervises the connection: stopping the node stops it.
+        if let Err(e) = Actor::spawn_linked(None, ConnectionActor, args, actor.get_cell()).await {
             let _ = actor.cast(RepeaterMsg::LinkDown { link });
-            let _ = closed_tx.send(());
-        });
+            return Err(LinkError::Handshake(format!(
+                "could not start the connection actor: {e}"
+            )));
+        }
         Ok((peer, closed_rx))
     }
 }

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use plexus::{
-    replicated, CreateError, Delivery, Leaf, LinkError, MemoryHub, Node, NodeConfig, OpId,
-    OpenError, RegisterError, Replicated, ShoutError, Transport,
+    replicated, CreateError, Delivery, Leaf, LinkError, MembershipEvent, MemoryHub, Node,
+    NodeConfig, OpId, OpenError, RegisterError, Replicated, ShoutError, Transport,
 };
 use serde::{Deserialize, Serialize};
 
@@ -434,4 +434,33 @@ async fn raw_data_spreads_and_the_frame_limit() {
         .await
         .expect_err("too big");
     assert!(matches!(err, SendError::TooLarge { .. }), "{err:?}");
+}
+
+/// Stopping a node stops its connection actors (the repeater supervises
+/// them): every peer sees the link go down, and the node holds no link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutting_down_closes_every_link() {
+    let hub = MemoryHub::new();
+    let n = nodes(&hub, 3).await;
+    n[0].link(n[1].local_addr()).await.expect("linked");
+    n[0].link(n[2].local_addr()).await.expect("linked");
+    let mut watchers: Vec<_> = n[1..].iter().map(|p| p.events()).collect();
+    let gone = n[0].id();
+    n[0].shutdown();
+    for events in &mut watchers {
+        tokio::time::timeout(WAIT, async {
+            loop {
+                match events.recv().await.expect("the peer is running") {
+                    MembershipEvent::PeerDown(p) if p == gone => break,
+                    _ => {}
+                }
+            }
+        })
+        .await
+        .expect("the peer sees the link go down");
+    }
+    for peer in &n[1..] {
+        assert!(peer.links().await.is_empty());
+    }
+    assert!(n[0].links().await.is_empty());
 }

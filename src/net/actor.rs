@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use ractor::{Actor, ActorProcessingErr, ActorRef};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, oneshot, watch};
@@ -228,6 +228,34 @@ impl Actor for RepeaterActor {
         };
         drain(&mut state);
         Ok(state)
+    }
+
+    /// Connection actors are linked to the repeater. One that ends has
+    /// already reported its link down; the repeater carries on (ractor's
+    /// default would stop the supervisor with any child).
+    async fn handle_supervisor_evt(
+        &self,
+        _myself: ActorRef<Self::Msg>,
+        event: SupervisionEvent,
+        _state: &mut RepeaterState,
+    ) -> Result<(), ActorProcessingErr> {
+        match event {
+            SupervisionEvent::ActorFailed(who, error) => {
+                tracing::error!(actor = %who.get_id(), %error, "a connection actor failed");
+            }
+            other => tracing::trace!(?other, "connection actor event"),
+        }
+        Ok(())
+    }
+
+    /// The node is stopping: so is every connection.
+    async fn post_stop(
+        &self,
+        myself: ActorRef<Self::Msg>,
+        _state: &mut RepeaterState,
+    ) -> Result<(), ActorProcessingErr> {
+        myself.stop_children(Some("node shut down".into()));
+        Ok(())
     }
 
     async fn handle(

@@ -280,11 +280,18 @@ impl Inbound {
         Ok(true)
     }
 
-    /// Stop reading: an in-memory peer's further writes are refused.
+    /// Stop reading: an in-memory peer's further writes are refused (also
+    /// done when the reader is dropped).
     pub(crate) fn close(&mut self) {
         if let Input::Memory(outbox) = &self.input {
             outbox.close();
         }
+    }
+}
+
+impl Drop for Inbound {
+    fn drop(&mut self) {
+        self.close();
     }
 }
 

@@ -5,6 +5,7 @@
 //! into frames, timers and replies. It decides no protocol behaviour.
 
 pub(crate) mod actor;
+pub(crate) mod connection;
 pub(crate) mod frames;
 pub(crate) mod memory;
 pub(crate) mod quic;
