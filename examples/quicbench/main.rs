@@ -14,8 +14,10 @@
 //! **triangle** (1→0, 2→0, 2→1), so every op reaches every node in one hop
 //! (and each receiver also relays it to the third, which drops the
 //! duplicate); `--chain` links them 0–1–2 instead (peer 1 relays between
-//! the ends: one more hop, no duplicates). Every process runs tokio's multi-thread runtime with its
-//! default worker count (2 on the 2-core machine).
+//! the ends: one more hop, no duplicates). Every process runs tokio's
+//! multi-thread runtime with its default worker count (2 on the 2-core
+//! machine); `--flavour current` runs every process, and so the raw
+//! baseline too, on the current-thread runtime instead.
 //!
 //! What is measured, all with 64-byte arguments (`serde_bytes::ByteBuf`):
 //!
