@@ -10,8 +10,12 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use crate::proto::host::{deliver_frame, export_frame, Host, HostError};
-use crate::proto::message::{OpFrame, StateFrame};
+use crate::proto::host::{
+    deliver_frame, digest_of, export_frame, rebase_onto, repair_of, Host, HostError, Repair,
+};
+use crate::proto::message::{ObjectDigest, OpFrame, StateFrame};
+use crate::proto::stability::AckTable;
+use crate::proto::version::VersionVector;
 use crate::proto::replica::{Applied, Replica};
 use crate::proto::{Delivery, NodeId, ObjectKey, OpId, Replicated};
 
@@ -99,12 +103,27 @@ thread_local! {
 impl<T: Replicated> ObjectCell<T> {
     /// Tell every observer of this cell that `op` was applied.
     fn notify(&self, state: &T, op: &T::Op, id: OpId, me: NodeId) {
-        let delivery = Delivery::new(id, me, false);
+        self.tell(state, op, Delivery::new(id, me, false));
+    }
+
+    /// Tell every observer of this cell that `op` became stable.
+    fn notify_stable(&self, state: &T, op: &T::Op, id: OpId, me: NodeId) {
+        self.tell(state, op, Delivery::new(id, me, true));
+    }
+
+    fn tell(&self, state: &T, op: &T::Op, delivery: Delivery) {
+        let id = delivery.op;
         let outer = NOTIFYING.with(|n| n.replace(self as *const Self as usize));
         for (_, observer) in self.observers.lock().iter_mut() {
             // A faulty observer must not stop replication: the op is already
             // applied, and the repeater must go on relaying.
-            let call = AssertUnwindSafe(|| T::notify(observer, state, op, &delivery));
+            let call = AssertUnwindSafe(|| {
+                if delivery.stable {
+                    T::notify_stable(observer, state, op, &delivery);
+                } else {
+                    T::notify(observer, state, op, &delivery);
+                }
+            });
             if let Err(panic) = std::panic::catch_unwind(call) {
                 let why = panic
                     .downcast_ref::<String>()
@@ -148,7 +167,40 @@ impl<T: Replicated> Host for CellHost<T> {
         Ok(applied)
     }
 
-    fn export(&self) -> Result<StateFrame, HostError> {
-        export_frame(&self.0.key, &self.0.state.read())
+    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
+        let mut replica = self.0.state.write();
+        replica.admit(joiner);
+        export_frame(&self.0.key, &replica)
+    }
+
+    fn refresh(&mut self) -> u64 {
+        let cell = &*self.0;
+        let mut replica = cell.state.write();
+        let me = replica.me();
+        replica.refresh(|state, op, id| cell.notify_stable(state, op, id, me));
+        replica.revision()
+    }
+
+    fn digest(&self, object: &ObjectKey) -> ObjectDigest {
+        digest_of(object, &self.0.state.read())
+    }
+
+    fn merge_acks(&mut self, acks: &AckTable) {
+        let cell = &*self.0;
+        let mut replica = cell.state.write();
+        let me = replica.me();
+        replica.merge_acks(acks, |state, op, id| cell.notify_stable(state, op, id, me));
+    }
+
+    fn repair(&self, held: &VersionVector, budget: usize) -> Result<Repair, HostError> {
+        repair_of(&self.0.key, &self.0.state.read(), held, budget)
+    }
+
+    fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {
+        let moved = rebase_onto(&mut self.0.state.write(), state)?;
+        if moved {
+            self.0.bump();
+        }
+        Ok(moved)
     }
 }

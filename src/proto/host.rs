@@ -7,10 +7,13 @@
 
 use super::id::{NodeId, ObjectKey, OpId};
 use super::message::{
-    decode_exact, encode_value, DecodeError, EncodeError, OpFrame, StateFrame, TentativeOp,
+    decode_exact, encode_value, DecodeError, EncodeError, ObjectDigest, OpFrame, StateFrame,
+    TentativeOp,
 };
 use super::replica::{Applied, ApplyError, Replica, ReplicaState};
 use super::replicated::Replicated;
+use super::stability::AckTable;
+use super::version::VersionVector;
 
 /// Why a host refused an op or could not export its state. The host's state
 /// is unchanged.
@@ -52,8 +55,88 @@ pub trait Host: Send {
     /// Decode and apply an op from a peer.
     fn deliver(&mut self, frame: &OpFrame) -> Result<Applied, HostError>;
 
-    /// Export the state for a late joiner.
-    fn export(&self) -> Result<StateFrame, HostError>;
+    /// Export the state for `joiner`, a late joiner, entering it in the
+    /// replica set first (see [`Replica::admit`]).
+    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError>;
+
+    /// Bring the replica's own ack up to date and fold what became stable
+    /// (see [`Replica::refresh`]); returns the replica's revision after.
+    fn refresh(&mut self) -> u64;
+
+    /// What this replica holds, for a digest (call [`refresh`](Self::refresh)
+    /// first).
+    fn digest(&self, object: &ObjectKey) -> ObjectDigest;
+
+    /// Merge a peer's acks and fold what became stable.
+    fn merge_acks(&mut self, acks: &AckTable);
+
+    /// What a replica holding `held` lacks: at most about `budget` bytes of
+    /// ops, or the snapshot when it lacks ops already folded here.
+    fn repair(&self, held: &VersionVector, budget: usize) -> Result<Repair, HostError>;
+
+    /// Move onto a peer's newer snapshot (see [`Replica::rebase`]); `false`
+    /// when it is not ahead of this replica.
+    fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError>;
+}
+
+/// What anti-entropy sends a peer that lacks ops.
+#[derive(Debug)]
+pub enum Repair {
+    /// These ops, in order (possibly not all it lacks: the rest next round).
+    Ops(Vec<OpFrame>),
+    /// The object's state: the peer lacks ops already folded here.
+    Snapshot(StateFrame),
+}
+
+/// The digest of `replica` for anti-entropy.
+pub fn digest_of<T: Replicated>(object: &ObjectKey, replica: &Replica<T>) -> ObjectDigest {
+    ObjectDigest {
+        object: object.clone(),
+        held: replica.version_vector(),
+        acks: replica.acks().clone(),
+    }
+}
+
+/// What `replica` can send a peer holding `held` (see [`Host::repair`]).
+pub fn repair_of<T: Replicated>(
+    object: &ObjectKey,
+    replica: &Replica<T>,
+    held: &VersionVector,
+    budget: usize,
+) -> Result<Repair, HostError> {
+    if replica.needs_snapshot(held) {
+        return export_frame(object, replica).map(Repair::Snapshot);
+    }
+    let mut ops = Vec::new();
+    let mut bytes = 0;
+    for (id, op) in replica.ops_missing(held) {
+        let payload = encode_value(op, "op").map_err(|source| HostError::Encode {
+            object: object.clone(),
+            source,
+        })?;
+        bytes += payload.len() + OpFrame::MAX_OVERHEAD + object.tag.len() + object.name.len();
+        ops.push(OpFrame {
+            object: object.clone(),
+            id,
+            payload: payload.into(),
+        });
+        if bytes >= budget {
+            break;
+        }
+    }
+    Ok(Repair::Ops(ops))
+}
+
+/// Decode `state` and [`rebase`](Replica::rebase) `replica` onto it.
+pub fn rebase_onto<T: Replicated>(
+    replica: &mut Replica<T>,
+    state: &StateFrame,
+) -> Result<bool, HostError> {
+    let decoded = state_from_frame::<T>(state).map_err(|source| HostError::Decode {
+        object: state.object.clone(),
+        source,
+    })?;
+    Ok(replica.rebase(decoded))
 }
 
 /// Decode an op payload of type `T`.
@@ -113,6 +196,7 @@ pub fn export_frame<T: Replicated>(
         folded: state.folded,
         tentative,
         lamport: state.lamport,
+        acks: state.acks,
     })
 }
 
@@ -121,20 +205,23 @@ pub fn replica_from_frame<T: Replicated>(
     me: NodeId,
     frame: &StateFrame,
 ) -> Result<Replica<T>, DecodeError> {
+    Ok(Replica::from_state(me, state_from_frame(frame)?))
+}
+
+/// Decode a [`StateFrame`].
+fn state_from_frame<T: Replicated>(frame: &StateFrame) -> Result<ReplicaState<T>, DecodeError> {
     let stable: T = decode_exact(&frame.stable, "state")?;
     let tentative = frame
         .tentative
         .iter()
         .map(|t| Ok((t.id, decode_exact::<T::Op>(&t.payload, "op")?)))
         .collect::<Result<Vec<_>, DecodeError>>()?;
-    Ok(Replica::from_state(
-        me,
-        ReplicaState {
-            stable,
-            frontier: frame.frontier,
-            folded: frame.folded.clone(),
-            tentative,
-            lamport: frame.lamport,
-        },
-    ))
+    Ok(ReplicaState {
+        stable,
+        frontier: frame.frontier,
+        folded: frame.folded.clone(),
+        tentative,
+        lamport: frame.lamport,
+        acks: frame.acks.clone(),
+    })
 }

@@ -13,6 +13,10 @@ use serde::{Deserialize, Serialize};
 pub struct NodeId(#[serde(with = "bytes32")] [u8; 32]);
 
 impl NodeId {
+    /// The largest id (all bytes `0xff`): no real node has it; it bounds
+    /// ranges of op ids.
+    pub const MAX: NodeId = NodeId([0xff; 32]);
+
     /// A node id from its 32 raw bytes.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)

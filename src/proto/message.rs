@@ -22,10 +22,11 @@ use super::cbor::{self, CborError, Reader};
 
 use super::data::DataFrame;
 use super::id::{NodeId, ObjectKey, OpId};
+use super::stability::AckTable;
 use super::version::VersionVector;
 
 /// The wire version this build speaks.
-pub const WIRE_VERSION: u8 = 1;
+pub const WIRE_VERSION: u8 = 2;
 
 /// The default largest frame, in bytes: 1 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 1 << 20;
@@ -70,6 +71,57 @@ pub enum Message {
     },
     /// Raw application data (see [`Spread`](super::data::Spread)).
     Data(DataFrame),
+    /// Anti-entropy: a summary of the sender's digests for the objects both
+    /// ends hold (see [`anti_entropy`](super::anti_entropy)).
+    Summary {
+        /// A hash of the set of objects the sender holds.
+        set: u64,
+        /// A hash of the sender's digests of the objects both hold, as far
+        /// as the sender knows the receiver's objects.
+        root: u64,
+    },
+    /// Anti-entropy: the sender's digests of the objects it holds.
+    Digest {
+        /// One digest per object, in key order.
+        objects: Vec<ObjectDigest>,
+        /// Whether the receiver should answer with its own digests.
+        reply: bool,
+        /// Whether this is the first part of the sender's digests.
+        first: bool,
+        /// Whether this is the last part.
+        last: bool,
+    },
+    /// Anti-entropy: the state of an object, for a replica that lacks ops
+    /// the sender already folded into its snapshot.
+    Snapshot(StateFrame),
+}
+
+impl Message {
+    /// A short name of the message's kind, for counters and logs.
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            Message::Hello { .. } => "hello",
+            Message::Welcome { .. } => "welcome",
+            Message::Op(_) => "op",
+            Message::Fetch { .. } => "fetch",
+            Message::State { .. } => "state",
+            Message::Data(_) => "data",
+            Message::Summary { .. } => "summary",
+            Message::Digest { .. } => "digest",
+            Message::Snapshot(_) => "snapshot",
+        }
+    }
+}
+
+/// What one node holds of one object, for anti-entropy.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectDigest {
+    /// The object.
+    pub object: ObjectKey,
+    /// Per origin, the highest seq the sender holds with no gap below.
+    pub held: VersionVector,
+    /// The replica set's acknowledgements, as the sender knows them.
+    pub acks: AckTable,
 }
 
 /// A shout on the wire: the object, the op id, and the op's encoded call.
@@ -111,6 +163,8 @@ pub struct StateFrame {
     pub tentative: Vec<TentativeOp>,
     /// The exporter's Lamport clock for the object.
     pub lamport: u64,
+    /// The replica set's acknowledgements, as the exporter knew them.
+    pub acks: AckTable,
 }
 
 /// One tentative op inside a [`StateFrame`].

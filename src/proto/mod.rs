@@ -27,6 +27,7 @@
 //! sampling", ACM TOCS 2007), HyParView/PlumTree dissemination and SWIM
 //! failure detection build on this core in later releases.
 
+pub mod anti_entropy;
 mod cbor;
 pub mod data;
 pub mod host;
@@ -36,6 +37,7 @@ pub mod message;
 pub mod node;
 pub mod replica;
 pub mod replicated;
+pub mod stability;
 pub mod time;
 pub mod version;
 

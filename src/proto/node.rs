@@ -21,13 +21,15 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::Duration;
 
-use rand::Rng;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
+use super::anti_entropy::{AntiEntropy, AntiEntropyConfig, AntiEntropyStats, HostRef};
 use super::data::{DataFrame, DataSpreads, Spread, SpreadError};
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey, OpId};
 use super::membership::{Membership, MembershipEvent};
-use super::message::{FetchId, Message, OpFrame, StateFrame};
+use super::message::{FetchId, Message, ObjectDigest, OpFrame, StateFrame};
 use super::replica::Applied;
 use super::time::Time;
 use super::version::SeenSet;
@@ -42,6 +44,8 @@ pub struct RepeaterConfig {
     /// from the buffer (counted in [`RepeaterStats::buffer_overflow`]).
     /// Default: 65,536.
     pub max_buffered_ops: usize,
+    /// Anti-entropy: repair rounds and stability.
+    pub anti_entropy: AntiEntropyConfig,
 }
 
 impl Default for RepeaterConfig {
@@ -49,6 +53,7 @@ impl Default for RepeaterConfig {
         Self {
             fetch_timeout: Duration::from_secs(5),
             max_buffered_ops: 1 << 16,
+            anti_entropy: AntiEntropyConfig::default(),
         }
     }
 }
@@ -167,6 +172,9 @@ pub struct RepeaterNode<L> {
     opening: HashMap<ObjectKey, FetchId>,
     routes: HashMap<FetchId, FetchRoute<L>>,
     next_fetch: u64,
+    anti_entropy: AntiEntropy<L>,
+    /// Draws gossip partners; seeded from the node id, so runs replay.
+    rng: StdRng,
     out: VecDeque<OutEvent<L>>,
     stats: RepeaterStats,
 }
@@ -191,8 +199,19 @@ impl<L: fmt::Debug> fmt::Debug for RepeaterNode<L> {
 }
 
 impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
-    /// A node with no links and no objects.
+    /// A node with no links and no objects. Its random choices are seeded
+    /// from `me`.
     pub fn new(me: NodeId, config: RepeaterConfig) -> Self {
+        let mut seed = [0u8; 8];
+        seed.copy_from_slice(&me.as_bytes()[24..]);
+        Self::with_seed(me, config, u64::from_be_bytes(seed))
+    }
+
+    /// A node with no links and no objects, its random choices seeded with
+    /// `seed`.
+    pub fn with_seed(me: NodeId, config: RepeaterConfig, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let anti_entropy = AntiEntropy::new(config.anti_entropy.clone(), &mut rng);
         Self {
             me,
             config,
@@ -204,9 +223,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             opening: HashMap::new(),
             routes: HashMap::new(),
             next_fetch: 1,
+            anti_entropy,
+            rng,
             out: VecDeque::new(),
             stats: RepeaterStats::default(),
         }
+    }
+
+    /// The anti-entropy counters.
+    pub const fn anti_entropy_stats(&self) -> AntiEntropyStats {
+        self.anti_entropy.stats()
     }
 
     /// This node's id.
@@ -279,6 +305,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(peer) = self.links.remove(&link) {
             self.membership.handle_link_down(peer);
         }
+        self.anti_entropy.handle_link_down(link);
     }
 
     /// Hold `object` from now on: ops on it are delivered to `host`. Ops
@@ -356,6 +383,37 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Op(frame) => self.handle_op(from, frame),
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
             Message::State { fetch, state } => self.handle_state(fetch, state),
+            Message::Summary { set, root } => {
+                let mut hosts = sorted_hosts(&mut self.objects);
+                let replies = self
+                    .anti_entropy
+                    .handle_summary(from, set, root, &mut hosts);
+                self.send_all(from, replies);
+            }
+            Message::Digest {
+                objects,
+                reply,
+                first,
+                last,
+            } => self.handle_digest(from, objects, (reply, first, last)),
+            Message::Snapshot(state) => {
+                let mut hosts = sorted_hosts(&mut self.objects);
+                self.anti_entropy.handle_snapshot(&state, &mut hosts);
+            }
+        }
+    }
+
+    fn handle_digest(&mut self, from: L, objects: Vec<ObjectDigest>, flags: (bool, bool, bool)) {
+        let mut hosts = sorted_hosts(&mut self.objects);
+        let replies = self
+            .anti_entropy
+            .handle_digest(from, objects, flags, &mut hosts);
+        self.send_all(from, replies);
+    }
+
+    fn send_all(&mut self, to: L, msgs: Vec<Message>) {
+        for msg in msgs {
+            self.out.push_back(OutEvent::Send { to, msg });
         }
     }
 
@@ -398,6 +456,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// Time has reached a deadline from [`poll_timeout`](Self::poll_timeout)
     /// (calling it early or late is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
+        let mut hosts = sorted_hosts(&mut self.objects);
+        let summaries = self.anti_entropy.handle_timeout(
+            now,
+            self.links.keys().copied(),
+            &mut hosts,
+            &mut self.rng,
+        );
+        for (to, msg) in summaries {
+            self.out.push_back(OutEvent::Send { to, msg });
+        }
         self.routes.retain(|_, r| r.deadline > now);
         let expired: Vec<FetchId> = self
             .opens
@@ -424,11 +492,18 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.out.pop_front()
     }
 
+    /// Whether the node waits on a timer other than its anti-entropy
+    /// rounds: an open or a relayed fetch in flight.
+    pub fn is_waiting(&self) -> bool {
+        !self.routes.is_empty() || self.opens.values().any(|o| o.deadline.is_some())
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
     pub fn poll_timeout(&self) -> Option<Time> {
         let routes = self.routes.values().map(|r| r.deadline);
         let opens = self.opens.values().filter_map(|o| o.deadline);
-        routes.chain(opens).min()
+        let round = std::iter::once(self.anti_entropy.next_round());
+        routes.chain(opens).chain(round).min()
     }
 
     /// The object's route, made on first sight.
@@ -490,7 +565,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return;
         }
         let deadline = now + self.config.fetch_timeout;
-        if let Some(host) = self.objects.get(&object).and_then(|r| r.host.as_deref()) {
+        if let Some(host) = self
+            .objects
+            .get_mut(&object)
+            .and_then(|r| r.host.as_deref_mut())
+        {
             self.routes.insert(
                 fetch,
                 FetchRoute {
@@ -498,7 +577,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                     deadline,
                 },
             );
-            match host.export() {
+            match host.export(fetch.requester) {
                 Ok(state) => self.out.push_back(OutEvent::Send {
                     to: from,
                     msg: Message::State { fetch, state },
@@ -552,6 +631,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
         }
     }
+}
+
+/// The hosted objects, sorted by key (anti-entropy walks them in order).
+fn sorted_hosts(objects: &mut HashMap<ObjectKey, Route>) -> Vec<HostRef<'_>> {
+    let mut hosts: Vec<HostRef<'_>> = objects
+        .iter_mut()
+        .filter_map(|(k, r)| r.host.as_deref_mut().map(|h| (k, h)))
+        .collect();
+    hosts.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    hosts
 }
 
 /// Apply `frame` to `host` and report what happened.

@@ -20,6 +20,7 @@ use std::ops::Bound;
 
 use super::id::{LamportClock, NodeId, OpId};
 use super::replicated::{Operation, Replicated};
+use super::stability::{Ack, AckTable};
 use super::version::{SeenSet, VersionVector};
 
 /// What [`Replica::apply`] did with an op.
@@ -108,6 +109,8 @@ pub struct ReplicaState<T: Replicated> {
     pub tentative: Vec<(OpId, T::Op)>,
     /// The Lamport clock of the exporting replica.
     pub lamport: u64,
+    /// The replica set's acknowledgements, as the exporter knew them.
+    pub acks: AckTable,
 }
 
 /// One replica of one object.
@@ -129,6 +132,12 @@ pub struct Replica<T: Replicated> {
     seen: SeenSet,
     clock: LamportClock,
     next_seq: u64,
+    /// What each member of the replica set acknowledged.
+    acks: AckTable,
+    /// Counts changes (ops, acks, folds): digests are cached by it.
+    revision: u64,
+    /// `revision` when this replica's own ack was last brought up to date.
+    refreshed: Option<u64>,
     stats: ReplicaStats,
 }
 
@@ -153,6 +162,9 @@ impl<T: Replicated> Replica<T> {
             seen: SeenSet::default(),
             clock: LamportClock::default(),
             next_seq: 1,
+            acks: AckTable(std::iter::once((me, Ack::default())).collect()),
+            revision: 0,
+            refreshed: None,
             stats: ReplicaStats::default(),
         }
     }
@@ -172,8 +184,12 @@ impl<T: Replicated> Replica<T> {
         config: ReplicaConfig,
     ) -> Self {
         let mut seen = SeenSet::default();
+        // Every folded op sorts at or before the frontier, and every op after
+        // a folded one sorts after it: the frontier's Lamport time bounds the
+        // top of each folded prefix from below, as stability needs.
+        let folded_lamport = state.frontier.map_or(0, |f| f.lamport);
         for (origin, upto) in &state.folded.0 {
-            seen.insert_prefix(*origin, *upto);
+            seen.insert_prefix(*origin, *upto, folded_lamport);
         }
         let mut clock = LamportClock::default();
         clock.witness(state.lamport);
@@ -182,12 +198,17 @@ impl<T: Replicated> Replica<T> {
             if id.seq == 0 || state.frontier.is_some_and(|f| id <= f) {
                 continue;
             }
-            if seen.insert(id.origin, id.seq) {
+            if seen.insert_op(&id) {
                 clock.witness(id.lamport);
                 log.insert(id, op);
             }
         }
         let next_seq = seen.max_seq(&me) + 1;
+        let mut acks = state.acks;
+        acks.ensure(me);
+        for origin in seen.origins() {
+            acks.ensure(*origin);
+        }
         let mut replica = Self {
             me,
             config,
@@ -201,6 +222,9 @@ impl<T: Replicated> Replica<T> {
             seen,
             clock,
             next_seq,
+            acks,
+            revision: 0,
+            refreshed: None,
             stats: ReplicaStats::default(),
         };
         replica.replay_after(None, |_, _, _| {});
@@ -263,7 +287,8 @@ impl<T: Replicated> Replica<T> {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        self.seen.insert(id.origin, id.seq);
+        self.seen.insert_op(&id);
+        self.revision += 1;
         self.current.apply(&op);
         on_applied(&self.current, &op, id);
         self.push_in_order(id, op);
@@ -292,7 +317,9 @@ impl<T: Replicated> Replica<T> {
         if let Some(frontier) = self.frontier.filter(|f| id <= *f) {
             return Err(ApplyError::BelowStable { op: id, frontier });
         }
-        self.seen.insert(id.origin, id.seq);
+        self.seen.insert_op(&id);
+        self.acks.ensure(id.origin);
+        self.revision += 1;
         self.clock.witness(id.lamport);
         if id.origin == self.me && id.seq >= self.next_seq {
             // Our own op from before a restart: never reuse its seq.
@@ -423,7 +450,132 @@ impl<T: Replicated> Replica<T> {
         self.checkpoints.drain(..stale);
         self.frontier = Some(frontier);
         self.stats.folded += upto as u64;
+        self.revision += 1;
         upto
+    }
+
+    /// The replica set's acknowledgements (this replica's own entry as of
+    /// the last [`refresh`](Self::refresh)).
+    pub const fn acks(&self) -> &AckTable {
+        &self.acks
+    }
+
+    /// A number that changes whenever the replica does (ops, acks, folds).
+    pub const fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    /// Bring this replica's own ack up to date and fold every op that became
+    /// stable (see [`stability`](super::stability)); `on_stable` as in
+    /// [`advance_stable`](Self::advance_stable). Cheap when nothing changed
+    /// since the last call. Returns how many ops were folded.
+    pub fn refresh(&mut self, on_stable: impl FnMut(&T, &T::Op, OpId)) -> usize {
+        if self.refreshed == Some(self.revision) {
+            return 0;
+        }
+        let clock = self.clock.now();
+        let complete = self.acks.complete_at(self.me, clock, &self.seen);
+        let mine = Ack {
+            clock,
+            seq: self.next_seq - 1,
+            complete,
+        };
+        let grew = self.acks.0.entry(self.me).or_default().merge(mine);
+        let folded = match self.acks.frontier() {
+            Some(stable) if self.frontier.is_none_or(|f| stable > f.lamport) && stable > 0 => {
+                // Every op with a Lamport time up to `stable` is here and
+                // held by every member: fold them all.
+                let frontier = OpId {
+                    lamport: stable,
+                    origin: NodeId::MAX,
+                    seq: u64::MAX,
+                };
+                self.advance_stable(frontier, on_stable)
+            }
+            _ => 0,
+        };
+        if grew && folded == 0 {
+            self.revision += 1;
+        }
+        self.refreshed = Some(self.revision);
+        folded
+    }
+
+    /// Merge the acks a peer reported, then [`refresh`](Self::refresh).
+    pub fn merge_acks(
+        &mut self,
+        acks: &AckTable,
+        on_stable: impl FnMut(&T, &T::Op, OpId),
+    ) -> usize {
+        if self.acks.merge(acks) {
+            self.revision += 1;
+        }
+        self.refresh(on_stable)
+    }
+
+    /// Enter `member` in the replica set before it is sent this replica's
+    /// state: its clock will be at least ours, its own ops are those we
+    /// hold, and it holds the frontier back until it reports.
+    pub fn admit(&mut self, member: NodeId) {
+        let ack = Ack {
+            clock: self.clock.now(),
+            seq: self.seen.max_seq(&member),
+            complete: 0,
+        };
+        if self.acks.0.entry(member).or_default().merge(ack) {
+            self.revision += 1;
+        }
+    }
+
+    /// Whether a replica that holds `held` (contiguously) lacks ops this one
+    /// has already folded: it needs the snapshot, not ops.
+    pub fn needs_snapshot(&self, held: &VersionVector) -> bool {
+        self.folded.0.iter().any(|(o, n)| held.get(o) < *n)
+    }
+
+    /// The tentative ops that a replica holding `held` (contiguously) may
+    /// lack, in order.
+    pub fn ops_missing<'a>(
+        &'a self,
+        held: &'a VersionVector,
+    ) -> impl Iterator<Item = (OpId, &'a T::Op)> + 'a {
+        self.log
+            .iter()
+            .filter(move |(id, _)| id.seq > held.get(&id.origin))
+            .map(|(id, op)| (*id, op))
+    }
+
+    /// Replace this replica's base with a peer's newer snapshot (the
+    /// anti-entropy repair for a replica that lacks ops the peer already
+    /// folded). Ops this replica holds past the new frontier are kept and
+    /// replayed; ops at or before it that the snapshot does not cover are
+    /// dropped (their origin was evicted). Ops learned from the snapshot do
+    /// not reach observers (as for a late join). Returns `false`, changing
+    /// nothing, when the snapshot is not ahead of this replica.
+    pub fn rebase(&mut self, state: ReplicaState<T>) -> bool {
+        let ahead = match (state.frontier, self.frontier) {
+            (None, _) => false,
+            (Some(_), None) => true,
+            (Some(theirs), Some(ours)) => theirs > ours,
+        };
+        if !ahead {
+            return false;
+        }
+        let frontier = state.frontier;
+        let mut rebased = Self::from_state_with_config(self.me, state, self.config);
+        for (id, op) in std::mem::take(&mut self.log) {
+            if frontier.is_some_and(|f| id <= f) || rebased.has_seen(&id.origin, id.seq) {
+                continue;
+            }
+            let _ = rebased.apply(id, op, |_, _, _| {});
+        }
+        rebased.acks.merge(&self.acks);
+        rebased.next_seq = rebased.next_seq.max(self.next_seq);
+        rebased.clock.witness(self.clock.now());
+        rebased.stats = self.stats;
+        rebased.revision = self.revision + 1;
+        *self = rebased;
+        true
     }
 
     /// Export what a late joiner needs.
@@ -434,6 +586,7 @@ impl<T: Replicated> Replica<T> {
             folded: self.folded.clone(),
             tentative: self.log.iter().map(|(id, op)| (*id, op.clone())).collect(),
             lamport: self.clock.now(),
+            acks: self.acks.clone(),
         }
     }
 

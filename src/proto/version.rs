@@ -1,21 +1,29 @@
 //! Which ops a replica or a repeater has seen: per-origin sequence sets and
 //! version vectors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::id::NodeId;
+use super::id::{NodeId, OpId};
 
 /// The set of sequence numbers seen from one origin: a contiguous prefix
 /// `1..=contiguous` plus the numbers seen above it out of order.
 ///
 /// Memory is bounded by the number of gaps, which close as delivery
-/// completes; in the common in-order case it is one integer.
+/// completes; in the common in-order case it is two integers.
+///
+/// Each number may carry the Lamport time of its op (0 when the caller does
+/// not track it), so the set can tell the Lamport time of the op at the top
+/// of the contiguous prefix: stability needs it (see
+/// [`stability`](super::stability)).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SeqSet {
     contiguous: u64,
-    above: BTreeSet<u64>,
+    /// The Lamport time of op `contiguous` (a lower bound after a prefix
+    /// was inserted wholesale).
+    top_lamport: u64,
+    above: BTreeMap<u64, u64>,
 }
 
 impl SeqSet {
@@ -24,26 +32,62 @@ impl SeqSet {
         self.contiguous
     }
 
+    /// The Lamport time of the op at the top of the contiguous prefix (0
+    /// when empty or not tracked).
+    pub const fn top_lamport(&self) -> u64 {
+        self.top_lamport
+    }
+
     /// Whether `seq` is in the set.
     pub fn contains(&self, seq: u64) -> bool {
-        seq <= self.contiguous || self.above.contains(&seq)
+        seq <= self.contiguous || self.above.contains_key(&seq)
     }
 
     /// Add `seq`; returns `false` if it was already there. Zero is never a
     /// valid sequence number and is reported as already present.
     pub fn insert(&mut self, seq: u64) -> bool {
+        self.insert_at(seq, 0)
+    }
+
+    /// Add `seq`, whose op has Lamport time `lamport`; returns `false` if it
+    /// was already there (zero is never a valid sequence number).
+    pub fn insert_at(&mut self, seq: u64, lamport: u64) -> bool {
         if seq == 0 || self.contains(seq) {
             return false;
         }
         if seq == self.contiguous + 1 {
             self.contiguous = seq;
-            while self.above.remove(&(self.contiguous + 1)) {
-                self.contiguous += 1;
-            }
+            self.top_lamport = self.top_lamport.max(lamport);
+            self.close_gaps();
         } else {
-            self.above.insert(seq);
+            self.above.insert(seq, lamport);
         }
         true
+    }
+
+    /// Mark every seq in `1..=upto` as seen; `lamport` is a lower bound of
+    /// the Lamport time of op `upto`.
+    pub fn insert_prefix(&mut self, upto: u64, lamport: u64) {
+        if upto > self.contiguous {
+            self.contiguous = upto;
+            self.top_lamport = self.top_lamport.max(lamport);
+            self.above = self.above.split_off(&(upto + 1));
+            self.close_gaps();
+        }
+    }
+
+    /// The highest seq in the set (0 if empty).
+    pub fn max(&self) -> u64 {
+        self.above
+            .last_key_value()
+            .map_or(self.contiguous, |(s, _)| *s)
+    }
+
+    fn close_gaps(&mut self) {
+        while let Some(lamport) = self.above.remove(&(self.contiguous + 1)) {
+            self.contiguous += 1;
+            self.top_lamport = self.top_lamport.max(lamport);
+        }
     }
 
     /// How many numbers above the contiguous prefix are held.
@@ -64,28 +108,47 @@ impl SeenSet {
         self.origins.entry(origin).or_default().insert(seq)
     }
 
+    /// Add the op `id`, remembering its Lamport time; `false` if it was
+    /// already there.
+    pub fn insert_op(&mut self, id: &OpId) -> bool {
+        self.origins
+            .entry(id.origin)
+            .or_default()
+            .insert_at(id.seq, id.lamport)
+    }
+
+    /// The set of one origin, if any of its ops was seen.
+    pub fn origin(&self, origin: &NodeId) -> Option<&SeqSet> {
+        self.origins.get(origin)
+    }
+
+    /// The origins seen.
+    pub fn origins(&self) -> impl Iterator<Item = &NodeId> + '_ {
+        self.origins.keys()
+    }
+
     /// Whether `(origin, seq)` was seen.
     pub fn contains(&self, origin: &NodeId, seq: u64) -> bool {
         self.origins.get(origin).is_some_and(|s| s.contains(seq))
     }
 
-    /// Mark every seq in `1..=upto` from `origin` as seen.
-    pub fn insert_prefix(&mut self, origin: NodeId, upto: u64) {
-        let set = self.origins.entry(origin).or_default();
-        if upto > set.contiguous {
-            set.contiguous = upto;
-            set.above = set.above.split_off(&(upto + 1));
-            while set.above.remove(&(set.contiguous + 1)) {
-                set.contiguous += 1;
-            }
-        }
+    /// Mark every seq in `1..=upto` from `origin` as seen; `lamport` is a
+    /// lower bound of the Lamport time of op `upto`.
+    pub fn insert_prefix(&mut self, origin: NodeId, upto: u64, lamport: u64) {
+        self.origins
+            .entry(origin)
+            .or_default()
+            .insert_prefix(upto, lamport);
     }
 
     /// The highest seq seen from `origin` (0 if none).
     pub fn max_seq(&self, origin: &NodeId) -> u64 {
-        self.origins.get(origin).map_or(0, |s| {
-            s.above.last().copied().unwrap_or(0).max(s.contiguous)
-        })
+        self.origins.get(origin).map_or(0, SeqSet::max)
+    }
+
+    /// The highest contiguous seq seen from `origin` (0 if none).
+    pub fn contiguous(&self, origin: &NodeId) -> u64 {
+        self.origins.get(origin).map_or(0, SeqSet::contiguous)
     }
 
     /// The contiguous version vector: `origin -> highest contiguous seq`.

@@ -8,11 +8,16 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::proto::host::{deliver_frame, export_frame, replica_from_frame, Host, HostError};
-use crate::proto::message::{Message, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
+use crate::proto::host::{
+    deliver_frame, digest_of, export_frame, rebase_onto, repair_of, replica_from_frame, Host,
+    HostError, Repair,
+};
+use crate::proto::message::{Message, ObjectDigest, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
 use crate::proto::replica::{Applied, Replica};
+use crate::proto::stability::AckTable;
 use crate::proto::time::Time;
+use crate::proto::version::VersionVector;
 use crate::proto::{NodeId, ObjectKey, OpId, Replicated};
 
 /// The seed in `PLEXUS_SEED`, or a fresh random one; printed either way so a
@@ -38,6 +43,8 @@ pub struct HarnessConfig {
     pub max_latency: Duration,
     /// The chance that a message is delivered twice. Default: 0.
     pub duplicate: f64,
+    /// The chance that a message is lost. Default: 0.
+    pub loss: f64,
     /// The routing state machine's settings.
     pub repeater: RepeaterConfig,
 }
@@ -48,6 +55,7 @@ impl Default for HarnessConfig {
             min_latency: Duration::from_millis(1),
             max_latency: Duration::from_millis(20),
             duplicate: 0.0,
+            loss: 0.0,
             repeater: RepeaterConfig::default(),
         }
     }
@@ -61,6 +69,8 @@ pub struct SimHost<T: Replicated> {
     pub replica: Replica<T>,
     /// Every op the observer heard of, in the order it heard.
     pub fired: Vec<OpId>,
+    /// Every op the observer heard became stable, in order.
+    pub stable: Vec<OpId>,
 }
 
 /// The repeater's handle on a [`SimHost`].
@@ -69,12 +79,43 @@ struct SharedHost<T: Replicated>(ObjectKey, Arc<Mutex<SimHost<T>>>);
 impl<T: Replicated> Host for SharedHost<T> {
     fn deliver(&mut self, frame: &OpFrame) -> Result<Applied, HostError> {
         let mut host = self.1.lock();
-        let SimHost { replica, fired } = &mut *host;
+        let SimHost { replica, fired, .. } = &mut *host;
         deliver_frame(replica, frame, |_, _, id| fired.push(id))
     }
 
-    fn export(&self) -> Result<StateFrame, HostError> {
-        export_frame(&self.0, &self.1.lock().replica)
+    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
+        let mut host = self.1.lock();
+        host.replica.admit(joiner);
+        export_frame(&self.0, &host.replica)
+    }
+
+    fn refresh(&mut self) -> u64 {
+        let mut host = self.1.lock();
+        let SimHost {
+            replica, stable, ..
+        } = &mut *host;
+        replica.refresh(|_, _, id| stable.push(id));
+        replica.revision()
+    }
+
+    fn digest(&self, object: &ObjectKey) -> ObjectDigest {
+        digest_of(object, &self.1.lock().replica)
+    }
+
+    fn merge_acks(&mut self, acks: &AckTable) {
+        let mut host = self.1.lock();
+        let SimHost {
+            replica, stable, ..
+        } = &mut *host;
+        replica.merge_acks(acks, |_, _, id| stable.push(id));
+    }
+
+    fn repair(&self, held: &VersionVector, budget: usize) -> Result<Repair, HostError> {
+        repair_of(&self.0, &self.1.lock().replica, held, budget)
+    }
+
+    fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {
+        rebase_onto(&mut self.1.lock().replica, state)
     }
 }
 
@@ -84,6 +125,10 @@ struct SimNode<T: Replicated> {
     failed_opens: BTreeSet<String>,
     timer_at: Option<Time>,
     received: Vec<(NodeId, Vec<u8>)>,
+    /// `false` while crashed: it hears nothing and its timers do not fire.
+    alive: bool,
+    /// The nodes it is linked to (kept across a crash, to relink).
+    links: BTreeSet<usize>,
 }
 
 enum Event {
@@ -95,6 +140,17 @@ enum Event {
     Timeout {
         node: usize,
     },
+}
+
+/// Messages and bytes of one kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Traffic {
+    /// Messages delivered.
+    pub messages: u64,
+    /// Bytes delivered (frames as encoded).
+    pub bytes: u64,
+    /// Messages lost (loss, partition, or a crashed receiver).
+    pub dropped: u64,
 }
 
 /// Nodes of one replicated type `T`, linked by lossless links with random
@@ -110,6 +166,9 @@ pub struct Harness<T: Replicated> {
     steps: u64,
     messages: u64,
     bytes: u64,
+    /// Node pairs (smaller first) that cannot reach each other.
+    blocked: BTreeSet<(usize, usize)>,
+    traffic: BTreeMap<&'static str, Traffic>,
 }
 
 impl<T: Replicated> std::fmt::Debug for Harness<T> {
@@ -133,6 +192,8 @@ impl<T: Replicated> Harness<T> {
                 failed_opens: BTreeSet::new(),
                 timer_at: None,
                 received: Vec::new(),
+                alive: true,
+                links: BTreeSet::new(),
             })
             .collect();
         Self {
@@ -146,6 +207,8 @@ impl<T: Replicated> Harness<T> {
             steps: 0,
             messages: 0,
             bytes: 0,
+            blocked: BTreeSet::new(),
+            traffic: BTreeMap::new(),
         }
     }
 
@@ -193,6 +256,13 @@ impl<T: Replicated> Harness<T> {
     /// Link nodes `a` and `b` both ways.
     pub fn link(&mut self, a: usize, b: usize) {
         assert_ne!(a, b, "a node cannot link to itself");
+        if !self.nodes[a].links.insert(b) {
+            return;
+        }
+        self.nodes[b].links.insert(a);
+        if !(self.nodes[a].alive && self.nodes[b].alive) {
+            return;
+        }
         let (ida, idb) = (self.id(a), self.id(b));
         self.nodes[a].proto.handle_link_up(b, idb, None);
         self.nodes[b].proto.handle_link_up(a, ida, None);
@@ -202,8 +272,98 @@ impl<T: Replicated> Harness<T> {
 
     /// Cut the link between `a` and `b`.
     pub fn unlink(&mut self, a: usize, b: usize) {
+        self.nodes[a].links.remove(&b);
+        self.nodes[b].links.remove(&a);
         self.nodes[a].proto.handle_link_down(b);
         self.nodes[b].proto.handle_link_down(a);
+    }
+
+    /// The nodes `node` is linked to.
+    pub fn links_of(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
+        self.nodes[node].links.iter().copied()
+    }
+
+    /// Split the nodes into `groups`: messages between groups are lost
+    /// (links stay up, as a connection does until it times out).
+    pub fn partition(&mut self, groups: &[Vec<usize>]) {
+        for (i, g) in groups.iter().enumerate() {
+            for h in &groups[i + 1..] {
+                for &a in g {
+                    for &b in h {
+                        self.blocked.insert((a.min(b), a.max(b)));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Change the chance that a message is lost, from now on.
+    pub fn set_loss(&mut self, loss: f64) {
+        self.config.loss = loss;
+    }
+
+    /// End every partition.
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    /// Crash node `node`: its links go down at its peers, messages to it are
+    /// lost, its timers stop. Its replicas survive, as a durable store
+    /// keeps them; everything else it knew is lost.
+    pub fn crash(&mut self, node: usize) {
+        if !self.nodes[node].alive {
+            return;
+        }
+        self.nodes[node].alive = false;
+        self.nodes[node].timer_at = None;
+        let peers: Vec<usize> = self.nodes[node].links.iter().copied().collect();
+        for peer in peers {
+            self.nodes[peer].proto.handle_link_down(node);
+            self.flush(peer);
+        }
+    }
+
+    /// Restart a crashed node: a fresh routing state, its replicas loaded
+    /// back, its links reconnected.
+    pub fn restart(&mut self, node: usize) {
+        if self.nodes[node].alive {
+            return;
+        }
+        let me = self.id(node);
+        let seed = self.rng.random();
+        let n = &mut self.nodes[node];
+        n.proto = RepeaterNode::with_seed(me, self.config.repeater.clone(), seed);
+        n.alive = true;
+        for (name, shared) in &n.objects {
+            let key = ObjectKey::new(T::TYPE_TAG, name);
+            n.proto
+                .host(key.clone(), Box::new(SharedHost(key, shared.clone())));
+        }
+        let peers: Vec<usize> = n.links.iter().copied().collect();
+        for peer in peers {
+            if self.nodes[peer].alive {
+                let idp = self.id(peer);
+                self.nodes[node].proto.handle_link_up(peer, idp, None);
+                self.nodes[peer].proto.handle_link_up(node, me, None);
+                self.flush(peer);
+            }
+        }
+        self.flush(node);
+    }
+
+    /// Whether node `node` is up.
+    pub fn is_alive(&self, node: usize) -> bool {
+        self.nodes[node].alive
+    }
+
+    /// Traffic by message kind (see [`Message::kind`]).
+    pub fn traffic(&self) -> &BTreeMap<&'static str, Traffic> {
+        &self.traffic
+    }
+
+    /// The anti-entropy counters of node `node`.
+    pub fn anti_entropy_stats(&self, node: usize) -> crate::proto::anti_entropy::AntiEntropyStats {
+        self.nodes[node].proto.anti_entropy_stats()
     }
 
     /// Create object `name` on node `node`.
@@ -216,6 +376,7 @@ impl<T: Replicated> Harness<T> {
         let shared = Arc::new(Mutex::new(SimHost {
             replica,
             fired: Vec::new(),
+            stable: Vec::new(),
         }));
         let n = &mut self.nodes[node];
         n.objects.insert(name.to_owned(), shared.clone());
@@ -232,7 +393,7 @@ impl<T: Replicated> Harness<T> {
         let payload = crate::proto::message::encode_value(&op, "op").expect("test ops encode");
         let id = {
             let mut host = shared.lock();
-            let SimHost { replica, fired } = &mut *host;
+            let SimHost { replica, fired, .. } = &mut *host;
             replica.shout(op, |_, _, id| fired.push(id))
         };
         let frame = OpFrame {
@@ -306,15 +467,28 @@ impl<T: Replicated> Harness<T> {
         self.steps += 1;
         match event {
             Event::Deliver { to, from, frame } => {
-                self.messages += 1;
-                self.bytes += frame.len() as u64;
                 let msg = Message::decode(&frame, DEFAULT_MAX_FRAME)
                     .expect("frames made by the harness decode");
+                let traffic = self.traffic.entry(msg.kind()).or_default();
+                if !self.nodes[to].alive
+                    || !self.nodes[to].links.contains(&from)
+                    || self.blocked.contains(&(to.min(from), to.max(from)))
+                {
+                    traffic.dropped += 1;
+                    return true;
+                }
+                traffic.messages += 1;
+                traffic.bytes += frame.len() as u64;
+                self.messages += 1;
+                self.bytes += frame.len() as u64;
                 let now = self.now;
                 self.nodes[to].proto.handle_message(now, from, msg);
                 self.flush(to);
             }
             Event::Timeout { node } => {
+                if !self.nodes[node].alive {
+                    return true;
+                }
                 let now = self.now;
                 self.nodes[node].timer_at = None;
                 self.nodes[node].proto.handle_timeout(now);
@@ -324,8 +498,23 @@ impl<T: Replicated> Harness<T> {
         true
     }
 
-    /// Step until nothing is in flight. Panics after 10,000,000 steps: a
-    /// protocol that never goes quiet is a bug.
+    /// Step through every event due up to `now + duration`, then move the
+    /// clock there.
+    pub fn run_for(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        while self
+            .queue
+            .first_key_value()
+            .is_some_and(|((at, _), _)| *at <= until)
+        {
+            self.step();
+        }
+        self.now = self.now.max(until);
+    }
+
+    /// Step until no message is in flight and no node waits on a timer
+    /// other than its anti-entropy rounds (which never stop). Panics after
+    /// 10,000,000 steps: a protocol that never goes quiet is a bug.
     pub fn drive(&mut self) {
         assert!(
             self.drive_bounded(10_000_000),
@@ -333,14 +522,23 @@ impl<T: Replicated> Harness<T> {
         );
     }
 
-    /// Step at most `max_steps` times; `true` if it went quiet.
+    /// [`drive`](Self::drive) for at most `max_steps` steps; `true` if it
+    /// went quiet.
     pub fn drive_bounded(&mut self, max_steps: u64) -> bool {
         for _ in 0..max_steps {
-            if !self.step() {
+            if self.is_quiet() || !self.step() {
                 return true;
             }
         }
-        self.queue.is_empty()
+        self.is_quiet()
+    }
+
+    fn is_quiet(&self) -> bool {
+        let in_flight = self
+            .queue
+            .values()
+            .any(|e| matches!(e, Event::Deliver { .. }));
+        !in_flight && !self.nodes.iter().any(|n| n.alive && n.proto.is_waiting())
     }
 
     /// Carry out node `node`'s output events.
@@ -385,6 +583,10 @@ impl<T: Replicated> Harness<T> {
             .encode(DEFAULT_MAX_FRAME)
             .expect("harness messages fit a frame");
         for &to in to {
+            if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss) {
+                self.traffic.entry(msg.kind()).or_default().dropped += 1;
+                continue;
+            }
             let copies = if self.rng.random_bool(self.config.duplicate) {
                 2
             } else {

@@ -12,4 +12,4 @@
 
 mod harness;
 
-pub use harness::{seed_from_env, Harness, HarnessConfig, SimHost};
+pub use harness::{seed_from_env, Harness, HarnessConfig, SimHost, Traffic};

@@ -1,0 +1,358 @@
+//! Anti-entropy: repair what eager pushes lost, and spread the acks that
+//! make ops stable.
+//!
+//! Repeaters push every op eagerly, but a push can be lost (a lossy link, a
+//! partition, a crashed or late peer). Every `interval`, a node picks
+//! `fanout` of its links at random and sends each a [`Message::Summary`]:
+//! two 64-bit hashes, one of the set of objects it holds, one over its
+//! digests of the objects both ends hold ("a summary of summaries"). When
+//! nothing changed the receiver computes the same root and the exchange ends
+//! there: an idle round costs a few dozen bytes per pair, however many
+//! objects there are.
+//!
+//! When the summaries differ, the receiver answers with its digests
+//! ([`Message::Digest`], chunked under `max_digest_bytes`): per object, the
+//! version vector it holds (`origin -> highest seq with no gap below`) and
+//! its acknowledgement table (see [`stability`](super::stability)). The
+//! first node merges the acks, pushes the ops the peer lacks (at most
+//! `repair_budget` bytes per object and exchange, the rest next round), or
+//! the object's snapshot when the peer lacks ops already folded, and answers
+//! with its own digests, so the peer can do the same the other way. This is
+//! the push-pull anti-entropy of Demers et al. ("Epidemic algorithms for
+//! replicated database maintenance", PODC 1987), with the per-peer
+//! summary-of-summaries of Tribler's gossip made exact.
+//!
+//! Repaired ops are relayed like any op, so one repaired node at the edge of
+//! a healed partition spreads them to its side at once.
+
+use std::collections::{BTreeSet, HashMap};
+use std::hash::Hash;
+use std::time::Duration;
+
+use rand::seq::IteratorRandom;
+use rand::Rng;
+use ring::digest::{Context, SHA256};
+
+use super::host::{Host, Repair};
+use super::id::ObjectKey;
+use super::message::{ObjectDigest, Message};
+use super::time::Time;
+
+/// Settings of anti-entropy.
+#[derive(Clone, Debug)]
+pub struct AntiEntropyConfig {
+    /// The mean time between two rounds (each round is jittered by ±25%).
+    /// Default: 1 s.
+    pub interval: Duration,
+    /// How many links a round sends a summary to. Default: 2.
+    pub fanout: usize,
+    /// The largest digest message, in (estimated) bytes: digests of many
+    /// objects are split. Default: 256 KiB.
+    pub max_digest_bytes: usize,
+    /// The most op bytes pushed per object in one exchange; a peer that
+    /// lacks more gets the rest in later rounds. Default: 1 MiB.
+    pub repair_budget: usize,
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(1),
+            fanout: 2,
+            max_digest_bytes: 256 << 10,
+            repair_budget: 1 << 20,
+        }
+    }
+}
+
+/// Counters of anti-entropy.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AntiEntropyStats {
+    /// Rounds run.
+    pub rounds: u64,
+    /// Summaries sent.
+    pub summaries: u64,
+    /// Summaries received that matched: nothing to exchange.
+    pub in_sync: u64,
+    /// Digest messages sent.
+    pub digests: u64,
+    /// Ops pushed to peers that lacked them.
+    pub ops_repaired: u64,
+    /// Snapshots sent to peers that lacked folded ops.
+    pub snapshots: u64,
+    /// Snapshots received that moved a replica forward.
+    pub rebased: u64,
+}
+
+/// What this node knows of a peer's objects.
+#[derive(Debug, Default)]
+struct PeerObjects {
+    objects: BTreeSet<ObjectKey>,
+    set: Option<u64>,
+    /// Keys of a digest being received in parts.
+    pending: Option<BTreeSet<ObjectKey>>,
+}
+
+/// One hosted object: its key and its replica.
+pub(crate) type HostRef<'a> = (&'a ObjectKey, &'a mut (dyn Host + 'static));
+
+/// The hosts of a node, sorted by key.
+pub(crate) type Hosts<'a> = [HostRef<'a>];
+
+/// The anti-entropy state of one node: the round timer, what it knows of
+/// each peer's objects, and cached digest hashes.
+#[derive(Debug)]
+pub(crate) struct AntiEntropy<L> {
+    config: AntiEntropyConfig,
+    peers: HashMap<L, PeerObjects>,
+    /// Per object: the replica revision a hash was computed at, and it.
+    hashes: HashMap<ObjectKey, (u64, u64)>,
+    next_round: Time,
+    stats: AntiEntropyStats,
+}
+
+impl<L: Copy + Eq + Hash> AntiEntropy<L> {
+    /// The first round is due one jittered interval after the epoch.
+    pub(crate) fn new(config: AntiEntropyConfig, rng: &mut impl Rng) -> Self {
+        let next_round = Time::ZERO + jitter(config.interval, rng);
+        Self {
+            config,
+            peers: HashMap::new(),
+            hashes: HashMap::new(),
+            next_round,
+            stats: AntiEntropyStats::default(),
+        }
+    }
+
+    pub(crate) const fn stats(&self) -> AntiEntropyStats {
+        self.stats
+    }
+
+    pub(crate) const fn next_round(&self) -> Time {
+        self.next_round
+    }
+
+    /// Forget a peer whose link went down.
+    pub(crate) fn handle_link_down(&mut self, link: L) {
+        self.peers.remove(&link);
+    }
+
+    /// Run a round if one is due: a summary to each of up to `fanout`
+    /// random links.
+    pub(crate) fn handle_timeout(
+        &mut self,
+        now: Time,
+        links: impl Iterator<Item = L>,
+        hosts: &mut Hosts<'_>,
+        rng: &mut impl Rng,
+    ) -> Vec<(L, Message)> {
+        if now < self.next_round {
+            return Vec::new();
+        }
+        self.next_round = now + jitter(self.config.interval, rng);
+        if hosts.is_empty() {
+            return Vec::new();
+        }
+        self.stats.rounds += 1;
+        let set = set_hash(hosts.iter().map(|(k, _)| *k));
+        let chosen = links.choose_multiple(rng, self.config.fanout);
+        let mut out = Vec::with_capacity(chosen.len());
+        for link in chosen {
+            let root = match self.peers.get(&link) {
+                Some(peer) => {
+                    let objects = peer.objects.clone();
+                    self.root(&objects, hosts)
+                }
+                None => self.root(&BTreeSet::new(), hosts),
+            };
+            self.stats.summaries += 1;
+            out.push((link, Message::Summary { set, root }));
+        }
+        out
+    }
+
+    /// A summary arrived from `from`: answer with digests unless both ends
+    /// agree.
+    pub(crate) fn handle_summary(
+        &mut self,
+        from: L,
+        set: u64,
+        root: u64,
+        hosts: &mut Hosts<'_>,
+    ) -> Vec<Message> {
+        let known = self
+            .peers
+            .get(&from)
+            .filter(|p| p.set == Some(set))
+            .map(|p| p.objects.clone());
+        if let Some(objects) = known {
+            if self.root(&objects, hosts) == root {
+                self.stats.in_sync += 1;
+                return Vec::new();
+            }
+        }
+        self.digests(hosts, true)
+    }
+
+    /// Digests arrived from `from`: merge acks, push what the peer lacks,
+    /// and answer with ours if asked.
+    pub(crate) fn handle_digest(
+        &mut self,
+        from: L,
+        objects: Vec<ObjectDigest>,
+        (reply, first, last): (bool, bool, bool),
+        hosts: &mut Hosts<'_>,
+    ) -> Vec<Message> {
+        let peer = self.peers.entry(from).or_default();
+        if first || peer.pending.is_none() {
+            peer.pending = Some(BTreeSet::new());
+        }
+        let mut out = Vec::new();
+        for digest in objects {
+            if let Some(pending) = peer.pending.as_mut() {
+                pending.insert(digest.object.clone());
+            }
+            let Ok(at) = hosts.binary_search_by(|(k, _)| (*k).cmp(&digest.object)) else {
+                continue;
+            };
+            let host = &mut *hosts[at].1;
+            host.merge_acks(&digest.acks);
+            match host.repair(&digest.held, self.config.repair_budget) {
+                Ok(Repair::Ops(ops)) => {
+                    self.stats.ops_repaired += ops.len() as u64;
+                    out.extend(ops.into_iter().map(Message::Op));
+                }
+                Ok(Repair::Snapshot(state)) => {
+                    self.stats.snapshots += 1;
+                    out.push(Message::Snapshot(state));
+                }
+                // The object's state cannot be encoded here: nothing to send.
+                Err(_) => {}
+            }
+        }
+        if last {
+            if let Some(objects) = peer.pending.take() {
+                peer.set = Some(set_hash(objects.iter()));
+                peer.objects = objects;
+            }
+            if reply {
+                out.extend(self.digests(hosts, false));
+            }
+        }
+        out
+    }
+
+    /// A snapshot arrived: move the replica onto it if it is ahead.
+    pub(crate) fn handle_snapshot(
+        &mut self,
+        state: &super::message::StateFrame,
+        hosts: &mut Hosts<'_>,
+    ) {
+        let Ok(at) = hosts.binary_search_by(|(k, _)| (*k).cmp(&state.object)) else {
+            return;
+        };
+        if let Ok(true) = hosts[at].1.rebase(state) {
+            self.stats.rebased += 1;
+        }
+    }
+
+    /// Our digests of every object held, split into messages.
+    fn digests(&mut self, hosts: &mut Hosts<'_>, reply: bool) -> Vec<Message> {
+        let mut parts: Vec<Vec<ObjectDigest>> = vec![Vec::new()];
+        let mut bytes = 0;
+        for (key, host) in hosts.iter_mut() {
+            host.refresh();
+            let digest = host.digest(key);
+            let size = estimate(&digest);
+            if bytes + size > self.config.max_digest_bytes && bytes > 0 {
+                parts.push(Vec::new());
+                bytes = 0;
+            }
+            bytes += size;
+            if let Some(part) = parts.last_mut() {
+                part.push(digest);
+            }
+        }
+        let n = parts.len();
+        self.stats.digests += n as u64;
+        parts
+            .into_iter()
+            .enumerate()
+            .map(|(i, objects)| Message::Digest {
+                objects,
+                reply,
+                first: i == 0,
+                last: i + 1 == n,
+            })
+            .collect()
+    }
+
+    /// The hash over our digests of the objects in `common` that we hold.
+    fn root(&mut self, common: &BTreeSet<ObjectKey>, hosts: &mut Hosts<'_>) -> u64 {
+        let mut ctx = Context::new(&SHA256);
+        for (key, host) in hosts.iter_mut() {
+            if !common.contains(*key) {
+                continue;
+            }
+            let revision = host.refresh();
+            let hash = match self.hashes.get(*key) {
+                Some((at, hash)) if *at == revision => *hash,
+                _ => {
+                    let hash = digest_hash(&host.digest(key));
+                    self.hashes.insert((*key).clone(), (revision, hash));
+                    hash
+                }
+            };
+            ctx.update(&hash.to_be_bytes());
+        }
+        first_u64(ctx.finish().as_ref())
+    }
+}
+
+/// `interval`, jittered by up to ±25%.
+fn jitter(interval: Duration, rng: &mut impl Rng) -> Duration {
+    interval.mul_f64(rng.random_range(0.75..1.25))
+}
+
+/// A hash of a set of object keys.
+fn set_hash<'a>(keys: impl Iterator<Item = &'a ObjectKey>) -> u64 {
+    let mut ctx = Context::new(&SHA256);
+    for key in keys {
+        for part in [key.tag.as_bytes(), key.name.as_bytes()] {
+            ctx.update(&(part.len() as u64).to_be_bytes());
+            ctx.update(part);
+        }
+    }
+    first_u64(ctx.finish().as_ref())
+}
+
+/// A hash of one digest: what it holds and what it acknowledged.
+fn digest_hash(digest: &ObjectDigest) -> u64 {
+    let mut ctx = Context::new(&SHA256);
+    for (origin, seq) in &digest.held.0 {
+        ctx.update(origin.as_bytes());
+        ctx.update(&seq.to_be_bytes());
+    }
+    ctx.update(&[0xff]);
+    for (member, ack) in &digest.acks.0 {
+        ctx.update(member.as_bytes());
+        for n in [ack.clock, ack.seq, ack.complete] {
+            ctx.update(&n.to_be_bytes());
+        }
+    }
+    first_u64(ctx.finish().as_ref())
+}
+
+fn first_u64(bytes: &[u8]) -> u64 {
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(first)
+}
+
+/// About how many bytes a digest takes on the wire.
+fn estimate(digest: &ObjectDigest) -> usize {
+    16 + digest.object.tag.len()
+        + digest.object.name.len()
+        + 44 * digest.held.0.len()
+        + 60 * digest.acks.0.len()
+}
