@@ -4,11 +4,13 @@
 
 mod common;
 
-use plexus::proto::host::{deliver_frame, replica_from_frame};
+use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
 use plexus::proto::message::{
-    encode_value, FetchId, Message, OpFrame, StateFrame, TentativeOp, DEFAULT_MAX_FRAME,
+    encode_value, FetchId, Message, ObjectDigest, OpFrame, StateFrame, TentativeOp,
+    DEFAULT_MAX_FRAME,
 };
 use plexus::proto::replica::Replica;
+use plexus::proto::stability::{Ack, AckTable};
 use plexus::proto::version::VersionVector;
 use plexus::{NodeId, ObjectKey, OpId};
 use proptest::prelude::*;
@@ -33,6 +35,11 @@ fn valid_frames() -> Vec<Vec<u8>> {
             payload: payload.clone(),
         }],
         lamport: 9,
+        acks: AckTable(
+            [(NodeId::from_u64(4), Ack::from((9, 3, 9)))]
+                .into_iter()
+                .collect(),
+        ),
     };
     let fetch = FetchId {
         requester: NodeId::from_u64(2),
@@ -52,8 +59,29 @@ fn valid_frames() -> Vec<Vec<u8>> {
             id,
             payload: payload.into(),
         }),
-        Message::Fetch { fetch, object },
-        Message::State { fetch, state },
+        Message::Fetch {
+            fetch,
+            object: object.clone(),
+        },
+        Message::State {
+            fetch,
+            state: state.clone(),
+        },
+        Message::Summary {
+            set: u64::MAX,
+            root: 7,
+        },
+        Message::Digest {
+            objects: vec![ObjectDigest {
+                object,
+                held: VersionVector([(NodeId::from_u64(4), 3)].into_iter().collect()),
+                acks: state.acks.clone(),
+            }],
+            reply: true,
+            first: true,
+            last: true,
+        },
+        Message::Snapshot(state),
     ]
     .iter()
     .map(|m| m.encode(DEFAULT_MAX_FRAME).expect("encodes"))
@@ -77,6 +105,20 @@ fn decode_all_layers(frame: &[u8]) {
         Message::State { state, .. } => {
             let _ = replica_from_frame::<Doc>(me, &state);
         }
+        Message::Snapshot(state) => {
+            let mut replica = Replica::new(me, Doc::default());
+            let before = replica.state().clone();
+            if rebase_onto(&mut replica, &state).is_err() {
+                assert_eq!(replica.state(), &before, "a refused snapshot changes nothing");
+            }
+        }
+        Message::Digest { objects, .. } => {
+            let mut replica = Replica::new(me, Doc::default());
+            for digest in objects {
+                replica.merge_acks(&digest.acks, |_, _, _| {});
+                let _ = repair_of(&digest.object, &replica, &digest.held, 1 << 16);
+            }
+        }
         _ => {}
     }
 }
@@ -87,14 +129,14 @@ proptest! {
     #[test]
     fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
         decode_all_layers(&bytes);
-        let mut versioned = vec![1u8];
+        let mut versioned = vec![plexus::proto::message::WIRE_VERSION];
         versioned.extend_from_slice(&bytes);
         decode_all_layers(&versioned);
     }
 
     #[test]
     fn mutated_valid_frames_never_panic(
-        which in 0usize..5,
+        which in 0usize..8,
         flips in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
         cut in any::<prop::sample::Index>(),
     ) {

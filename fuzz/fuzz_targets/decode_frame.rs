@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use plexus::proto::host::{deliver_frame, replica_from_frame};
+use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
 use plexus::proto::message::{Message, DEFAULT_MAX_FRAME};
 use plexus::proto::replica::Replica;
 use plexus::{Delivery, NodeId, Operation, Replicated, TypeTag};
@@ -69,6 +69,22 @@ fuzz_target!(|data: &[u8]| {
         Message::State { state, .. } => {
             if let Ok(mut replica) = replica_from_frame::<Doc>(me, &state) {
                 replica.shout(DocOp::Push("after".into()), |_, _, _| {});
+            }
+        }
+        Message::Snapshot(state) => {
+            let mut replica = Replica::new(me, Doc::default());
+            replica.shout(DocOp::Add(1), |_, _, _| {});
+            let before = replica.state().clone();
+            if rebase_onto(&mut replica, &state).is_err() {
+                assert_eq!(replica.state(), &before, "a refused snapshot must change nothing");
+            }
+        }
+        Message::Digest { objects, .. } => {
+            let mut replica = Replica::new(me, Doc::default());
+            replica.shout(DocOp::Add(1), |_, _, _| {});
+            for digest in objects {
+                replica.merge_acks(&digest.acks, |_, _, _| {});
+                let _ = repair_of(&digest.object, &replica, &digest.held, 1 << 16);
             }
         }
         _ => {}
