@@ -80,6 +80,7 @@ pub use error::{
 };
 pub use leaf::Leaf;
 pub use net::actor::{LinkInfo, ReceivedData};
+pub use net::faults;
 pub use net::memory::{MemoryAddr, MemoryHub};
 pub use net::{PeerAddr, QuicConfig, Transport};
 pub use node::{Node, NodeBuilder, NodeConfig};

@@ -6,6 +6,7 @@
 
 pub(crate) mod actor;
 pub(crate) mod connection;
+pub mod faults;
 pub(crate) mod frames;
 pub(crate) mod memory;
 pub(crate) mod quic;

@@ -18,6 +18,7 @@ use crate::error::{LinkError, StartError};
 use crate::proto::NodeId;
 use crate::tls::{self, Identity, Trust};
 
+use super::faults::{self, Faults};
 use super::frames::{Inbound, Input, Outbox};
 use super::{CloseHandle, Connection};
 
@@ -44,6 +45,11 @@ pub struct QuicConfig {
     pub reconnect_initial: Duration,
     /// The longest delay between reconnection attempts. Default: 10 s.
     pub reconnect_max: Duration,
+    /// Fault injection: when set, the endpoint's UDP socket loses, delays
+    /// and partitions datagrams as this handle says (see
+    /// [`faults`](crate::faults)). For tests of the application under bad
+    /// networks. Default: none.
+    pub faults: Option<Faults>,
 }
 
 impl fmt::Debug for QuicConfig {
@@ -68,6 +74,7 @@ impl QuicConfig {
             idle_timeout: Duration::from_secs(30),
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
+            faults: None,
         }
     }
 
@@ -107,11 +114,23 @@ impl QuicEndpoint {
         server.transport_config(transport.clone());
         let mut client = quinn::ClientConfig::new(Arc::new(client_crypto));
         client.transport_config(transport);
-        let mut endpoint =
-            Endpoint::server(server, config.listen).map_err(|e| StartError::Bind {
-                addr: config.listen,
-                reason: e.to_string(),
-            })?;
+        let bind_err = |e: std::io::Error| StartError::Bind {
+            addr: config.listen,
+            reason: e.to_string(),
+        };
+        let mut endpoint = match &config.faults {
+            None => Endpoint::server(server, config.listen).map_err(bind_err)?,
+            Some(faults) => {
+                let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
+                faults::endpoint(
+                    quinn::EndpointConfig::default(),
+                    Some(server),
+                    socket,
+                    faults.clone(),
+                )
+                .map_err(bind_err)?
+            }
+        };
         endpoint.set_default_client_config(client);
         Ok(Self {
             endpoint,
