@@ -14,9 +14,9 @@ use crate::proto::host::{
     deliver_frame, digest_of, export_frame, rebase_onto, repair_of, Host, HostError, Repair,
 };
 use crate::proto::message::{ObjectDigest, OpFrame, StateFrame};
+use crate::proto::replica::{Applied, Replica};
 use crate::proto::stability::AckTable;
 use crate::proto::version::VersionVector;
-use crate::proto::replica::{Applied, Replica};
 use crate::proto::{Delivery, NodeId, ObjectKey, OpId, Replicated};
 
 /// Identifies an observer bound with `observe`, to unbind it.

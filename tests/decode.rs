@@ -109,7 +109,11 @@ fn decode_all_layers(frame: &[u8]) {
             let mut replica = Replica::new(me, Doc::default());
             let before = replica.state().clone();
             if rebase_onto(&mut replica, &state).is_err() {
-                assert_eq!(replica.state(), &before, "a refused snapshot changes nothing");
+                assert_eq!(
+                    replica.state(),
+                    &before,
+                    "a refused snapshot changes nothing"
+                );
             }
         }
         Message::Digest { objects, .. } => {

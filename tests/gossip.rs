@@ -121,7 +121,9 @@ fn report(h: &Harness<Doc>, what: &str, rounds: u32) {
     let t = h.traffic();
     let line = |k: &str| t.get(k).copied().unwrap_or_default();
     let (op, sum, dig) = (line("op"), line("summary"), line("digest"));
-    let repaired: u64 = (0..h.len()).map(|i| h.anti_entropy_stats(i).ops_repaired).sum();
+    let repaired: u64 = (0..h.len())
+        .map(|i| h.anti_entropy_stats(i).ops_repaired)
+        .sum();
     eprintln!(
         "{what}: converged {rounds} round(s) after the last fault; ops {} msgs {} B ({} lost), \
          summaries {} msgs {} B, digests {} msgs {} B, ops repaired {repaired}",
@@ -199,7 +201,10 @@ fn late_joiners_catch_up_while_shouts_go_on() {
     shout_over(&mut h, &first, 100, Duration::from_secs(2), &mut ops);
     h.set_loss(0.0);
     for j in holders..N {
-        assert!(h.host_of(j, "doc").is_some(), "late node {j} opened the doc");
+        assert!(
+            h.host_of(j, "doc").is_some(),
+            "late node {j} opened the doc"
+        );
     }
     let rounds = rounds_to_converge(&mut h, &ops, "late joiners");
     report(&h, "late joiners", rounds);
@@ -219,7 +224,11 @@ fn idle_rounds_cost_a_constant_few_bytes_and_stable_ops_leave_the_log() {
         .filter(|(k, _)| matches!(**k, "summary" | "digest"))
         .map(|(k, t)| t.bytes - before.get(k).map_or(0, |b| b.bytes))
         .sum();
-    assert!(divergence(&h, &ops).is_none(), "converged (seed {})", h.seed());
+    assert!(
+        divergence(&h, &ops).is_none(),
+        "converged (seed {})",
+        h.seed()
+    );
     // Let acks settle, then measure ten idle rounds.
     h.run_for(ROUND * 10);
     let settled = h.traffic().clone();
@@ -251,6 +260,10 @@ fn idle_rounds_cost_a_constant_few_bytes_and_stable_ops_leave_the_log() {
             "node {i}: every op is stable once all acked (seed {})",
             h.seed()
         );
-        assert_eq!(host.stable.len(), ops.len(), "node {i}: on_stable once per op");
+        assert_eq!(
+            host.stable.len(),
+            ops.len(),
+            "node {i}: on_stable once per op"
+        );
     }
 }

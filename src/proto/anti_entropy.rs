@@ -35,7 +35,7 @@ use ring::digest::{Context, SHA256};
 
 use super::host::{Host, Repair};
 use super::id::ObjectKey;
-use super::message::{ObjectDigest, Message};
+use super::message::{Message, ObjectDigest};
 use super::time::Time;
 
 /// Settings of anti-entropy.
