@@ -22,10 +22,12 @@ use crate::net::actor::{
     RepeaterMsg,
 };
 use crate::net::connection::{ConnectionActor, ConnectionArgs};
+use crate::net::faults::Faults;
 use crate::net::{
     handshake, Bound, Connection, Linker, PeerAddr, PeerHello, QuicConfig, Transport,
 };
 use crate::object::{CellHost, ObjectCell};
+use crate::proto::anti_entropy::AntiEntropyConfig;
 use crate::proto::data::Spread;
 use crate::proto::host::replica_from_frame;
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
@@ -55,6 +57,10 @@ pub struct NodeConfig {
     pub open_timeout: Duration,
     /// How long [`Node::link`] waits for the peer's hello. Default: 5 s.
     pub handshake_timeout: Duration,
+    /// Anti-entropy: how often and with how many peers a node compares
+    /// what it holds, and how much it repairs at once (see
+    /// [`AntiEntropyConfig`]).
+    pub anti_entropy: AntiEntropyConfig,
 }
 
 impl Default for NodeConfig {
@@ -63,6 +69,7 @@ impl Default for NodeConfig {
             max_frame: DEFAULT_MAX_FRAME,
             open_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
+            anti_entropy: AntiEntropyConfig::default(),
         }
     }
 }
@@ -86,6 +93,12 @@ impl NodeConfig {
                 "timeouts must be greater than zero".into(),
             ));
         }
+        if self.anti_entropy.interval < Duration::from_millis(10) {
+            return Err(StartError::Config(format!(
+                "anti_entropy.interval is {:?}; it must be at least 10 ms",
+                self.anti_entropy.interval
+            )));
+        }
         Ok(())
     }
 }
@@ -102,6 +115,7 @@ pub struct NodeBuilder {
     trust: Option<Trust>,
     config: NodeConfig,
     node_id: Option<NodeId>,
+    faults: Option<Faults>,
 }
 
 impl NodeBuilder {
@@ -162,6 +176,16 @@ impl NodeBuilder {
         self
     }
 
+    /// Inject faults under QUIC (with [`listen`](Self::listen)): the node's
+    /// UDP socket loses, delays and partitions datagrams as `faults` says,
+    /// for testing an application under a bad network (see
+    /// [`faults`](crate::faults)). With [`transport`](Self::transport), set
+    /// [`QuicConfig::faults`] instead.
+    pub fn faults(mut self, faults: Faults) -> Self {
+        self.faults = Some(faults);
+        self
+    }
+
     /// Use this node id instead of a random one (in-memory transport only:
     /// over QUIC the id is the identity's public key).
     pub fn node_id(mut self, id: NodeId) -> Self {
@@ -172,27 +196,34 @@ impl NodeBuilder {
     /// Check the configuration, start the repeater actor and listen.
     pub async fn start(self) -> Result<Node, StartError> {
         self.config.validate()?;
-        let transport = match (self.transport, self.listen) {
-            (Some(t), None) => t,
-            (None, Some(listen)) => {
-                let trust = self.trust.ok_or(StartError::NoTrust)?;
-                let identity = match (self.identity, &self.data_dir) {
-                    (Some(i), _) => i,
-                    (None, Some(dir)) => Identity::load_or_generate(dir)
-                        .map_err(|e| StartError::Identity(e.to_string()))?,
-                    (None, None) => {
-                        Identity::generate().map_err(|e| StartError::Identity(e.to_string()))?
-                    }
-                };
-                Transport::quic(QuicConfig::new(listen, identity, trust))
-            }
-            (Some(_), Some(_)) => {
-                return Err(StartError::Config(
-                    "give either listen(..) or transport(..), not both".into(),
-                ))
-            }
-            (None, None) => return Err(StartError::NoTransport),
-        };
+        let transport =
+            match (self.transport, self.listen) {
+                (Some(_), None) if self.faults.is_some() => return Err(StartError::Config(
+                    "faults(..) goes with listen(..); with transport(..), set QuicConfig::faults"
+                        .into(),
+                )),
+                (Some(t), None) => t,
+                (None, Some(listen)) => {
+                    let trust = self.trust.ok_or(StartError::NoTrust)?;
+                    let identity = match (self.identity, &self.data_dir) {
+                        (Some(i), _) => i,
+                        (None, Some(dir)) => Identity::load_or_generate(dir)
+                            .map_err(|e| StartError::Identity(e.to_string()))?,
+                        (None, None) => {
+                            Identity::generate().map_err(|e| StartError::Identity(e.to_string()))?
+                        }
+                    };
+                    let mut quic = QuicConfig::new(listen, identity, trust);
+                    quic.faults = self.faults;
+                    Transport::quic(quic)
+                }
+                (Some(_), Some(_)) => {
+                    return Err(StartError::Config(
+                        "give either listen(..) or transport(..), not both".into(),
+                    ))
+                }
+                (None, None) => return Err(StartError::NoTransport),
+            };
         let id = match (transport.node_id(), self.node_id) {
             (Some(key), Some(asked)) if key != asked => {
                 return Err(StartError::Config(format!(
@@ -205,6 +236,7 @@ impl NodeBuilder {
         let bound = transport.bind(self.config.max_frame)?;
         let repeater_config = RepeaterConfig {
             fetch_timeout: self.config.open_timeout,
+            anti_entropy: self.config.anti_entropy.clone(),
             ..RepeaterConfig::default()
         };
         let (events, _) = broadcast::channel(1024);

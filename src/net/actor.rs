@@ -291,7 +291,7 @@ impl Actor for RepeaterActor {
                         // Dropping its sender closes the old connection.
                         tracing::debug!(?old, %peer, "duplicate connection replaced");
                         state.links.remove(&old);
-                        state.proto.handle_link_down(old);
+                        state.proto.handle_link_down(now, old);
                     }
                 }
             }
@@ -307,7 +307,7 @@ impl Actor for RepeaterActor {
                 if let Some(l) = state.links.remove(&link) {
                     tracing::debug!(?link, peer = %l.peer, "link down");
                 }
-                state.proto.handle_link_down(link);
+                state.proto.handle_link_down(now, link);
             }
             RepeaterMsg::Inbound { link, msgs } => {
                 if state.links.contains_key(&link) {
@@ -357,7 +357,7 @@ impl Actor for RepeaterActor {
         // wake-up: an observer that shouts while an inbound batch is
         // applied has its op relayed in this same turn.
         for frame in state.local.take() {
-            state.proto.handle_local_op(frame);
+            state.proto.handle_local_op(now, frame);
         }
         drain(state);
         schedule_timer(&myself, state);
@@ -450,7 +450,8 @@ fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
         };
         if closed {
             state.links.remove(link);
-            state.proto.handle_link_down(*link);
+            let now = state.now();
+            state.proto.handle_link_down(now, *link);
         }
     }
 }

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::cbor::{self, CborError, Reader};
 
 use super::data::DataFrame;
+use super::dissemination::OpRef;
+use super::plumtree::PlumMsg;
 use super::id::{NodeId, ObjectKey, OpId};
 use super::stability::AckTable;
 use super::version::VersionVector;
@@ -94,6 +96,9 @@ pub enum Message {
     /// Anti-entropy: the state of an object, for a replica that lacks ops
     /// the sender already folded into its snapshot.
     Snapshot(StateFrame),
+    /// The broadcast tree's control messages (see
+    /// [`dissemination`](super::dissemination)).
+    Tree(PlumMsg<OpRef>),
 }
 
 impl Message {
@@ -109,6 +114,9 @@ impl Message {
             Message::Summary { .. } => "summary",
             Message::Digest { .. } => "digest",
             Message::Snapshot(_) => "snapshot",
+            Message::Tree(PlumMsg::IHave(_)) => "ihave",
+            Message::Tree(PlumMsg::Graft(_)) => "graft",
+            Message::Tree(PlumMsg::Prune) => "prune",
         }
     }
 }

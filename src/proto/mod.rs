@@ -30,11 +30,13 @@
 pub mod anti_entropy;
 mod cbor;
 pub mod data;
+pub mod dissemination;
 pub mod host;
 pub mod id;
 pub mod membership;
 pub mod message;
 pub mod node;
+pub mod plumtree;
 pub mod replica;
 pub mod replicated;
 pub mod stability;

@@ -26,6 +26,7 @@ use rand::{Rng, SeedableRng};
 
 use super::anti_entropy::{AntiEntropy, AntiEntropyConfig, AntiEntropyStats, HostRef};
 use super::data::{DataFrame, DataSpreads, Spread, SpreadError};
+use super::dissemination::{Dissemination, DisseminationConfig};
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey, OpId};
 use super::membership::{Membership, MembershipEvent};
@@ -46,6 +47,8 @@ pub struct RepeaterConfig {
     pub max_buffered_ops: usize,
     /// Anti-entropy: repair rounds and stability.
     pub anti_entropy: AntiEntropyConfig,
+    /// How ops travel: the broadcast tree over the links.
+    pub dissemination: DisseminationConfig,
 }
 
 impl Default for RepeaterConfig {
@@ -54,6 +57,7 @@ impl Default for RepeaterConfig {
             fetch_timeout: Duration::from_secs(5),
             max_buffered_ops: 1 << 16,
             anti_entropy: AntiEntropyConfig::default(),
+            dissemination: DisseminationConfig::default(),
         }
     }
 }
@@ -173,6 +177,7 @@ pub struct RepeaterNode<L> {
     routes: HashMap<FetchId, FetchRoute<L>>,
     next_fetch: u64,
     anti_entropy: AntiEntropy<L>,
+    tree: Dissemination<L>,
     /// Draws gossip partners; seeded from the node id, so runs replay.
     rng: StdRng,
     out: VecDeque<OutEvent<L>>,
@@ -212,6 +217,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub fn with_seed(me: NodeId, config: RepeaterConfig, seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
         let anti_entropy = AntiEntropy::new(config.anti_entropy.clone(), &mut rng);
+        let tree = Dissemination::new(&config.dissemination);
         Self {
             me,
             config,
@@ -224,10 +230,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             routes: HashMap::new(),
             next_fetch: 1,
             anti_entropy,
+            tree,
             rng,
             out: VecDeque::new(),
             stats: RepeaterStats::default(),
         }
+    }
+
+    /// The broadcast tree's counters.
+    pub fn tree_stats(&self) -> super::plumtree::Stats {
+        self.tree.stats()
     }
 
     /// The anti-entropy counters.
@@ -285,6 +297,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             msg: Message::Welcome { peers: known },
         });
         self.links.insert(link, peer);
+        self.tree.handle_link_up(link);
         self.membership.handle_link_up(peer, addr);
         for (fetch, open) in &self.opens {
             if open.deadline.is_some() {
@@ -301,11 +314,12 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     /// A link went down. Answers routed through it are dropped when they
     /// arrive.
-    pub fn handle_link_down(&mut self, link: L) {
+    pub fn handle_link_down(&mut self, now: Time, link: L) {
         if let Some(peer) = self.links.remove(&link) {
             self.membership.handle_link_down(peer);
         }
         self.anti_entropy.handle_link_down(link);
+        self.tree.handle_link_down(now, link);
     }
 
     /// Hold `object` from now on: ops on it are delivered to `host`. Ops
@@ -329,7 +343,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     /// A local op was made (and applied) on a hosted object: relay it.
-    pub fn handle_local_op(&mut self, frame: OpFrame) {
+    pub fn handle_local_op(&mut self, now: Time, frame: OpFrame) {
         if !self
             .route(&frame.object)
             .seen
@@ -339,7 +353,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return;
         }
         self.stats.ops_seen += 1;
-        self.relay(None, frame);
+        self.tree.broadcast(now, frame);
     }
 
     /// Ask the network for `object`'s state. The answer comes as
@@ -380,7 +394,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Hello { .. } => {}
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
             Message::Data(frame) => self.handle_data(from, frame),
-            Message::Op(frame) => self.handle_op(from, frame),
+            Message::Op(frame) => self.handle_op(now, from, frame),
+            Message::Tree(msg) => self.tree.handle_message(now, from, msg),
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
             Message::State { fetch, state } => self.handle_state(fetch, state),
             Message::Summary { set, root } => {
@@ -456,6 +471,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// Time has reached a deadline from [`poll_timeout`](Self::poll_timeout)
     /// (calling it early or late is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.tree.handle_timeout(now);
         let mut hosts = sorted_hosts(&mut self.objects);
         let summaries = self.anti_entropy.handle_timeout(
             now,
@@ -489,7 +505,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(event) = self.membership.poll_event() {
             return Some(OutEvent::Membership(event));
         }
-        self.out.pop_front()
+        if let Some(event) = self.out.pop_front() {
+            return Some(event);
+        }
+        let (to, msg, ops) = self.tree.poll_send()?;
+        self.stats.ops_sent += ops;
+        Some(if to.len() == 1 {
+            OutEvent::Send { to: to[0], msg }
+        } else {
+            OutEvent::Multicast { to, msg }
+        })
     }
 
     /// Whether the node waits on a timer other than its anti-entropy
@@ -503,7 +528,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let routes = self.routes.values().map(|r| r.deadline);
         let opens = self.opens.values().filter_map(|o| o.deadline);
         let round = std::iter::once(self.anti_entropy.next_round());
-        routes.chain(opens).chain(round).min()
+        let tree = self.tree.poll_timeout();
+        routes.chain(opens).chain(round).chain(tree).min()
     }
 
     /// The object's route, made on first sight.
@@ -517,13 +543,24 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             .expect("the route was just made")
     }
 
-    fn handle_op(&mut self, from: L, frame: OpFrame) {
+    fn handle_op(&mut self, now: Time, from: L, frame: OpFrame) {
         let route = match self.objects.get_mut(&frame.object) {
             Some(route) => route,
             None => self.objects.entry(frame.object.clone()).or_default(),
         };
         if !route.seen.insert(frame.id.origin, frame.id.seq) {
             self.stats.duplicates += 1;
+            // Seen here before, but maybe not by the replica: this node may
+            // have relayed the op before it held the object, and anti-entropy
+            // repairs exactly such gaps. The replica drops true duplicates
+            // without decoding them.
+            if let Some(host) = route.host.as_deref_mut() {
+                let result = host.deliver(&frame);
+                if !matches!(result, Ok(Applied::Duplicate)) {
+                    report(&mut self.out, &frame, Some(from), result);
+                }
+            }
+            self.tree.received(now, from, frame, false);
             return;
         }
         self.stats.ops_seen += 1;
@@ -540,24 +577,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 self.stats.buffer_overflow += 1;
             }
         }
-        self.relay(Some(from), frame);
-    }
-
-    fn relay(&mut self, from: Option<L>, frame: OpFrame) {
-        let to: Vec<L> = self
-            .links
-            .keys()
-            .copied()
-            .filter(|l| Some(*l) != from)
-            .collect();
-        if to.is_empty() {
-            return;
-        }
-        self.stats.ops_sent += to.len() as u64;
-        self.out.push_back(OutEvent::Multicast {
-            to,
-            msg: Message::Op(frame),
-        });
+        self.tree.received(now, from, frame, true);
     }
 
     fn handle_fetch(&mut self, now: Time, from: L, fetch: FetchId, object: ObjectKey) {
@@ -650,7 +670,17 @@ fn deliver<L>(
     frame: &OpFrame,
     from: Option<L>,
 ) {
-    match host.deliver(frame) {
+    report(out, frame, from, host.deliver(frame));
+}
+
+/// Report what a replica did with `frame`.
+fn report<L>(
+    out: &mut VecDeque<OutEvent<L>>,
+    frame: &OpFrame,
+    from: Option<L>,
+    result: Result<Applied, HostError>,
+) {
+    match result {
         Ok(applied) => out.push_back(OutEvent::Delivered {
             object: frame.object.clone(),
             op: frame.id,

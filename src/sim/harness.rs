@@ -274,8 +274,9 @@ impl<T: Replicated> Harness<T> {
     pub fn unlink(&mut self, a: usize, b: usize) {
         self.nodes[a].links.remove(&b);
         self.nodes[b].links.remove(&a);
-        self.nodes[a].proto.handle_link_down(b);
-        self.nodes[b].proto.handle_link_down(a);
+        let now = self.now;
+        self.nodes[a].proto.handle_link_down(now, b);
+        self.nodes[b].proto.handle_link_down(now, a);
     }
 
     /// The nodes `node` is linked to.
@@ -318,7 +319,7 @@ impl<T: Replicated> Harness<T> {
         self.nodes[node].timer_at = None;
         let peers: Vec<usize> = self.nodes[node].links.iter().copied().collect();
         for peer in peers {
-            self.nodes[peer].proto.handle_link_down(node);
+            self.nodes[peer].proto.handle_link_down(self.now, node);
             self.flush(peer);
         }
     }
@@ -401,7 +402,8 @@ impl<T: Replicated> Harness<T> {
             id,
             payload: payload.into(),
         };
-        self.nodes[node].proto.handle_local_op(frame);
+        let now = self.now;
+        self.nodes[node].proto.handle_local_op(now, frame);
         self.flush(node);
         id
     }
