@@ -286,7 +286,7 @@ impl Actor for RepeaterActor {
                     tracing::debug!(?link, %peer, ?addr, "link up");
                     let _ = kept.send(true);
                     state.links.insert(link, Link { peer, dial, out });
-                    state.proto.handle_link_up(link, peer, addr);
+                    state.proto.handle_link_up(now, link, peer, addr);
                     if let Some((old, _)) = old {
                         // Dropping its sender closes the old connection.
                         tracing::debug!(?old, %peer, "duplicate connection replaced");

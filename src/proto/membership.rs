@@ -62,6 +62,13 @@ pub enum MembershipEvent {
     PeerDown(NodeId),
     /// A peer was heard of (through a welcome) for the first time.
     Learned(NodeId),
+    /// The failure detector suspects a peer: it missed its probes. It is
+    /// declared [`Down`](Self::Down) unless it refutes in time.
+    Suspected(NodeId),
+    /// The failure detector declared a peer down.
+    Down(NodeId),
+    /// A peer that was suspected or down is alive again.
+    Back(NodeId),
 }
 
 /// The membership state machine.

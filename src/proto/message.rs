@@ -22,9 +22,10 @@ use super::cbor::{self, CborError, Reader};
 
 use super::data::DataFrame;
 use super::dissemination::OpRef;
-use super::plumtree::PlumMsg;
 use super::id::{NodeId, ObjectKey, OpId};
+use super::plumtree::PlumMsg;
 use super::stability::AckTable;
+use super::swim::SwimMessage;
 use super::version::VersionVector;
 
 /// The wire version this build speaks.
@@ -99,6 +100,8 @@ pub enum Message {
     /// The broadcast tree's control messages (see
     /// [`dissemination`](super::dissemination)).
     Tree(PlumMsg<OpRef>),
+    /// The failure detector's probes (see [`swim`](super::swim)).
+    Probe(SwimMessage<NodeId>),
 }
 
 impl Message {
@@ -117,6 +120,7 @@ impl Message {
             Message::Tree(PlumMsg::IHave(_)) => "ihave",
             Message::Tree(PlumMsg::Graft(_)) => "graft",
             Message::Tree(PlumMsg::Prune) => "prune",
+            Message::Probe(_) => "probe",
         }
     }
 }

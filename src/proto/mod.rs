@@ -40,6 +40,7 @@ pub mod plumtree;
 pub mod replica;
 pub mod replicated;
 pub mod stability;
+pub mod swim;
 pub mod time;
 pub mod version;
 

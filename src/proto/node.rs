@@ -32,6 +32,7 @@ use super::id::{NodeId, ObjectKey, OpId};
 use super::membership::{Membership, MembershipEvent};
 use super::message::{FetchId, Message, ObjectDigest, OpFrame, StateFrame};
 use super::replica::Applied;
+use super::swim::{FailureEvent, Swim, SwimConfig};
 use super::time::Time;
 use super::version::SeenSet;
 
@@ -49,6 +50,8 @@ pub struct RepeaterConfig {
     pub anti_entropy: AntiEntropyConfig,
     /// How ops travel: the broadcast tree over the links.
     pub dissemination: DisseminationConfig,
+    /// The failure detector (SWIM) over the linked peers.
+    pub failure_detector: SwimConfig,
 }
 
 impl Default for RepeaterConfig {
@@ -58,6 +61,7 @@ impl Default for RepeaterConfig {
             max_buffered_ops: 1 << 16,
             anti_entropy: AntiEntropyConfig::default(),
             dissemination: DisseminationConfig::default(),
+            failure_detector: SwimConfig::default(),
         }
     }
 }
@@ -178,6 +182,7 @@ pub struct RepeaterNode<L> {
     next_fetch: u64,
     anti_entropy: AntiEntropy<L>,
     tree: Dissemination<L>,
+    swim: Swim<NodeId, StdRng>,
     /// Draws gossip partners; seeded from the node id, so runs replay.
     rng: StdRng,
     out: VecDeque<OutEvent<L>>,
@@ -218,6 +223,13 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let mut rng = StdRng::seed_from_u64(seed);
         let anti_entropy = AntiEntropy::new(config.anti_entropy.clone(), &mut rng);
         let tree = Dissemination::new(&config.dissemination);
+        let swim_rng = StdRng::seed_from_u64(rng.random());
+        let swim = Swim::new(me, config.failure_detector.clone(), swim_rng).unwrap_or_else(|e| {
+            // An invalid detector setting falls back to the defaults, loudly.
+            tracing::error!("failure detector settings: {e}; using the defaults");
+            Swim::new(me, SwimConfig::default(), StdRng::seed_from_u64(seed))
+                .expect("the default failure detector settings are valid")
+        });
         Self {
             me,
             config,
@@ -231,10 +243,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             next_fetch: 1,
             anti_entropy,
             tree,
+            swim,
             rng,
             out: VecDeque::new(),
             stats: RepeaterStats::default(),
         }
+    }
+
+    /// The failure detector's counters.
+    pub fn failure_detector_stats(&self) -> super::swim::SwimStats {
+        self.swim.stats().clone()
     }
 
     /// The broadcast tree's counters.
@@ -285,7 +303,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// A link to `peer` (which listens on `addr`, if it said) came up: it
     /// is welcomed with the peers this node knows, and opens still waiting
     /// for an answer ask it too.
-    pub fn handle_link_up(&mut self, link: L, peer: NodeId, addr: Option<String>) {
+    pub fn handle_link_up(&mut self, now: Time, link: L, peer: NodeId, addr: Option<String>) {
         let known: Vec<(NodeId, Option<String>)> = self
             .membership
             .welcome()
@@ -298,6 +316,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         });
         self.links.insert(link, peer);
         self.tree.handle_link_up(link);
+        self.swim.add_member(now, peer);
         self.membership.handle_link_up(peer, addr);
         for (fetch, open) in &self.opens {
             if open.deadline.is_some() {
@@ -396,6 +415,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Data(frame) => self.handle_data(from, frame),
             Message::Op(frame) => self.handle_op(now, from, frame),
             Message::Tree(msg) => self.tree.handle_message(now, from, msg),
+            Message::Probe(msg) => {
+                if let Some(peer) = self.links.get(&from) {
+                    self.swim.handle_message(now, *peer, msg);
+                }
+            }
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
             Message::State { fetch, state } => self.handle_state(fetch, state),
             Message::Summary { set, root } => {
@@ -472,6 +496,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// (calling it early or late is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
         self.tree.handle_timeout(now);
+        self.swim.handle_timeout(now);
         let mut hosts = sorted_hosts(&mut self.objects);
         let summaries = self.anti_entropy.handle_timeout(
             now,
@@ -508,6 +533,24 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(event) = self.out.pop_front() {
             return Some(event);
         }
+        if let Some(event) = self.swim.poll_event() {
+            return Some(OutEvent::Membership(match event {
+                FailureEvent::Suspected(p) => MembershipEvent::Suspected(p),
+                FailureEvent::Down(p) => MembershipEvent::Down(p),
+                FailureEvent::Alive(p) => MembershipEvent::Back(p),
+                FailureEvent::Joined(p) => MembershipEvent::Learned(p),
+            }));
+        }
+        while let Some((peer, msg)) = self.swim.poll_transmit() {
+            // Probes reach linked peers only; one to a peer without a link
+            // is lost, as on a network that cannot reach it.
+            if let Some(to) = self.link_to(peer) {
+                return Some(OutEvent::Send {
+                    to,
+                    msg: Message::Probe(msg),
+                });
+            }
+        }
         let (to, msg, ops) = self.tree.poll_send()?;
         self.stats.ops_sent += ops;
         Some(if to.len() == 1 {
@@ -529,7 +572,21 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let opens = self.opens.values().filter_map(|o| o.deadline);
         let round = std::iter::once(self.anti_entropy.next_round());
         let tree = self.tree.poll_timeout();
-        routes.chain(opens).chain(round).chain(tree).min()
+        let swim = self.swim.poll_timeout();
+        routes
+            .chain(opens)
+            .chain(round)
+            .chain(tree)
+            .chain(swim)
+            .min()
+    }
+
+    /// A link to `peer`, if one is up.
+    fn link_to(&self, peer: NodeId) -> Option<L> {
+        self.links
+            .iter()
+            .find(|(_, p)| **p == peer)
+            .map(|(l, _)| *l)
     }
 
     /// The object's route, made on first sight.

@@ -12,6 +12,7 @@ use crate::proto::host::{
     deliver_frame, digest_of, export_frame, rebase_onto, repair_of, replica_from_frame, Host,
     HostError, Repair,
 };
+use crate::proto::membership::MembershipEvent;
 use crate::proto::message::{Message, ObjectDigest, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
 use crate::proto::replica::{Applied, Replica};
@@ -127,6 +128,8 @@ struct SimNode<T: Replicated> {
     received: Vec<(NodeId, Vec<u8>)>,
     /// `false` while crashed: it hears nothing and its timers do not fire.
     alive: bool,
+    /// What its failure detector said, when.
+    failures: Vec<(Time, MembershipEvent)>,
     /// The nodes it is linked to (kept across a crash, to relink).
     links: BTreeSet<usize>,
 }
@@ -193,6 +196,7 @@ impl<T: Replicated> Harness<T> {
                 timer_at: None,
                 received: Vec::new(),
                 alive: true,
+                failures: Vec::new(),
                 links: BTreeSet::new(),
             })
             .collect();
@@ -264,8 +268,9 @@ impl<T: Replicated> Harness<T> {
             return;
         }
         let (ida, idb) = (self.id(a), self.id(b));
-        self.nodes[a].proto.handle_link_up(b, idb, None);
-        self.nodes[b].proto.handle_link_up(a, ida, None);
+        let now = self.now;
+        self.nodes[a].proto.handle_link_up(now, b, idb, None);
+        self.nodes[b].proto.handle_link_up(now, a, ida, None);
         self.flush(a);
         self.flush(b);
     }
@@ -344,8 +349,9 @@ impl<T: Replicated> Harness<T> {
         for peer in peers {
             if self.nodes[peer].alive {
                 let idp = self.id(peer);
-                self.nodes[node].proto.handle_link_up(peer, idp, None);
-                self.nodes[peer].proto.handle_link_up(node, me, None);
+                let now = self.now;
+                self.nodes[node].proto.handle_link_up(now, peer, idp, None);
+                self.nodes[peer].proto.handle_link_up(now, node, me, None);
                 self.flush(peer);
             }
         }
@@ -355,6 +361,12 @@ impl<T: Replicated> Harness<T> {
     /// Whether node `node` is up.
     pub fn is_alive(&self, node: usize) -> bool {
         self.nodes[node].alive
+    }
+
+    /// What node `node`'s failure detector reported (suspected, down,
+    /// back), with when.
+    pub fn failure_events(&self, node: usize) -> &[(Time, MembershipEvent)] {
+        &self.nodes[node].failures
     }
 
     /// Traffic by message kind (see [`Message::kind`]).
@@ -566,6 +578,14 @@ impl<T: Replicated> Harness<T> {
                 }
                 OutEvent::Data { from, payload } => {
                     self.nodes[node].received.push((from, payload));
+                }
+                OutEvent::Membership(
+                    event @ (MembershipEvent::Suspected(_)
+                    | MembershipEvent::Down(_)
+                    | MembershipEvent::Back(_)),
+                ) => {
+                    let now = self.now;
+                    self.nodes[node].failures.push((now, event));
                 }
                 OutEvent::Delivered { .. }
                 | OutEvent::Rejected { .. }

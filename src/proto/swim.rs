@@ -1,0 +1,957 @@
+//! SWIM failure detection, with the Lifeguard refinements.
+//!
+//! The failure detector of SWIM (Das, Gupta and Motivala, "SWIM: Scalable
+//! Weakly-consistent Infection-style Process Group Membership Protocol",
+//! DSN 2002) as a sans-IO state machine, with the local health and dynamic
+//! suspicion timeout of Lifeguard (Dadgar, Phillips and Currey, "Lifeguard:
+//! Local Health Awareness for More Accurate Failure Detection", 2018).
+//!
+//! # The protocol
+//!
+//! * **Probing.** Once per protocol period a node pings one member, in
+//!   round-robin order over a list shuffled anew every round, so a failure
+//!   is found within a bounded time (section 4.3 of the paper). With no ack
+//!   after the probe timeout it pings again and asks `k` other members to
+//!   ping the target for it (`PingReq`); they relay the ack. Any ack by the
+//!   end of the period clears the probe.
+//! * **Suspicion.** A target that did not answer is *suspected*, not declared
+//!   down. The suspicion is gossiped; every member that hears it starts a
+//!   timer and declares the target down (gossiping `Dead`) when it runs out.
+//! * **Incarnations.** Each member owns an incarnation number that only it
+//!   raises. Hearing itself suspected or declared dead, a member raises it
+//!   and gossips `Alive`, which overrides the suspicion. `Alive` at `i`
+//!   beats `Suspect` only below `i`; `Suspect` at `i` beats `Alive` at `i`;
+//!   `Dead` holds until `Alive` at a higher incarnation (a restart).
+//! * **Dissemination.** Updates ride on every message, infection-style: each
+//!   is sent `λ·⌈log₁₀(n+1)⌉` times, least-sent and newest first, at most
+//!   [`SwimConfig::max_piggyback`] per message.
+//! * **Local health** (Lifeguard). Missed acks and nacks more likely mean
+//!   that this node is slow than that its peers failed. A score goes up on
+//!   a failed probe, each missing nack and each refutation, down on a
+//!   successful probe, and stretches the probe interval and timeout by
+//!   `score + 1`. Relays answer `Nack` when the target is silent.
+//! * **Dynamic suspicion timeout** (Lifeguard). A suspicion starts at the
+//!   maximum timeout and shrinks logarithmically to the minimum as
+//!   independent members confirm it.
+//!
+//! Gossip is probabilistic: a node can miss a refutation and then declare a
+//! live member down. Under loss that happens, so a few repairs are added,
+//! each through a message that is sent anyway:
+//!
+//! * every message carries its sender's incarnation, so direct contact
+//!   refreshes what the receiver believes about the sender;
+//! * a message to a suspected or dead member carries that news, so it can
+//!   refute at once (Lifeguard's "buddy system"; a member restarted with no
+//!   memory of its incarnation learns this way that it must raise it), and a
+//!   member that hears a stale suspicion of itself gossips `Alive` again;
+//! * a member heard suspected is probed at the next period, ahead of the
+//!   round, and once more if that fails: the ping carries the suspicion,
+//!   the ack the refutation, and a failure is an independent confirmation;
+//! * `PingReq` carries the requester's view of the target, and a relayed
+//!   ack or nack the relay's.
+//!
+//! # Driving it
+//!
+//! Inputs are [`Swim::handle_timeout`], [`Swim::handle_message`],
+//! [`Swim::add_member`] and [`Swim::remove_member`], each given the current
+//! time; outputs are drained with [`Swim::poll_transmit`] and
+//! [`Swim::poll_event`]; [`Swim::poll_timeout`] says when the next timer is
+//! due. The random number generator is the caller's, seeded: the same
+//! inputs give the same outputs.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::fmt;
+use std::hash::Hash;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, RngCore};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::time::Time;
+
+/// What a peer id must be: small, ordered, hashable and serializable.
+/// Implemented for every type that qualifies.
+pub trait SwimPeer: Copy + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned {}
+
+impl<T: Copy + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned> SwimPeer for T {}
+
+/// Tuning of the failure detector, checked once by [`Swim::new`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SwimConfig {
+    /// The protocol period: one probe per period, stretched by the local
+    /// health score. Default: 1 s.
+    pub probe_interval: Duration,
+    /// How long to wait for an ack before probing indirectly, stretched by
+    /// the local health score; shorter than `probe_interval`. Default: 500 ms.
+    pub probe_timeout: Duration,
+    /// How many members probe indirectly (`k` in the paper). Default: 3.
+    pub indirect_probes: usize,
+    /// The minimum suspicion timeout, in probe intervals, per
+    /// `max(1, log₁₀ n)` (`α` in Lifeguard). Default: 4.
+    pub suspicion_multiplier: u32,
+    /// The maximum suspicion timeout as a multiple of the minimum (`β` in
+    /// Lifeguard); 1 turns the dynamic timeout off. Default: 6.
+    pub suspicion_max_multiplier: u32,
+    /// Independent confirmations that bring a suspicion down to the minimum
+    /// timeout (`K` in Lifeguard), capped at `n - 2`. Default: 3.
+    pub suspicion_confirmations: u32,
+    /// The most updates one message carries. Default: 8.
+    pub max_piggyback: usize,
+    /// Each update is sent `λ·⌈log₁₀(n+1)⌉` times (`λ` in the paper).
+    /// Default: 4.
+    pub retransmit_multiplier: u32,
+    /// The ceiling of the local health score; 0 turns it off. Default: 8.
+    pub max_local_health: u32,
+    /// Whether word of an unknown id (an `Alive` update, or a message from
+    /// it) adds it as a member, with [`FailureEvent::Joined`]. Default: off,
+    /// members come from [`Swim::add_member`] and unknown ids are ignored.
+    pub learn_from_gossip: bool,
+}
+
+impl Default for SwimConfig {
+    fn default() -> Self {
+        Self {
+            probe_interval: Duration::from_secs(1),
+            probe_timeout: Duration::from_millis(500),
+            indirect_probes: 3,
+            suspicion_multiplier: 4,
+            suspicion_max_multiplier: 6,
+            suspicion_confirmations: 3,
+            max_piggyback: 8,
+            retransmit_multiplier: 4,
+            max_local_health: 8,
+            learn_from_gossip: false,
+        }
+    }
+}
+
+impl SwimConfig {
+    /// Checks the configuration ([`Swim::new`] does).
+    pub fn validate(&self) -> Result<(), SwimConfigError> {
+        let multipliers = [
+            self.suspicion_multiplier,
+            self.suspicion_max_multiplier,
+            self.retransmit_multiplier,
+        ];
+        if self.probe_timeout.is_zero() || self.probe_timeout >= self.probe_interval {
+            Err(SwimConfigError::ProbeTimeout)
+        } else if self.max_piggyback == 0 {
+            Err(SwimConfigError::ZeroPiggyback)
+        } else if multipliers.contains(&0) {
+            Err(SwimConfigError::ZeroMultiplier)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// Why a [`SwimConfig`] was refused. Nothing was built.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SwimConfigError {
+    /// `probe_timeout` is zero or not below `probe_interval`.
+    ProbeTimeout,
+    /// `max_piggyback` is zero: updates could never spread.
+    ZeroPiggyback,
+    /// A suspicion or retransmit multiplier is zero.
+    ZeroMultiplier,
+}
+
+impl fmt::Display for SwimConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::ProbeTimeout => "probe timeout must be non-zero and below the probe interval",
+            Self::ZeroPiggyback => "max_piggyback must be at least 1",
+            Self::ZeroMultiplier => "suspicion and retransmit multipliers must be at least 1",
+        })
+    }
+}
+
+impl std::error::Error for SwimConfigError {}
+
+/// A membership update, piggybacked on messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Update<P> {
+    /// `id` is alive at `incarnation`.
+    Alive {
+        /// The member.
+        id: P,
+        /// Its incarnation.
+        incarnation: u64,
+    },
+    /// `from` suspects `id` at `incarnation`.
+    Suspect {
+        /// The member suspected.
+        id: P,
+        /// Its incarnation as the suspecter knew it.
+        incarnation: u64,
+        /// Who suspects it; distinct suspecters shorten the timeout.
+        from: P,
+    },
+    /// `id` was declared down at `incarnation`.
+    Dead {
+        /// The member declared down.
+        id: P,
+        /// Its incarnation as the declarer knew it.
+        incarnation: u64,
+    },
+}
+
+impl<P: Copy> Update<P> {
+    /// The member the update is about.
+    pub fn id(&self) -> P {
+        match *self {
+            Self::Alive { id, .. } | Self::Suspect { id, .. } | Self::Dead { id, .. } => id,
+        }
+    }
+}
+
+/// A message between two failure detectors.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwimMessage<P> {
+    /// The sender's incarnation: its own word that it is alive.
+    pub incarnation: u64,
+    /// What the message asks or answers.
+    pub kind: SwimKind<P>,
+    /// Piggybacked updates.
+    pub updates: Vec<Update<P>>,
+}
+
+/// What a [`SwimMessage`] asks or answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SwimKind<P> {
+    /// Are you there? Answered with an [`Ack`](Self::Ack) of the same `seq`.
+    Ping {
+        /// The sender's probe number.
+        seq: u64,
+    },
+    /// Please ping `target` and relay its ack, or a nack if it is silent.
+    PingReq {
+        /// The requester's probe number, echoed in the answer.
+        seq: u64,
+        /// The member to probe.
+        target: P,
+    },
+    /// I am here (or, relayed: the target is).
+    Ack {
+        /// The probe number answered.
+        seq: u64,
+    },
+    /// I am here, but the target of your `PingReq` did not answer me.
+    Nack {
+        /// The probe number answered.
+        seq: u64,
+    },
+}
+
+/// What this node believes about a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MemberState {
+    /// Answering, as far as this node knows.
+    Alive,
+    /// Missed a probe; declared down unless it refutes in time.
+    Suspect,
+    /// Declared down; back only with a higher incarnation. Not probed, but
+    /// remembered until [`Swim::remove_member`], so stale news cannot
+    /// revive it.
+    Down,
+}
+
+/// A change in what this node believes about a member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum FailureEvent<P> {
+    /// The member missed a probe, here or elsewhere, and is suspected.
+    Suspected(P),
+    /// The member is declared down.
+    Down(P),
+    /// A suspected member refuted the suspicion, or a down one came back
+    /// with a higher incarnation.
+    Alive(P),
+    /// A member was learned of (only with [`SwimConfig::learn_from_gossip`]).
+    Joined(P),
+}
+
+/// Counters since the detector was built.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SwimStats {
+    /// Probes started (each a direct ping).
+    pub probes_sent: u64,
+    /// Indirect probe requests (`PingReq`) sent.
+    pub indirect_probes_sent: u64,
+    /// Probes that ended with no ack at all.
+    pub probes_failed: u64,
+    /// Alive members this node began to suspect after its own probe failed.
+    pub suspicions_raised: u64,
+    /// Suspected members seen refuting (false suspicions, seen here).
+    pub suspicions_refuted: u64,
+    /// Times this node refuted a suspicion or death of itself.
+    pub refutations: u64,
+    /// Members seen going down.
+    pub members_down: u64,
+}
+
+/// The SWIM failure detector of one node, generic over the peer id and the
+/// random number generator.
+#[derive(Debug)]
+pub struct Swim<P, R = StdRng> {
+    me: P,
+    incarnation: u64,
+    config: SwimConfig,
+    rng: R,
+    members: BTreeMap<P, Member<P>>,
+    /// This round's probe order; may hold stale ids, skipped when reached.
+    probe_order: Vec<P>,
+    probe_next: usize,
+    /// Members heard suspected, probed ahead of the round.
+    urgent: VecDeque<P>,
+    probe: Option<Probe<P>>,
+    next_probe_at: Option<Time>,
+    /// Indirect probes run for others, by our own `seq`.
+    relays: BTreeMap<u64, Relay<P>>,
+    last_seq: u64,
+    /// The newest update about each member still to disseminate, with how
+    /// often it was sent and a counter ordering updates by age.
+    gossip: BTreeMap<P, (Update<P>, u32, u64)>,
+    gossip_counter: u64,
+    local_health: u32,
+    transmits: VecDeque<(P, SwimMessage<P>)>,
+    events: VecDeque<FailureEvent<P>>,
+    stats: SwimStats,
+}
+
+#[derive(Debug)]
+struct Member<P> {
+    state: MemberState,
+    incarnation: u64,
+    suspicion: Option<Suspicion<P>>,
+}
+
+/// A suspicion timer, shortened by confirmations (Lifeguard).
+#[derive(Debug)]
+struct Suspicion<P> {
+    /// Who raised it; named when we pass it on.
+    origin: P,
+    start: Time,
+    /// The minimum and maximum timeout and the confirmations expected.
+    bounds: (Duration, Duration, u32),
+    /// Distinct suspecters, the origin included.
+    confirmations: BTreeSet<P>,
+    deadline: Time,
+    /// Whether a failed probe of the suspect was already retried.
+    retried: bool,
+}
+
+/// The probe of the current protocol period.
+#[derive(Debug)]
+struct Probe<P> {
+    target: P,
+    seq: u64,
+    /// When to probe indirectly; `None` once done or acked.
+    indirect_at: Option<Time>,
+    relays: Vec<P>,
+    nacks: usize,
+    acked: bool,
+}
+
+/// An indirect probe run for `requester`.
+#[derive(Debug)]
+struct Relay<P> {
+    requester: P,
+    seq: u64,
+    target: P,
+    /// When to give up and answer `Nack`.
+    nack_at: Time,
+}
+
+impl<P> Suspicion<P> {
+    /// `max - (max - min)·log(c + 1)/log(K + 1)` after `c` confirmations,
+    /// never below `min`; due at once if that is already past.
+    fn recompute(&mut self, now: Time) {
+        let (min, max, expected) = self.bounds;
+        let c = self.confirmations.len().saturating_sub(1) as f64;
+        let timeout = if expected == 0 {
+            min
+        } else {
+            let frac = (c + 1.0).ln() / (f64::from(expected) + 1.0).ln();
+            max.saturating_sub(max.saturating_sub(min).mul_f64(frac.min(1.0)))
+        };
+        self.deadline = (self.start + timeout.max(min)).max(now);
+    }
+}
+
+impl<P: SwimPeer, R: RngCore> Swim<P, R> {
+    /// A detector for node `me`, with no members yet, drawing from `rng`.
+    pub fn new(me: P, config: SwimConfig, rng: R) -> Result<Self, SwimConfigError> {
+        config.validate()?;
+        let mut swim = Self {
+            me,
+            incarnation: 0,
+            config,
+            rng,
+            members: BTreeMap::new(),
+            probe_order: Vec::new(),
+            probe_next: 0,
+            urgent: VecDeque::new(),
+            probe: None,
+            next_probe_at: None,
+            relays: BTreeMap::new(),
+            last_seq: 0,
+            gossip: BTreeMap::new(),
+            gossip_counter: 0,
+            local_health: 0,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            stats: SwimStats::default(),
+        };
+        swim.announce();
+        Ok(swim)
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> P {
+        self.me
+    }
+
+    /// This node's incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Raises this node's incarnation (a restarted node that remembers its
+    /// last one passes it plus one) and announces it. Lower values are
+    /// ignored.
+    pub fn set_incarnation(&mut self, incarnation: u64) {
+        if incarnation > self.incarnation {
+            self.incarnation = incarnation;
+            self.announce();
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &SwimConfig {
+        &self.config
+    }
+
+    /// Lifeguard's local health score; 0 is healthy.
+    pub fn local_health(&self) -> u32 {
+        self.local_health
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &SwimStats {
+        &self.stats
+    }
+
+    /// What this node believes about `id`, if it is a member.
+    pub fn state_of(&self, id: P) -> Option<MemberState> {
+        self.members.get(&id).map(|m| m.state)
+    }
+
+    /// The incarnation of member `id` as this node knows it.
+    pub fn incarnation_of(&self, id: P) -> Option<u64> {
+        self.members.get(&id).map(|m| m.incarnation)
+    }
+
+    /// Every member (this node excluded) with its state, in id order.
+    pub fn members(&self) -> impl Iterator<Item = (P, MemberState)> + '_ {
+        self.members.iter().map(|(id, m)| (*id, m.state))
+    }
+
+    /// Adds `id` as a member, alive at incarnation 0. Returns `false`, and
+    /// changes nothing, if it is this node or already a member.
+    pub fn add_member(&mut self, now: Time, id: P) -> bool {
+        if id == self.me || self.members.contains_key(&id) {
+            return false;
+        }
+        self.insert_member(now, id, 0);
+        true
+    }
+
+    /// Forgets member `id`. Returns whether it was one.
+    pub fn remove_member(&mut self, id: P) -> bool {
+        if self.members.remove(&id).is_none() {
+            return false;
+        }
+        self.gossip.remove(&id);
+        self.probe_order.retain(|p| *p != id);
+        self.probe_next = self.probe_next.min(self.probe_order.len());
+        self.urgent.retain(|p| *p != id);
+        if self.probe.as_ref().is_some_and(|p| p.target == id) {
+            self.probe = None;
+        }
+        true
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due, if any
+    /// timer is pending.
+    pub fn poll_timeout(&self) -> Option<Time> {
+        let indirect = self.probe.as_ref().and_then(|p| p.indirect_at);
+        let relays = self.relays.values().map(|r| r.nack_at);
+        let suspicions = self.members.values().filter_map(|m| m.suspicion.as_ref());
+        let suspicions = suspicions.map(|s| s.deadline);
+        let timers = [self.next_probe_at, indirect].into_iter().flatten();
+        timers.chain(relays).chain(suspicions).min()
+    }
+
+    /// The next message to send, with its destination.
+    pub fn poll_transmit(&mut self) -> Option<(P, SwimMessage<P>)> {
+        self.transmits.pop_front()
+    }
+
+    /// The next failure event.
+    pub fn poll_event(&mut self) -> Option<FailureEvent<P>> {
+        self.events.pop_front()
+    }
+
+    /// Runs every timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Time) {
+        let due = |t: Option<Time>| t.is_some_and(|t| t <= now);
+        let relays = std::mem::take(&mut self.relays);
+        let (silent, waiting) = relays.into_iter().partition(|(_, r)| r.nack_at <= now);
+        self.relays = waiting;
+        for relay in BTreeMap::into_values(silent) {
+            let kind = SwimKind::Nack { seq: relay.seq };
+            self.send(relay.requester, Some(relay.target), kind);
+        }
+        if due(self.probe.as_ref().and_then(|p| p.indirect_at)) {
+            self.probe_indirectly();
+        }
+        if due(self.next_probe_at) {
+            self.finish_probe(now);
+            self.start_probe(now);
+        }
+        // Last: a failed probe may just have confirmed a suspicion.
+        let expired: Vec<(P, u64)> = self
+            .members
+            .iter()
+            .filter(|(_, m)| m.suspicion.as_ref().is_some_and(|s| s.deadline <= now))
+            .map(|(id, m)| (*id, m.incarnation))
+            .collect();
+        for (id, incarnation) in expired {
+            self.apply(now, Update::Dead { id, incarnation });
+        }
+    }
+
+    /// Takes a message from `from`. Nothing in it can make this panic;
+    /// updates about unknown ids are ignored.
+    pub fn handle_message(&mut self, now: Time, from: P, msg: SwimMessage<P>) {
+        if from == self.me {
+            return;
+        }
+        // The sender's own word first.
+        let sender = Update::Alive {
+            id: from,
+            incarnation: msg.incarnation,
+        };
+        for update in std::iter::once(sender).chain(msg.updates) {
+            self.apply(now, update);
+        }
+        match msg.kind {
+            SwimKind::Ping { seq } => self.send(from, None, SwimKind::Ack { seq }),
+            SwimKind::PingReq { seq, target } => self.relay(now, from, seq, target),
+            SwimKind::Ack { seq } => self.take_ack(from, seq),
+            SwimKind::Nack { seq } => {
+                if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+                    if probe.relays.contains(&from) {
+                        probe.nacks = (probe.nacks + 1).min(probe.relays.len());
+                    }
+                }
+            }
+        }
+    }
+
+    fn relay(&mut self, now: Time, requester: P, seq: u64, target: P) {
+        if target == self.me {
+            self.send(requester, None, SwimKind::Ack { seq });
+        } else if self.members.contains_key(&target) {
+            let own = self.take_seq();
+            // Lifeguard: nack in time for the requester's period to count it.
+            let nack_at = now + self.config.probe_timeout.mul_f64(0.8);
+            self.relays.insert(
+                own,
+                Relay {
+                    requester,
+                    seq,
+                    target,
+                    nack_at,
+                },
+            );
+            self.send(target, None, SwimKind::Ping { seq: own });
+        }
+    }
+
+    fn take_ack(&mut self, from: P, seq: u64) {
+        if let Some(probe) = self.probe.as_mut().filter(|p| p.seq == seq) {
+            if !probe.acked && (probe.target == from || probe.relays.contains(&from)) {
+                probe.acked = true;
+                probe.indirect_at = None;
+                self.adjust_health(-1);
+            }
+        } else if self.relays.get(&seq).is_some_and(|r| r.target == from) {
+            if let Some(relay) = self.relays.remove(&seq) {
+                let kind = SwimKind::Ack { seq: relay.seq };
+                self.send(relay.requester, Some(relay.target), kind);
+            }
+        }
+    }
+
+    /// Ends the period's probe: no ack means suspicion.
+    fn finish_probe(&mut self, now: Time) {
+        let Some(probe) = self.probe.take().filter(|p| !p.acked) else {
+            return;
+        };
+        self.stats.probes_failed += 1;
+        // Lifeguard: missing nacks say we, not the target, are in trouble.
+        let missed = match probe.relays.len() {
+            0 => 1,
+            asked => asked.saturating_sub(probe.nacks),
+        };
+        self.adjust_health(i64::try_from(missed).unwrap_or(i64::MAX));
+        if let Some(member) = self.members.get(&probe.target) {
+            if member.state == MemberState::Alive {
+                self.stats.suspicions_raised += 1;
+            }
+            let (id, incarnation, from) = (probe.target, member.incarnation, self.me);
+            self.apply(
+                now,
+                Update::Suspect {
+                    id,
+                    incarnation,
+                    from,
+                },
+            );
+            // A suspect whose probe failed is probed once more, promptly.
+            let suspicion = self.members.get_mut(&id).and_then(|m| m.suspicion.as_mut());
+            if let Some(s) = suspicion.filter(|s| !s.retried) {
+                s.retried = true;
+                if !self.urgent.contains(&id) {
+                    self.urgent.push_back(id);
+                }
+            }
+        }
+    }
+
+    fn start_probe(&mut self, now: Time) {
+        let Some(target) = self.next_target() else {
+            self.next_probe_at = None;
+            return;
+        };
+        let seq = self.take_seq();
+        let indirect_at = Some(now + self.scaled(self.config.probe_timeout));
+        let (relays, nacks, acked) = (Vec::new(), 0, false);
+        self.probe = Some(Probe {
+            target,
+            seq,
+            indirect_at,
+            relays,
+            nacks,
+            acked,
+        });
+        self.next_probe_at = Some(now + self.scaled(self.config.probe_interval));
+        self.stats.probes_sent += 1;
+        self.send(target, None, SwimKind::Ping { seq });
+    }
+
+    /// Suspects first, then the round-robin order, reshuffled each round.
+    /// Down members are not probed.
+    fn next_target(&mut self) -> Option<P> {
+        while let Some(id) = self.urgent.pop_front() {
+            if self.state_of(id) == Some(MemberState::Suspect) {
+                return Some(id);
+            }
+        }
+        for _ in 0..=self.probe_order.len() {
+            if self.probe_next >= self.probe_order.len() {
+                self.probe_order = self.members_where(|s| s != MemberState::Down);
+                self.probe_order.shuffle(&mut self.rng);
+                self.probe_next = 0;
+            }
+            let candidate = *self.probe_order.get(self.probe_next)?;
+            self.probe_next += 1;
+            if matches!(
+                self.state_of(candidate),
+                Some(MemberState::Alive | MemberState::Suspect)
+            ) {
+                return Some(candidate);
+            }
+        }
+        None
+    }
+
+    /// Pings the target again and asks `k` alive members to ping it too.
+    fn probe_indirectly(&mut self) {
+        let Some(probe) = self.probe.as_mut() else {
+            return;
+        };
+        probe.indirect_at = None;
+        let (target, seq) = (probe.target, probe.seq);
+        let mut helpers = self.members_where(|s| s == MemberState::Alive);
+        helpers.retain(|id| *id != target);
+        helpers.shuffle(&mut self.rng);
+        helpers.truncate(self.config.indirect_probes);
+        self.send(target, None, SwimKind::Ping { seq });
+        for helper in &helpers {
+            self.send(*helper, Some(target), SwimKind::PingReq { seq, target });
+        }
+        self.stats.indirect_probes_sent += helpers.len() as u64;
+        if let Some(probe) = self.probe.as_mut() {
+            probe.relays = helpers;
+        }
+    }
+
+    /// Applies one update: events for what changed, gossip for what is news.
+    fn apply(&mut self, now: Time, update: Update<P>) {
+        let id = update.id();
+        if id == self.me {
+            self.apply_about_me(update);
+            return;
+        }
+        let bounds = self.suspicion_bounds();
+        let Some(member) = self.members.get_mut(&id) else {
+            if let Update::Alive { incarnation, .. } = update {
+                if self.config.learn_from_gossip {
+                    self.insert_member(now, id, incarnation);
+                    self.events.push_back(FailureEvent::Joined(id));
+                    self.enqueue(update);
+                }
+            }
+            return;
+        };
+        match update {
+            Update::Alive { incarnation, .. } => {
+                if incarnation <= member.incarnation {
+                    return;
+                }
+                let was = member.state;
+                (member.state, member.incarnation, member.suspicion) =
+                    (MemberState::Alive, incarnation, None);
+                if was == MemberState::Suspect {
+                    self.stats.suspicions_refuted += 1;
+                } else if was == MemberState::Down {
+                    self.join_round(now, id);
+                }
+                if was != MemberState::Alive {
+                    self.events.push_back(FailureEvent::Alive(id));
+                }
+            }
+            Update::Suspect {
+                incarnation, from, ..
+            } => {
+                if incarnation < member.incarnation || member.state == MemberState::Down {
+                    return;
+                }
+                let same =
+                    member.state == MemberState::Suspect && incarnation == member.incarnation;
+                match member.suspicion.as_mut() {
+                    // A confirmation from another member shortens the timer.
+                    Some(s) if same => {
+                        if !s.confirmations.insert(from) {
+                            return;
+                        }
+                        s.recompute(now);
+                    }
+                    // A new suspicion. At a higher incarnation the member
+                    // refuted the old one, so the timer starts over.
+                    _ => {
+                        let (origin, start, confirmations) = (from, now, BTreeSet::from([from]));
+                        let mut s = Suspicion {
+                            origin,
+                            start,
+                            bounds,
+                            confirmations,
+                            deadline: now,
+                            retried: false,
+                        };
+                        s.recompute(now);
+                        (member.suspicion, member.incarnation) = (Some(s), incarnation);
+                        if member.state == MemberState::Alive {
+                            member.state = MemberState::Suspect;
+                            self.events.push_back(FailureEvent::Suspected(id));
+                        }
+                        if !self.urgent.contains(&id) {
+                            self.urgent.push_back(id);
+                        }
+                    }
+                }
+            }
+            Update::Dead { incarnation, .. } => {
+                if incarnation < member.incarnation || member.state == MemberState::Down {
+                    return;
+                }
+                (member.state, member.incarnation, member.suspicion) =
+                    (MemberState::Down, incarnation, None);
+                self.stats.members_down += 1;
+                self.events.push_back(FailureEvent::Down(id));
+            }
+        }
+        self.enqueue(update);
+    }
+
+    /// Refutes a suspicion or death of this node at or above its
+    /// incarnation; re-announces on a stale one, which the sender holds
+    /// because it missed the refutation.
+    fn apply_about_me(&mut self, update: Update<P>) {
+        match update {
+            // A node restarted with fresh state learns its incarnation back.
+            Update::Alive { incarnation, .. } => {
+                self.incarnation = self.incarnation.max(incarnation)
+            }
+            Update::Suspect { incarnation, .. } | Update::Dead { incarnation, .. } => {
+                if incarnation >= self.incarnation {
+                    self.incarnation = incarnation.saturating_add(1);
+                    self.stats.refutations += 1;
+                    self.adjust_health(1);
+                }
+                self.announce();
+            }
+        }
+    }
+
+    fn insert_member(&mut self, now: Time, id: P, incarnation: u64) {
+        let (state, suspicion) = (MemberState::Alive, None);
+        self.members.insert(
+            id,
+            Member {
+                state,
+                incarnation,
+                suspicion,
+            },
+        );
+        self.join_round(now, id);
+    }
+
+    /// Puts a newcomer (or a member back from the dead) at a random place
+    /// in the current round, and schedules the first probe if none is: at
+    /// a random offset, so that nodes started together are not in lockstep.
+    fn join_round(&mut self, now: Time, id: P) {
+        let at = self
+            .rng
+            .random_range(self.probe_next..=self.probe_order.len());
+        self.probe_order.insert(at, id);
+        if self.next_probe_at.is_none() {
+            let period = u64::try_from(self.config.probe_interval.as_micros()).unwrap_or(u64::MAX);
+            let offset = self.rng.random_range(0..period.max(1));
+            self.next_probe_at = Some(now + Duration::from_micros(offset));
+        }
+    }
+
+    fn announce(&mut self) {
+        let (id, incarnation) = (self.me, self.incarnation);
+        self.enqueue(Update::Alive { id, incarnation });
+    }
+
+    /// Queues `update` for dissemination, replacing older news of the member.
+    fn enqueue(&mut self, update: Update<P>) {
+        self.gossip_counter += 1;
+        let order = self.gossip_counter;
+        self.gossip.insert(update.id(), (update, 0, order));
+    }
+
+    /// Queues a message to `to`. First ride what we believe of `to` if it
+    /// is suspected or down, and of `about`, the member the message
+    /// concerns; then the least-sent, newest updates.
+    fn send(&mut self, to: P, about: Option<P>, kind: SwimKind<P>) {
+        let mut updates = Vec::with_capacity(self.config.max_piggyback);
+        updates.extend(self.news_of(to, false));
+        updates.extend(about.and_then(|id| self.news_of(id, true)));
+        updates.truncate(self.config.max_piggyback);
+        let room = self.config.max_piggyback - updates.len();
+        let mut picks: Vec<(u32, Reverse<u64>, P)> = self
+            .gossip
+            .iter()
+            .filter(|(id, _)| !updates.iter().any(|u| u.id() == **id))
+            .map(|(id, (_, sent, order))| (*sent, Reverse(*order), *id))
+            .collect();
+        if picks.len() > room {
+            picks.select_nth_unstable(room);
+            picks.truncate(room);
+        }
+        picks.sort_unstable();
+        let limit = self.retransmit_limit();
+        for (_, _, id) in picks {
+            if let Some((update, sent, _)) = self.gossip.get_mut(&id) {
+                updates.push(*update);
+                *sent += 1;
+                if *sent >= limit {
+                    self.gossip.remove(&id);
+                }
+            }
+        }
+        let incarnation = self.incarnation;
+        self.transmits.push_back((
+            to,
+            SwimMessage {
+                incarnation,
+                kind,
+                updates,
+            },
+        ));
+    }
+
+    /// What we believe of member `id` as an update: only bad news unless
+    /// `always`.
+    fn news_of(&self, id: P, always: bool) -> Option<Update<P>> {
+        let m = self.members.get(&id)?;
+        let incarnation = m.incarnation;
+        match m.state {
+            MemberState::Alive => always.then_some(Update::Alive { id, incarnation }),
+            MemberState::Suspect => {
+                let from = m.suspicion.as_ref().map_or(self.me, |s| s.origin);
+                Some(Update::Suspect {
+                    id,
+                    incarnation,
+                    from,
+                })
+            }
+            MemberState::Down => Some(Update::Dead { id, incarnation }),
+        }
+    }
+
+    /// Members whose state passes `keep`, in id order.
+    fn members_where(&self, keep: impl Fn(MemberState) -> bool) -> Vec<P> {
+        let kept = self.members.iter().filter(|(_, m)| keep(m.state));
+        kept.map(|(id, _)| *id).collect()
+    }
+
+    /// `λ·⌈log₁₀(n+1)⌉`, at least `λ`, with `n` counting this node.
+    fn retransmit_limit(&self) -> u32 {
+        let scale = ((self.members.len() + 2) as f64).log10().ceil().max(1.0);
+        (f64::from(self.config.retransmit_multiplier) * scale) as u32
+    }
+
+    /// Lifeguard's minimum and maximum timeout, and `K`, for a suspicion.
+    fn suspicion_bounds(&self) -> (Duration, Duration, u32) {
+        let n = self.members.len() + 1;
+        let periods = f64::from(self.config.suspicion_multiplier) * (n as f64).log10().max(1.0);
+        let min = self.config.probe_interval.as_secs_f64() * periods;
+        let min = Duration::try_from_secs_f64(min).unwrap_or(Duration::MAX);
+        let max = min.saturating_mul(self.config.suspicion_max_multiplier);
+        let others = u32::try_from(n.saturating_sub(2)).unwrap_or(u32::MAX);
+        (min, max, self.config.suspicion_confirmations.min(others))
+    }
+
+    fn scaled(&self, d: Duration) -> Duration {
+        d.saturating_mul(self.local_health + 1)
+    }
+
+    fn adjust_health(&mut self, delta: i64) {
+        let score = i64::from(self.local_health).saturating_add(delta);
+        let score = score.clamp(0, i64::from(self.config.max_local_health));
+        self.local_health = u32::try_from(score).unwrap_or(0);
+    }
+
+    fn take_seq(&mut self) -> u64 {
+        self.last_seq = self.last_seq.wrapping_add(1);
+        self.last_seq
+    }
+}
+
+#[cfg(test)]
+#[path = "swim_tests.rs"]
+mod tests;

@@ -1,0 +1,985 @@
+//! Tests of the SWIM failure detector: unit tests on one node, then a small
+//! discrete-event simulation of whole clusters.
+//!
+//! Seeded from `PLEXUS_SEED` when set, else at random; every simulation
+//! prints its seed so a failure can be replayed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+type Node = Swim<u64, ChaCha8Rng>;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn at_secs(s: u64) -> Time {
+    Time::ZERO + Duration::from_secs(s)
+}
+
+fn node(id: u64, seed: u64) -> Node {
+    Swim::new(id, SwimConfig::default(), ChaCha8Rng::seed_from_u64(seed))
+        .expect("default config is valid")
+}
+
+fn drain(n: &mut Node) -> Vec<(u64, SwimMessage<u64>)> {
+    std::iter::from_fn(|| n.poll_transmit()).collect()
+}
+
+fn events(n: &mut Node) -> Vec<FailureEvent<u64>> {
+    std::iter::from_fn(|| n.poll_event()).collect()
+}
+
+fn test_seed(name: &str) -> u64 {
+    let seed = match std::env::var("PLEXUS_SEED") {
+        Ok(s) => s.trim().parse().expect("PLEXUS_SEED must be a u64"),
+        Err(_) => rand::rng().random(),
+    };
+    println!("{name}: PLEXUS_SEED={seed}");
+    seed
+}
+
+// ---------------------------------------------------------------- one node
+
+#[test]
+fn config_is_validated() {
+    let bad = SwimConfig {
+        probe_timeout: ms(1000),
+        ..SwimConfig::default()
+    };
+    assert_eq!(bad.validate(), Err(SwimConfigError::ProbeTimeout));
+    let bad = SwimConfig {
+        max_piggyback: 0,
+        ..SwimConfig::default()
+    };
+    let rng = ChaCha8Rng::seed_from_u64(0);
+    assert_eq!(
+        Swim::new(1u64, bad, rng).err(),
+        Some(SwimConfigError::ZeroPiggyback)
+    );
+    assert!(SwimConfig::default().validate().is_ok());
+}
+
+#[test]
+fn idle_without_members() {
+    let mut a = node(1, 1);
+    assert_eq!(a.poll_timeout(), None);
+    assert!(!a.add_member(Time::ZERO, 1), "a node is not its own member");
+    assert!(a.add_member(Time::ZERO, 2));
+    assert!(!a.add_member(Time::ZERO, 2));
+    let first = a.poll_timeout().expect("a member arms the probe timer");
+    assert!(first < at_secs(1));
+    assert!(a.remove_member(2));
+    assert_eq!(a.members().count(), 0);
+}
+
+fn msg(kind: SwimKind<u64>, updates: Vec<Update<u64>>) -> SwimMessage<u64> {
+    SwimMessage {
+        incarnation: 0,
+        kind,
+        updates,
+    }
+}
+
+/// A lone peer that never answers is suspected after one period, then
+/// declared down when the suspicion times out (4 s for a cluster of two).
+#[test]
+fn silent_peer_is_suspected_then_down() {
+    let mut a = node(1, 7);
+    a.add_member(Time::ZERO, 2);
+    let mut seen = Vec::new();
+    while let Some(now) = a.poll_timeout() {
+        assert!(now < at_secs(20), "timers past the expected down");
+        a.handle_timeout(now);
+        for (to, msg) in drain(&mut a) {
+            assert_eq!(to, 2);
+            assert!(
+                matches!(msg.kind, SwimKind::Ping { .. }),
+                "no helpers, so no PingReq"
+            );
+        }
+        seen.extend(events(&mut a).into_iter().map(|e| (now, e)));
+    }
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    let (suspected_at, e) = seen[0];
+    assert_eq!(e, FailureEvent::Suspected(2));
+    let (down_at, e) = seen[1];
+    assert_eq!(e, FailureEvent::Down(2));
+    assert_eq!(down_at.since(suspected_at), Duration::from_secs(4));
+    assert_eq!(a.stats().suspicions_raised, 1);
+    assert_eq!(a.state_of(2), Some(MemberState::Down));
+}
+
+/// Every member is probed once per round, and acks keep everyone alive.
+#[test]
+fn probes_go_round_robin() {
+    let mut a = node(0, 11);
+    for id in 1..=5 {
+        a.add_member(Time::ZERO, id);
+    }
+    let mut targets = Vec::new();
+    while targets.len() < 15 {
+        let now = a.poll_timeout().expect("probing never stops");
+        a.handle_timeout(now);
+        for (to, m) in drain(&mut a) {
+            if let SwimKind::Ping { seq } = m.kind {
+                targets.push(to);
+                a.handle_message(now + ms(2), to, msg(SwimKind::Ack { seq }, vec![]));
+            }
+        }
+    }
+    for round in targets.chunks(5) {
+        let probed: BTreeSet<u64> = round.iter().copied().collect();
+        assert_eq!(probed, (1..=5).collect(), "{targets:?}");
+    }
+    assert_ne!(targets[..5], targets[5..10], "each round is shuffled anew");
+    assert!(events(&mut a).is_empty());
+    assert_eq!(a.local_health(), 0);
+}
+
+/// Lifeguard: a node whose probes all fail, with no nacks from its helpers,
+/// blames itself and slows down.
+#[test]
+fn local_health_stretches_the_period() {
+    let mut a = node(0, 13);
+    for id in 1..=5 {
+        a.add_member(Time::ZERO, id);
+    }
+    let mut pings = Vec::new();
+    while pings.len() < 6 {
+        let now = a.poll_timeout().expect("probing never stops");
+        let before = a.stats().probes_sent;
+        a.handle_timeout(now);
+        drain(&mut a);
+        if a.stats().probes_sent > before {
+            pings.push(now);
+        }
+    }
+    assert!(a.local_health() >= 3, "{}", a.local_health());
+    let gaps: Vec<Duration> = pings.windows(2).map(|w| w[1].since(w[0])).collect();
+    assert_eq!(gaps[0], Duration::from_secs(1), "{gaps:?}");
+    assert!(gaps[gaps.len() - 1] >= Duration::from_secs(4), "{gaps:?}");
+    assert!(a.stats().probes_failed >= 5);
+}
+
+#[test]
+fn ping_is_acked_and_suspicion_of_self_is_refuted() {
+    let mut b = node(2, 3);
+    b.add_member(Time::ZERO, 1);
+    drain(&mut b);
+    let suspect = Update::Suspect {
+        id: 2,
+        incarnation: 0,
+        from: 1,
+    };
+    b.handle_message(Time::ZERO, 1, msg(SwimKind::Ping { seq: 9 }, vec![suspect]));
+    assert_eq!(b.incarnation(), 1);
+    assert_eq!(b.stats().refutations, 1);
+    let out = drain(&mut b);
+    assert_eq!(out.len(), 1);
+    let (to, m) = &out[0];
+    assert_eq!(
+        (*to, m.kind, m.incarnation),
+        (1, SwimKind::Ack { seq: 9 }, 1)
+    );
+    assert_eq!(
+        m.updates[0],
+        Update::Alive {
+            id: 2,
+            incarnation: 1
+        },
+        "the refutation rides first"
+    );
+    // A stale suspicion does not bump again, but the refutation goes out again.
+    b.handle_message(
+        Time::ZERO,
+        1,
+        msg(SwimKind::Ping { seq: 10 }, vec![suspect]),
+    );
+    assert_eq!(b.incarnation(), 1);
+    assert_eq!(
+        drain(&mut b)[0].1.updates[0],
+        Update::Alive {
+            id: 2,
+            incarnation: 1
+        }
+    );
+}
+
+#[test]
+fn incarnation_orders_updates() {
+    let mut a = node(1, 5);
+    a.add_member(Time::ZERO, 2);
+    let feed =
+        |a: &mut Node, u| a.handle_message(Time::ZERO, 3, msg(SwimKind::Ack { seq: 0 }, vec![u]));
+    feed(
+        &mut a,
+        Update::Suspect {
+            id: 2,
+            incarnation: 0,
+            from: 3,
+        },
+    );
+    assert_eq!(a.state_of(2), Some(MemberState::Suspect));
+    feed(
+        &mut a,
+        Update::Alive {
+            id: 2,
+            incarnation: 0,
+        },
+    );
+    assert_eq!(
+        a.state_of(2),
+        Some(MemberState::Suspect),
+        "alive at i does not beat suspect at i"
+    );
+    feed(
+        &mut a,
+        Update::Alive {
+            id: 2,
+            incarnation: 1,
+        },
+    );
+    assert_eq!(a.state_of(2), Some(MemberState::Alive));
+    feed(
+        &mut a,
+        Update::Dead {
+            id: 2,
+            incarnation: 0,
+        },
+    );
+    assert_eq!(
+        a.state_of(2),
+        Some(MemberState::Alive),
+        "stale death is ignored"
+    );
+    feed(
+        &mut a,
+        Update::Dead {
+            id: 2,
+            incarnation: 1,
+        },
+    );
+    assert_eq!(a.state_of(2), Some(MemberState::Down));
+    feed(
+        &mut a,
+        Update::Suspect {
+            id: 2,
+            incarnation: 5,
+            from: 3,
+        },
+    );
+    feed(
+        &mut a,
+        Update::Alive {
+            id: 2,
+            incarnation: 1,
+        },
+    );
+    assert_eq!(
+        a.state_of(2),
+        Some(MemberState::Down),
+        "down until a higher incarnation"
+    );
+    // Direct word from the member itself, at a higher incarnation.
+    let hello = SwimMessage {
+        incarnation: 2,
+        kind: SwimKind::Ping { seq: 1 },
+        updates: vec![],
+    };
+    a.handle_message(Time::ZERO, 2, hello);
+    assert_eq!(a.state_of(2), Some(MemberState::Alive));
+    use FailureEvent::*;
+    assert_eq!(
+        events(&mut a),
+        vec![Suspected(2), Alive(2), Down(2), Alive(2)]
+    );
+    assert_eq!(a.stats().suspicions_refuted, 1);
+}
+
+/// Lifeguard: confirmations from distinct members shorten a suspicion from
+/// the maximum towards the minimum; a higher incarnation restarts it.
+#[test]
+fn confirmations_shorten_suspicion() {
+    let mut a = node(0, 5);
+    for id in 1..10 {
+        a.add_member(Time::ZERO, id);
+    }
+    let deadline = |a: &Node| {
+        a.members[&1]
+            .suspicion
+            .as_ref()
+            .map(|s| s.deadline.since(Time::ZERO))
+    };
+    let suspect = |from| Update::Suspect {
+        id: 1,
+        incarnation: 0,
+        from,
+    };
+    let feed =
+        |a: &mut Node, u| a.handle_message(Time::ZERO, 9, msg(SwimKind::Nack { seq: 0 }, vec![u]));
+    feed(&mut a, suspect(2));
+    // n = 10: min = 4 · log10(10) · 1 s = 4 s, max = 6 · min = 24 s.
+    assert_eq!(deadline(&a), Some(Duration::from_secs(24)));
+    feed(&mut a, suspect(2));
+    assert_eq!(
+        deadline(&a),
+        Some(Duration::from_secs(24)),
+        "the same suspecter again"
+    );
+    feed(&mut a, suspect(3));
+    let one = deadline(&a).expect("still suspected");
+    assert!(
+        one < Duration::from_secs(24) && one > Duration::from_secs(4),
+        "{one:?}"
+    );
+    feed(&mut a, suspect(4));
+    feed(&mut a, suspect(5));
+    assert_eq!(
+        deadline(&a),
+        Some(Duration::from_secs(4)),
+        "K = 3 confirmations reach the minimum"
+    );
+    feed(&mut a, suspect(6));
+    assert_eq!(
+        deadline(&a),
+        Some(Duration::from_secs(4)),
+        "never below the minimum"
+    );
+    a.handle_message(
+        at_secs(2),
+        9,
+        msg(
+            SwimKind::Nack { seq: 0 },
+            vec![Update::Suspect {
+                id: 1,
+                incarnation: 1,
+                from: 2,
+            }],
+        ),
+    );
+    assert_eq!(
+        deadline(&a),
+        Some(Duration::from_secs(26)),
+        "a new suspicion at a higher incarnation"
+    );
+}
+
+#[test]
+fn unknown_ids_are_ignored_unless_learning() {
+    let mut a = node(1, 5);
+    let alive = msg(
+        SwimKind::Ack { seq: 0 },
+        vec![Update::Alive {
+            id: 9,
+            incarnation: 0,
+        }],
+    );
+    a.handle_message(Time::ZERO, 8, alive.clone());
+    a.handle_message(
+        Time::ZERO,
+        8,
+        msg(SwimKind::PingReq { seq: 1, target: 42 }, vec![]),
+    );
+    assert_eq!(a.members().count(), 0);
+    assert!(drain(&mut a).is_empty());
+    let config = SwimConfig {
+        learn_from_gossip: true,
+        ..SwimConfig::default()
+    };
+    let mut b = Swim::new(1u64, config, ChaCha8Rng::seed_from_u64(5)).expect("valid");
+    b.handle_message(Time::ZERO, 8, alive);
+    assert_eq!(b.state_of(8), Some(MemberState::Alive));
+    assert_eq!(b.state_of(9), Some(MemberState::Alive));
+    assert_eq!(
+        events(&mut b),
+        vec![FailureEvent::Joined(8), FailureEvent::Joined(9)]
+    );
+}
+
+/// A relay pings the target, forwards its ack with the target's news, or
+/// nacks when the target is silent.
+#[test]
+fn relay_forwards_ack_or_nacks() {
+    let mut r = node(2, 5);
+    r.add_member(Time::ZERO, 1);
+    r.add_member(Time::ZERO, 3);
+    drain(&mut r);
+    r.handle_message(
+        Time::ZERO,
+        1,
+        msg(SwimKind::PingReq { seq: 7, target: 3 }, vec![]),
+    );
+    let out = drain(&mut r);
+    let (3, SwimKind::Ping { seq: own }) = (out[0].0, out[0].1.kind) else {
+        panic!("{out:?}")
+    };
+    let ack = SwimMessage {
+        incarnation: 4,
+        kind: SwimKind::Ack { seq: own },
+        updates: vec![],
+    };
+    r.handle_message(Time::ZERO + ms(5), 3, ack);
+    let out = drain(&mut r);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!((out[0].0, out[0].1.kind), (1, SwimKind::Ack { seq: 7 }));
+    assert_eq!(
+        out[0].1.updates[0],
+        Update::Alive {
+            id: 3,
+            incarnation: 4
+        },
+        "the target's word rides along"
+    );
+
+    let asked = at_secs(10);
+    r.handle_message(
+        asked,
+        1,
+        msg(SwimKind::PingReq { seq: 8, target: 3 }, vec![]),
+    );
+    drain(&mut r);
+    r.handle_timeout(asked + ms(399));
+    assert!(!drain(&mut r)
+        .iter()
+        .any(|m| matches!(m.1.kind, SwimKind::Nack { .. })));
+    r.handle_timeout(asked + ms(400));
+    let out = drain(&mut r);
+    assert!(
+        out.iter()
+            .any(|m| m.0 == 1 && m.1.kind == SwimKind::Nack { seq: 8 }),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn piggyback_is_bounded_and_retransmits_stop() {
+    let config = SwimConfig {
+        learn_from_gossip: true,
+        max_piggyback: 4,
+        ..SwimConfig::default()
+    };
+    let mut a = Swim::new(0u64, config, ChaCha8Rng::seed_from_u64(1)).expect("valid");
+    let updates = (1..=20)
+        .map(|id| Update::Alive { id, incarnation: 0 })
+        .collect();
+    a.handle_message(Time::ZERO, 1, msg(SwimKind::Ack { seq: 0 }, updates));
+    // n = 21, so each update goes out 4·⌈log₁₀ 22⌉ = 8 times.
+    let mut sent: BTreeMap<u64, usize> = BTreeMap::new();
+    for seq in 0..200 {
+        a.handle_message(Time::ZERO, 1, msg(SwimKind::Ping { seq }, vec![]));
+        for (_, m) in drain(&mut a) {
+            assert!(m.updates.len() <= 4);
+            for u in &m.updates {
+                *sent.entry(u.id()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(
+        sent.len(),
+        21,
+        "every update, our own alive included, went out"
+    );
+    assert!(sent.values().all(|&c| c == 8), "{sent:?}");
+}
+
+#[test]
+fn messages_round_trip_through_serde() {
+    let updates = vec![
+        Update::Dead {
+            id: 5,
+            incarnation: 2,
+        },
+        Update::Alive {
+            id: 7,
+            incarnation: 0,
+        },
+    ];
+    let m = SwimMessage {
+        incarnation: 1,
+        kind: SwimKind::PingReq {
+            seq: 3,
+            target: 4u64,
+        },
+        updates,
+    };
+    let mut bytes = Vec::new();
+    ciborium::into_writer(&m, &mut bytes).expect("serializes");
+    let back: SwimMessage<u64> = ciborium::from_reader(&bytes[..]).expect("deserializes");
+    assert_eq!(back, m);
+    // Garbage is an error, not a panic.
+    assert!(ciborium::from_reader::<SwimMessage<u64>, _>(&bytes[..bytes.len() / 2]).is_err());
+}
+
+fn arb_update() -> impl Strategy<Value = Update<u64>> + Clone {
+    let id = 0u64..6;
+    prop_oneof![
+        (id.clone(), 0u64..4).prop_map(|(id, incarnation)| Update::Alive { id, incarnation }),
+        (id.clone(), 0u64..4, 0u64..6).prop_map(|(id, incarnation, from)| Update::Suspect {
+            id,
+            incarnation,
+            from
+        }),
+        (id, 0u64..4).prop_map(|(id, incarnation)| Update::Dead { id, incarnation }),
+    ]
+}
+
+fn arb_message() -> impl Strategy<Value = SwimMessage<u64>> {
+    let seq = 0u64..8;
+    let kind = prop_oneof![
+        seq.clone().prop_map(|seq| SwimKind::Ping { seq }),
+        (seq.clone(), 0u64..8).prop_map(|(seq, target)| SwimKind::PingReq { seq, target }),
+        seq.clone().prop_map(|seq| SwimKind::Ack { seq }),
+        seq.prop_map(|seq| SwimKind::Nack { seq }),
+    ];
+    let updates = proptest::collection::vec(arb_update(), 0..12);
+    (0u64..4, kind, updates).prop_map(|(incarnation, kind, updates)| SwimMessage {
+        incarnation,
+        kind,
+        updates,
+    })
+}
+
+proptest! {
+    /// Whatever peers send, the node neither panics nor leaves a timer in
+    /// the past, and never piggybacks more than allowed.
+    #[test]
+    fn arbitrary_input_is_survived(
+        steps in proptest::collection::vec((0u64..8, 0u64..300, arb_message()), 1..60),
+        seed: u64,
+    ) {
+        let mut a = node(0, seed);
+        for id in 1..4 {
+            a.add_member(Time::ZERO, id);
+        }
+        let mut now = Time::ZERO;
+        for (from, advance, msg) in steps {
+            now = now + ms(advance);
+            while let Some(due) = a.poll_timeout().filter(|t| *t <= now) {
+                a.handle_timeout(due);
+                prop_assert!(a.poll_timeout().is_none_or(|t| t > due), "due {:?} next {:?} probe {:?} next_probe {:?} members {:?}", due, a.poll_timeout(), a.probe, a.next_probe_at, a.members);
+            }
+            a.handle_message(now, from, msg);
+            for (to, m) in drain(&mut a) {
+                prop_assert!(to != 0);
+                prop_assert!(m.updates.len() <= a.config().max_piggyback);
+            }
+            events(&mut a);
+            prop_assert!(a.members().all(|(id, _)| (1..4).contains(&id)));
+        }
+    }
+}
+
+// ---------------------------------------------------------------- simulation
+
+enum Ev {
+    Deliver {
+        from: u64,
+        to: u64,
+        msg: SwimMessage<u64>,
+    },
+    Timer(u64),
+}
+
+/// Nodes in a Vec, a timed event queue, latency of 1–20 ms and random loss.
+struct Sim {
+    seed: u64,
+    nodes: Vec<Node>,
+    up: Vec<bool>,
+    /// Nodes cut off from everyone (messages to and from them are lost).
+    cut: BTreeSet<u64>,
+    queue: BTreeMap<(Time, u64), Ev>,
+    timers: Vec<Option<Time>>,
+    counter: u64,
+    restarts: u64,
+    rng: ChaCha8Rng,
+    loss: f64,
+    now: Time,
+    trace: Vec<(Time, u64, FailureEvent<u64>)>,
+    sent: u64,
+}
+
+impl Sim {
+    fn new(n: u64, seed: u64, loss: f64) -> Self {
+        let mut sim = Sim {
+            seed,
+            nodes: Vec::new(),
+            up: vec![true; n as usize],
+            cut: BTreeSet::new(),
+            queue: BTreeMap::new(),
+            timers: vec![None; n as usize],
+            counter: 0,
+            restarts: 0,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+            loss,
+            now: Time::ZERO,
+            trace: Vec::new(),
+            sent: 0,
+        };
+        sim.nodes = (0..n).map(|i| sim.fresh_node(i)).collect();
+        for i in 0..n {
+            sim.flush(i);
+        }
+        sim
+    }
+
+    fn fresh_node(&mut self, i: u64) -> Node {
+        let seed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i << 32) ^ self.restarts;
+        self.restarts += 1;
+        let mut node =
+            Swim::new(i, SwimConfig::default(), ChaCha8Rng::seed_from_u64(seed)).expect("valid");
+        for j in 0..self.up.len() as u64 {
+            node.add_member(self.now, j);
+        }
+        node
+    }
+
+    fn push(&mut self, at: Time, ev: Ev) {
+        self.counter += 1;
+        self.queue.insert((at, self.counter), ev);
+    }
+
+    /// Moves node `i`'s output into the network and the trace, and
+    /// (re)schedules its timer exactly where it asks.
+    fn flush(&mut self, i: u64) {
+        let idx = i as usize;
+        while let Some((to, msg)) = self.nodes[idx].poll_transmit() {
+            self.sent += 1;
+            let lost =
+                self.cut.contains(&i) || self.cut.contains(&to) || self.rng.random_bool(self.loss);
+            if !lost {
+                let at = self.now + ms(self.rng.random_range(1..=20));
+                self.push(at, Ev::Deliver { from: i, to, msg });
+            }
+        }
+        while let Some(e) = self.nodes[idx].poll_event() {
+            self.trace.push((self.now, i, e));
+        }
+        let next = self.nodes[idx].poll_timeout().map(|t| t.max(self.now));
+        if next != self.timers[idx] {
+            self.timers[idx] = next;
+            if let Some(t) = next {
+                self.push(t, Ev::Timer(i));
+            }
+        }
+    }
+
+    fn step(&mut self, end: Time) -> bool {
+        let Some(entry) = self.queue.first_entry() else {
+            return false;
+        };
+        if entry.key().0 > end {
+            return false;
+        }
+        let ((t, _), ev) = entry.remove_entry();
+        self.now = t;
+        match ev {
+            Ev::Deliver { from, to, msg } => {
+                if self.up[to as usize] {
+                    self.nodes[to as usize].handle_message(t, from, msg);
+                    self.flush(to);
+                }
+            }
+            Ev::Timer(i) => {
+                let idx = i as usize;
+                if self.timers[idx] == Some(t) && self.up[idx] {
+                    self.timers[idx] = None;
+                    self.nodes[idx].handle_timeout(t);
+                    let next = self.nodes[idx].poll_timeout();
+                    assert!(
+                        next.is_none_or(|n| n > t),
+                        "node {i} left a timer due at {t:?}"
+                    );
+                    self.flush(i);
+                }
+            }
+        }
+        true
+    }
+
+    fn run_until(&mut self, end: Time) {
+        while self.step(end) {}
+        self.now = end;
+    }
+
+    /// Runs until `done` holds (checked after every step) or `end`.
+    fn run_until_trace(
+        &mut self,
+        end: Time,
+        done: impl Fn(&(Time, u64, FailureEvent<u64>)) -> bool,
+    ) -> bool {
+        let mut seen = self.trace.len();
+        while self.step(end) {
+            if self.trace[seen..].iter().any(&done) {
+                return true;
+            }
+            seen = self.trace.len();
+        }
+        false
+    }
+
+    fn kill(&mut self, i: u64) {
+        self.up[i as usize] = false;
+        self.timers[i as usize] = None;
+    }
+
+    fn restart(&mut self, i: u64, incarnation: u64) {
+        let mut node = self.fresh_node(i);
+        node.set_incarnation(incarnation);
+        self.nodes[i as usize] = node;
+        self.up[i as usize] = true;
+        self.flush(i);
+    }
+
+    fn live(&self) -> impl Iterator<Item = u64> + '_ {
+        (0..self.nodes.len() as u64).filter(|i| self.up[*i as usize])
+    }
+
+    fn count(&self, pred: impl Fn(&FailureEvent<u64>) -> bool) -> usize {
+        self.trace.iter().filter(|(_, _, e)| pred(e)).count()
+    }
+
+    fn total(&self, f: impl Fn(&SwimStats) -> u64) -> u64 {
+        self.live().map(|i| f(self.nodes[i as usize].stats())).sum()
+    }
+
+    fn downs(&self) -> Vec<&(Time, u64, FailureEvent<u64>)> {
+        self.trace
+            .iter()
+            .filter(|(_, _, e)| matches!(e, FailureEvent::Down(_)))
+            .collect()
+    }
+}
+
+fn distribution(mut xs: Vec<Duration>) -> String {
+    xs.sort();
+    let secs = |d: Duration| format!("{:.2}s", d.as_secs_f64());
+    format!(
+        "min {} median {} max {} (n={})",
+        secs(xs[0]),
+        secs(xs[xs.len() / 2]),
+        secs(xs[xs.len() - 1]),
+        xs.len()
+    )
+}
+
+/// 50 live nodes, 20% loss each way, 60 s: no node is ever declared down.
+#[test]
+fn no_false_down_under_loss() {
+    let seed = test_seed("no_false_down_under_loss");
+    let mut sim = Sim::new(50, seed, 0.2);
+    sim.run_until(at_secs(60));
+    let suspected = sim.count(|e| matches!(e, FailureEvent::Suspected(_)));
+    let worst_health = sim
+        .live()
+        .map(|i| sim.nodes[i as usize].local_health())
+        .max()
+        .unwrap_or(0);
+    println!(
+        "seed {seed}: {} messages; {} probes, {} failed, {} suspicions raised, {} Suspected events, \
+         {} refutations, {} suspicions seen refuted; max local health at end {worst_health}",
+        sim.sent,
+        sim.total(|s| s.probes_sent),
+        sim.total(|s| s.probes_failed),
+        sim.total(|s| s.suspicions_raised),
+        suspected,
+        sim.total(|s| s.refutations),
+        sim.total(|s| s.suspicions_refuted),
+    );
+    assert!(
+        sim.total(|s| s.probes_sent) > 50 * 30,
+        "seed {seed}: probing stalled"
+    );
+    assert!(
+        sim.downs().is_empty(),
+        "seed {seed}: false down: {:?}",
+        sim.downs()
+    );
+    for i in sim.live() {
+        assert!(sim.nodes[i as usize]
+            .members()
+            .all(|(_, s)| s != MemberState::Down));
+    }
+}
+
+fn kill_is_detected(name: &str, loss: f64) {
+    let seed = test_seed(name);
+    let mut sim = Sim::new(50, seed, loss);
+    sim.run_until(at_secs(5));
+    let killed_at = sim.now;
+    sim.kill(0);
+    sim.run_until(at_secs(40));
+    let mut times = Vec::new();
+    for i in sim.live() {
+        let found = sim
+            .trace
+            .iter()
+            .find(|(_, at, e)| *at == i && *e == FailureEvent::Down(0));
+        let (t, _, _) =
+            found.unwrap_or_else(|| panic!("seed {seed}: node {i} never saw node 0 down"));
+        times.push(t.since(killed_at));
+        assert_eq!(sim.nodes[i as usize].state_of(0), Some(MemberState::Down));
+    }
+    let wrong: Vec<_> = sim
+        .downs()
+        .into_iter()
+        .filter(|(_, _, e)| *e != FailureEvent::Down(0))
+        .collect();
+    assert!(wrong.is_empty(), "seed {seed}: false down: {wrong:?}");
+    assert!(
+        times.iter().all(|t| *t <= Duration::from_secs(30)),
+        "seed {seed}: {times:?}"
+    );
+    let first_suspect = sim
+        .trace
+        .iter()
+        .find(|(t, _, e)| *t >= killed_at && *e == FailureEvent::Suspected(0))
+        .map(|(t, _, _)| t.since(killed_at));
+    println!(
+        "seed {seed} loss {loss}: kill→first suspicion {first_suspect:?}; kill→Down {}",
+        distribution(times)
+    );
+}
+
+#[test]
+fn killed_node_is_detected_by_all() {
+    kill_is_detected("killed_node_is_detected_by_all", 0.0);
+}
+
+#[test]
+fn killed_node_is_detected_by_all_under_loss() {
+    kill_is_detected("killed_node_is_detected_by_all_under_loss", 0.2);
+}
+
+fn restart_is_seen(name: &str, remembers_incarnation: bool) {
+    let seed = test_seed(name);
+    let mut sim = Sim::new(50, seed, 0.05);
+    sim.run_until(at_secs(5));
+    sim.kill(0);
+    sim.run_until(at_secs(45));
+    assert!(
+        sim.live()
+            .all(|i| sim.nodes[i as usize].state_of(0) == Some(MemberState::Down)),
+        "seed {seed}"
+    );
+    let old = sim
+        .live()
+        .filter_map(|i| sim.nodes[i as usize].incarnation_of(0))
+        .max()
+        .unwrap_or(0);
+    let restarted_at = sim.now;
+    sim.restart(0, if remembers_incarnation { old + 1 } else { 0 });
+    // Gossip reaches nearly everyone in seconds; a node it misses hears from
+    // node 0 itself within one of its probe rounds (49 s).
+    sim.run_until(at_secs(105));
+    let mut times = Vec::new();
+    for i in sim.live().filter(|i| *i != 0) {
+        let n = &sim.nodes[i as usize];
+        assert_eq!(
+            n.state_of(0),
+            Some(MemberState::Alive),
+            "seed {seed}: node {i}"
+        );
+        assert!(n.incarnation_of(0) > Some(old), "seed {seed}: node {i}");
+        let back = sim
+            .trace
+            .iter()
+            .find(|(t, at, e)| *t >= restarted_at && *at == i && *e == FailureEvent::Alive(0));
+        let (t, _, _) =
+            back.unwrap_or_else(|| panic!("seed {seed}: node {i} never saw node 0 back"));
+        times.push(t.since(restarted_at));
+    }
+    assert!(
+        sim.nodes[0].members().all(|(_, s)| s == MemberState::Alive),
+        "seed {seed}"
+    );
+    println!(
+        "seed {seed}: incarnation {old} → {}; restart→Alive {}",
+        sim.nodes[0].incarnation(),
+        distribution(times)
+    );
+}
+
+#[test]
+fn restarted_node_with_higher_incarnation_is_alive_again() {
+    restart_is_seen(
+        "restarted_node_with_higher_incarnation_is_alive_again",
+        true,
+    );
+}
+
+/// A node restarted with no memory of its incarnation hears itself dead in
+/// the acks to its pings, refutes, and is back.
+#[test]
+fn restarted_node_with_fresh_state_is_alive_again() {
+    restart_is_seen("restarted_node_with_fresh_state_is_alive_again", false);
+}
+
+/// Node 2 is cut off until someone suspects it, then healed: it hears the
+/// suspicion, raises its incarnation, and the suspicion clears everywhere.
+#[test]
+fn suspicion_is_refuted() {
+    let seed = test_seed("suspicion_is_refuted");
+    let mut sim = Sim::new(5, seed, 0.0);
+    sim.run_until(at_secs(2));
+    sim.cut.insert(2);
+    let suspected = sim.run_until_trace(at_secs(10), |(_, _, e)| *e == FailureEvent::Suspected(2));
+    assert!(suspected, "seed {seed}: nobody suspected the cut-off node");
+    sim.cut.clear();
+    let healed_at = sim.now;
+    sim.run_until(at_secs(30));
+    assert!(sim.nodes[2].incarnation() >= 1, "seed {seed}");
+    assert!(sim.nodes[2].stats().refutations >= 1, "seed {seed}");
+    assert!(sim.downs().is_empty(), "seed {seed}: {:?}", sim.downs());
+    for i in [0, 1, 3, 4] {
+        let n = &sim.nodes[i as usize];
+        assert_eq!(
+            n.state_of(2),
+            Some(MemberState::Alive),
+            "seed {seed}: node {i}"
+        );
+        let had = sim
+            .trace
+            .iter()
+            .any(|(_, at, e)| *at == i && *e == FailureEvent::Suspected(2));
+        let back = sim
+            .trace
+            .iter()
+            .any(|(t, at, e)| *t >= healed_at && *at == i && *e == FailureEvent::Alive(2));
+        assert_eq!(
+            had, back,
+            "seed {seed}: node {i} suspected 2 but never saw it refute"
+        );
+    }
+    println!(
+        "seed {seed}: node 2 at incarnation {}, {} suspicions refuted",
+        sim.nodes[2].incarnation(),
+        sim.total(|s| s.suspicions_refuted)
+    );
+}
+
+/// Same seed, same trace: events, their times and every message count.
+#[test]
+fn same_seed_same_trace() {
+    let seed = test_seed("same_seed_same_trace");
+    let run = || {
+        let mut sim = Sim::new(20, seed, 0.2);
+        sim.run_until(at_secs(5));
+        sim.kill(3);
+        sim.run_until(at_secs(30));
+        let stats: Vec<SwimStats> = sim.nodes.iter().map(|n| *n.stats()).collect();
+        (sim.trace, sim.sent, stats)
+    };
+    let (a, b) = (run(), run());
+    assert!(
+        !a.0.is_empty(),
+        "seed {seed}: the scenario produced no events"
+    );
+    assert_eq!(a, b, "seed {seed}: two runs diverged");
+}
