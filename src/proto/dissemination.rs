@@ -111,6 +111,12 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         self.tree.handle_timeout(now);
     }
 
+    /// Whether the tree has nothing under way (no missing op, no
+    /// announcement waiting).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.tree.is_idle()
+    }
+
     pub(crate) fn poll_timeout(&self) -> Option<Time> {
         self.tree.poll_timeout()
     }

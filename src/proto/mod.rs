@@ -23,15 +23,28 @@
 //!   trees, and graphs with cycles. Late joiners fetch an object's state
 //!   along the same links; the answer travels the reverse path.
 //!
-//! Anti-entropy, peer sampling (Jelasity et al., "Gossip-based peer
-//! sampling", ACM TOCS 2007), HyParView/PlumTree dissemination and SWIM
-//! failure detection build on this core in later releases.
+//! * **Anti-entropy** ([`anti_entropy`]) repairs what pushes lost: a
+//!   summary of summaries per peer pair, then push-pull digests (Demers et
+//!   al., "Epidemic algorithms for replicated database maintenance", PODC
+//!   1987). Digests carry the acknowledgements that make ops **stable**
+//!   ([`stability`]).
+//! * **Dissemination** ([`dissemination`]) sends ops along an epidemic
+//!   broadcast tree ([`plumtree`]: Leitão, Pereira, Rodrigues, "Epidemic
+//!   Broadcast Trees", SRDS 2007).
+//! * **Failure detection** ([`swim`]: Das, Gupta, Motivala, "SWIM", DSN
+//!   2002, with Lifeguard's refinements).
+//! * **Partial views**: gossip-based peer sampling ([`sampling`]: Jelasity
+//!   et al., "Gossip-based peer sampling", ACM TOCS 2007) and HyParView
+//!   ([`hyparview`]: Leitão, Pereira, Rodrigues, DSN 2007) are complete,
+//!   tested state machines; wiring them into the node (dialing the peers
+//!   they choose) comes next.
 
 pub mod anti_entropy;
 mod cbor;
 pub mod data;
 pub mod dissemination;
 pub mod host;
+pub mod hyparview;
 pub mod id;
 pub mod membership;
 pub mod message;
@@ -39,6 +52,7 @@ pub mod node;
 pub mod plumtree;
 pub mod replica;
 pub mod replicated;
+pub mod sampling;
 pub mod stability;
 pub mod swim;
 pub mod time;

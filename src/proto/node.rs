@@ -252,7 +252,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     /// The failure detector's counters.
     pub fn failure_detector_stats(&self) -> super::swim::SwimStats {
-        self.swim.stats().clone()
+        *self.swim.stats()
     }
 
     /// The broadcast tree's counters.
@@ -561,9 +561,12 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     /// Whether the node waits on a timer other than its anti-entropy
-    /// rounds: an open or a relayed fetch in flight.
+    /// rounds and failure-detector probes: an open or a relayed fetch in
+    /// flight, an announced op missing, announcements waiting to go out.
     pub fn is_waiting(&self) -> bool {
-        !self.routes.is_empty() || self.opens.values().any(|o| o.deadline.is_some())
+        !self.routes.is_empty()
+            || self.opens.values().any(|o| o.deadline.is_some())
+            || !self.tree.is_idle()
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.

@@ -308,6 +308,12 @@ impl<P: PeerId, M: MessageId> Plumtree<P, M> {
         self.eager.contains(peer) || self.lazy.contains(peer)
     }
 
+    /// Whether nothing is under way: no id missing, no announcement or
+    /// repeat waiting to go out.
+    pub fn is_idle(&self) -> bool {
+        self.missing.is_empty() && self.pending.is_empty() && self.repeats.is_empty()
+    }
+
     /// How many announced ids have not arrived (and are still waited for).
     pub fn missing_count(&self) -> usize {
         self.missing.len()
