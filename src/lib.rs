@@ -87,7 +87,7 @@ pub use node::{Node, NodeBuilder, NodeConfig};
 pub use object::ObserverId;
 pub use plexus_derive::{replicated, shout, Replicated};
 pub use proto::anti_entropy::{AntiEntropyConfig, AntiEntropyStats};
-pub use proto::data::{Spread, SpreadError};
+pub use proto::data::{Spread, SpreadError, VectorClock};
 pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
 pub use proto::node::RepeaterStats;
 pub use proto::replica::ReplicaStats;

@@ -406,6 +406,7 @@ async fn raw_data_spreads_and_the_frame_limit() {
     n[0].send_data(b"hello all".to_vec(), Spread::Broadcast)
         .await
         .expect("sent");
+    let mut hello = None;
     for rx in [&mut rx1, &mut rx2] {
         let got = tokio::time::timeout(WAIT, rx.recv())
             .await
@@ -415,6 +416,7 @@ async fn raw_data_spreads_and_the_frame_limit() {
             (got.from, got.payload.as_slice()),
             (n[0].id(), &b"hello all"[..])
         );
+        hello = Some(got.clock);
     }
     n[2].send_data(b"just you".to_vec(), Spread::Direct(n[1].id()))
         .await
@@ -424,6 +426,13 @@ async fn raw_data_spreads_and_the_frame_limit() {
         .expect("arrives")
         .expect("open");
     assert_eq!(got.payload, b"just you");
+    // Node 2 sent after it received the broadcast: the vector clocks say so.
+    let hello = hello.expect("the broadcast arrived");
+    assert!(
+        hello.happened_before(&got.clock),
+        "{hello:?} before {:?}",
+        got.clock
+    );
     let err = n[2]
         .send_data(vec![], Spread::Direct(n[0].id()))
         .await

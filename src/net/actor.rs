@@ -24,7 +24,7 @@ use crate::proto::host::Host;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 
-use crate::proto::data::{Spread, SpreadError};
+use crate::proto::data::{Spread, SpreadError, VectorClock};
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
 use parking_lot::Mutex;
@@ -51,6 +51,10 @@ pub struct ReceivedData {
     pub from: NodeId,
     /// The bytes.
     pub payload: Vec<u8>,
+    /// The sender's vector clock when it sent them: compare two with
+    /// [`VectorClock::compare`] to order data events (happened before, after,
+    /// or concurrent).
+    pub clock: VectorClock,
 }
 
 /// What a linked peer looks like from here.
@@ -409,8 +413,16 @@ fn drain(state: &mut RepeaterState) {
                     }
                 }
             }
-            OutEvent::Data { from, payload } => {
-                let _ = state.membership.data.send(ReceivedData { from, payload });
+            OutEvent::Data {
+                from,
+                payload,
+                clock,
+            } => {
+                let _ = state.membership.data.send(ReceivedData {
+                    from,
+                    payload,
+                    clock,
+                });
             }
             OutEvent::Membership(event) => {
                 tracing::debug!(?event, "membership");

@@ -6,7 +6,14 @@
 //!   fewer links); they do not relay it.
 //! * `Broadcast`: to every node reachable through the links, each once:
 //!   relayed like an op and deduplicated by `(sender, number)`.
+//!
+//! Every data event carries a [`VectorClock`] (the Go seed's feature): the
+//! sender counts its own data events and merges the clocks of those it
+//! received, and stamps each frame with its clock restricted to itself and
+//! the peers in its view. A receiver compares two stamps to tell whether
+//! one event happened before the other or they are concurrent.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use rand::seq::IteratorRandom;
@@ -39,6 +46,54 @@ pub struct DataFrame {
     /// The bytes.
     #[serde(with = "serde_bytes")]
     pub payload: Vec<u8>,
+    /// The sender's vector clock when it sent this (see the module docs).
+    pub clock: VectorClock,
+}
+
+/// A vector clock over nodes: per node, how many data events of that node
+/// happened before (or at) the stamped one. Missing entries are zero.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VectorClock(pub BTreeMap<NodeId, u64>);
+
+impl VectorClock {
+    /// The entry of `node` (0 if none).
+    pub fn get(&self, node: &NodeId) -> u64 {
+        self.0.get(node).copied().unwrap_or(0)
+    }
+
+    /// Take the larger entry of each node.
+    pub fn merge(&mut self, other: &VectorClock) {
+        for (node, n) in &other.0 {
+            let mine = self.0.entry(*node).or_insert(0);
+            *mine = (*mine).max(*n);
+        }
+    }
+
+    /// How two stamps order: `Less` if `self` happened before `other`,
+    /// `Greater` if after, `Equal` if the same, `None` if concurrent.
+    pub fn compare(&self, other: &VectorClock) -> Option<Ordering> {
+        let mut less = false;
+        let mut greater = false;
+        for node in self.0.keys().chain(other.0.keys()) {
+            match self.get(node).cmp(&other.get(node)) {
+                Ordering::Less => less = true,
+                Ordering::Greater => greater = true,
+                Ordering::Equal => {}
+            }
+        }
+        match (less, greater) {
+            (false, false) => Some(Ordering::Equal),
+            (true, false) => Some(Ordering::Less),
+            (false, true) => Some(Ordering::Greater),
+            (true, true) => None,
+        }
+    }
+
+    /// Whether the event stamped `self` happened before the one stamped
+    /// `other`.
+    pub fn happened_before(&self, other: &VectorClock) -> bool {
+        self.compare(other) == Some(Ordering::Less)
+    }
 }
 
 /// Why data could not be sent. Nothing was sent.
@@ -64,18 +119,19 @@ pub struct DataSpreads {
     next_direct: BTreeMap<NodeId, u64>,
     seen_broadcast: SeenSet,
     seen_direct: SeenSet,
+    clock: VectorClock,
 }
 
 impl DataSpreads {
     /// Make the frames from `me` for `spread` and choose their first hops
     /// among `links` (`(link, peer)` pairs): one `(links, frame)` pair per
-    /// distinct frame.
+    /// distinct frame, stamped with the clock restricted to `me` and `view`.
     pub fn send<L: Copy>(
         &mut self,
         me: NodeId,
         spread: Spread,
         payload: Vec<u8>,
-        links: impl Iterator<Item = (L, NodeId)>,
+        (links, view): (impl Iterator<Item = (L, NodeId)>, &[NodeId]),
         rng: &mut impl Rng,
     ) -> Result<Vec<(Vec<L>, DataFrame)>, SpreadError> {
         let targets: Vec<(L, NodeId)> = match spread {
@@ -89,6 +145,15 @@ impl DataSpreads {
         if targets.is_empty() {
             return Err(SpreadError::NoLinks);
         }
+        *self.clock.0.entry(me).or_insert(0) += 1;
+        let clock = VectorClock(
+            self.clock
+                .0
+                .iter()
+                .filter(|(node, _)| **node == me || view.contains(node))
+                .map(|(node, n)| (*node, *n))
+                .collect(),
+        );
         if spread == Spread::Broadcast {
             self.next_broadcast += 1;
             let n = self.next_broadcast;
@@ -98,6 +163,7 @@ impl DataSpreads {
                 n,
                 relay: true,
                 payload,
+                clock,
             };
             return Ok(vec![(targets.into_iter().map(|(l, _)| l).collect(), frame)]);
         }
@@ -111,6 +177,7 @@ impl DataSpreads {
                     n: *next,
                     relay: false,
                     payload: payload.clone(),
+                    clock: clock.clone(),
                 };
                 (vec![link], frame)
             })
@@ -126,7 +193,11 @@ impl DataSpreads {
         } else {
             &mut self.seen_direct
         };
-        seen.insert(frame.from, frame.n)
+        if !seen.insert(frame.from, frame.n) {
+            return false;
+        }
+        self.clock.merge(&frame.clock);
+        true
     }
 }
 
@@ -147,7 +218,7 @@ mod tests {
                 me,
                 Spread::Direct(NodeId::from_u64(12)),
                 vec![1],
-                links(),
+                (links(), &[]),
                 &mut rng,
             )
             .expect("linked");
@@ -157,11 +228,11 @@ mod tests {
             (vec![12], false, 1)
         );
         let sent = d
-            .send(me, Spread::Random(2), vec![2], links(), &mut rng)
+            .send(me, Spread::Random(2), vec![2], (links(), &[]), &mut rng)
             .expect("links");
         assert_eq!(sent.len(), 2, "one frame per target, numbered per target");
         let sent = d
-            .send(me, Spread::Broadcast, vec![3], links(), &mut rng)
+            .send(me, Spread::Broadcast, vec![3], (links(), &[]), &mut rng)
             .expect("links");
         let (to, f) = &sent[0];
         assert_eq!((to.len(), f.relay, f.n), (5, true, 1));
@@ -170,7 +241,7 @@ mod tests {
                 me,
                 Spread::Direct(NodeId::from_u64(99)),
                 vec![],
-                links(),
+                (links(), &[]),
                 &mut rng
             ),
             Err(SpreadError::NotLinked(NodeId::from_u64(99)))
@@ -180,7 +251,7 @@ mod tests {
                 me,
                 Spread::Broadcast,
                 vec![],
-                std::iter::empty::<(u32, NodeId)>(),
+                (std::iter::empty::<(u32, NodeId)>(), &[]),
                 &mut rng
             ),
             Err(SpreadError::NoLinks)
@@ -190,5 +261,52 @@ mod tests {
         assert!(other.receive(f));
         assert!(!other.receive(f));
         assert!(!d.receive(f), "the sender has seen its own broadcast");
+    }
+
+    #[test]
+    fn vector_clocks_order_data_events_by_happened_before() {
+        let (a, b, c) = (
+            NodeId::from_u64(1),
+            NodeId::from_u64(2),
+            NodeId::from_u64(3),
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let (mut da, mut db, mut dc) = (
+            DataSpreads::default(),
+            DataSpreads::default(),
+            DataSpreads::default(),
+        );
+        let view = [a, b, c];
+        let link = |p: NodeId| std::iter::once((0u32, p));
+        let first = da
+            .send(a, Spread::Direct(b), vec![1], (link(b), &view), &mut rng)
+            .expect("linked")
+            .remove(0)
+            .1;
+        assert!(db.receive(&first));
+        // b sends after hearing a: a's event happened before b's.
+        let second = db
+            .send(b, Spread::Direct(c), vec![2], (link(c), &view), &mut rng)
+            .expect("linked")
+            .remove(0)
+            .1;
+        assert!(first.clock.happened_before(&second.clock));
+        assert_eq!(second.clock.compare(&first.clock), Some(Ordering::Greater));
+        // c sends without hearing anything: concurrent with both.
+        let third = dc
+            .send(c, Spread::Direct(a), vec![3], (link(a), &view), &mut rng)
+            .expect("linked")
+            .remove(0)
+            .1;
+        assert_eq!(third.clock.compare(&first.clock), None);
+        assert_eq!(third.clock.compare(&second.clock), None);
+        assert_eq!(first.clock.compare(&first.clock), Some(Ordering::Equal));
+        // Entries outside the view are left out of the stamp.
+        let lone = da
+            .send(a, Spread::Direct(b), vec![4], (link(b), &[]), &mut rng)
+            .expect("linked")
+            .remove(0)
+            .1;
+        assert_eq!(lone.clock.0.keys().collect::<Vec<_>>(), vec![&a]);
     }
 }

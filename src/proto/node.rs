@@ -25,7 +25,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::anti_entropy::{AntiEntropy, AntiEntropyConfig, AntiEntropyStats, HostRef};
-use super::data::{DataFrame, DataSpreads, Spread, SpreadError};
+use super::data::{DataFrame, DataSpreads, Spread, SpreadError, VectorClock};
 use super::dissemination::{Dissemination, DisseminationConfig};
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey, OpId};
@@ -119,6 +119,8 @@ pub enum OutEvent<L> {
         from: NodeId,
         /// The bytes.
         payload: Vec<u8>,
+        /// The sender's vector clock when it sent them.
+        clock: VectorClock,
     },
     /// Membership changed (lifecycle state, peers up or down or learned).
     Membership(MembershipEvent),
@@ -464,7 +466,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         rng: &mut impl Rng,
     ) -> Result<(), SpreadError> {
         let links = self.links.iter().map(|(l, p)| (*l, *p));
-        for (to, frame) in self.data.send(self.me, spread, payload, links, rng)? {
+        let view: Vec<NodeId> = self.membership.view().iter().map(|p| p.id).collect();
+        for (to, frame) in self
+            .data
+            .send(self.me, spread, payload, (links, &view), rng)?
+        {
             self.out.push_back(OutEvent::Multicast {
                 to,
                 msg: Message::Data(frame),
@@ -480,6 +486,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.out.push_back(OutEvent::Data {
             from: frame.from,
             payload: frame.payload.clone(),
+            clock: frame.clock.clone(),
         });
         if frame.relay {
             let to: Vec<L> = self.links.keys().copied().filter(|l| *l != from).collect();

@@ -576,7 +576,7 @@ impl<T: Replicated> Harness<T> {
                         .failed_opens
                         .insert(object.name.to_string());
                 }
-                OutEvent::Data { from, payload } => {
+                OutEvent::Data { from, payload, .. } => {
                     self.nodes[node].received.push((from, payload));
                 }
                 OutEvent::Membership(
