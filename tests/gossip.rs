@@ -233,18 +233,24 @@ fn idle_rounds_cost_a_constant_few_bytes_and_stable_ops_leave_the_log() {
     h.run_for(ROUND * 10);
     let settled = h.traffic().clone();
     h.run_for(ROUND * 10);
-    let idle: u64 = h
-        .traffic()
-        .iter()
-        .map(|(k, t)| t.bytes - settled.get(k).map_or(0, |b| b.bytes))
-        .sum();
+    let idle_by = |kinds: &[&str]| -> u64 {
+        h.traffic()
+            .iter()
+            .filter(|(k, _)| kinds.contains(k))
+            .map(|(k, t)| t.bytes - settled.get(k).map_or(0, |b| b.bytes))
+            .sum()
+    };
+    let idle = idle_by(&["summary", "digest", "op", "snapshot"]);
+    let probes = idle_by(&["probe"]);
     let digests_idle = h.traffic().get("digest").map_or(0, |t| t.messages)
         - settled.get("digest").map_or(0, |t| t.messages);
     let per_node_round = idle as f64 / (N as f64 * 10.0);
     eprintln!(
         "anti-entropy bytes per node per round: {:.0} under load (3 rounds after 300 shouts), \
-         {per_node_round:.0} idle; idle digests: {digests_idle}",
-        under_load as f64 / (N as f64 * 3.0)
+         {per_node_round:.0} idle; idle digests: {digests_idle}; failure-detector probes idle: \
+         {:.0} B per node per second",
+        under_load as f64 / (N as f64 * 3.0),
+        probes as f64 / (N as f64 * 10.0)
     );
     assert_eq!(digests_idle, 0, "idle rounds exchange summaries only");
     assert!(

@@ -17,7 +17,10 @@
 //! first node merges the acks, pushes the ops the peer lacks (at most
 //! `repair_budget` bytes per object and exchange, the rest next round), or
 //! the object's snapshot when the peer lacks ops already folded, and answers
-//! with its own digests, so the peer can do the same the other way. This is
+//! with its own digests, so the peer can do the same the other way. Ops of
+//! an origin are pushed only when the peer's count of them did not grow
+//! since its previous digest: under load a peer always lacks the ops still
+//! in flight to it, and those need no repair. This is
 //! the push-pull anti-entropy of Demers et al. ("Epidemic algorithms for
 //! replicated database maintenance", PODC 1987), with the per-peer
 //! summary-of-summaries of Tribler's gossip made exact.
@@ -37,6 +40,7 @@ use super::host::{Host, Repair};
 use super::id::ObjectKey;
 use super::message::{Message, ObjectDigest};
 use super::time::Time;
+use super::version::VersionVector;
 
 /// Settings of anti-entropy.
 #[derive(Clone, Debug)]
@@ -91,6 +95,8 @@ struct PeerObjects {
     set: Option<u64>,
     /// Keys of a digest being received in parts.
     pending: Option<BTreeSet<ObjectKey>>,
+    /// Per object, what the peer held at its last digest.
+    held: HashMap<ObjectKey, VersionVector>,
 }
 
 /// One hosted object: its key and its replica.
@@ -217,7 +223,20 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             };
             let host = &mut *hosts[at].1;
             host.merge_acks(&digest.acks);
-            match host.repair(&digest.held, self.config.repair_budget) {
+            // Under load a peer always lacks the ops still in flight to it.
+            // Only an origin whose ops stopped arriving there since the last
+            // digest (a loss, a partition, a late join) is repaired; the
+            // first digest from a peer repairs everything.
+            let mut lacking = digest.held.clone();
+            if let Some(before) = peer.held.get(&digest.object) {
+                for (origin, held) in &digest.held.0 {
+                    if *held > before.get(origin) {
+                        lacking.0.insert(*origin, u64::MAX);
+                    }
+                }
+            }
+            peer.held.insert(digest.object.clone(), digest.held);
+            match host.repair(&lacking, self.config.repair_budget) {
                 Ok(Repair::Ops(ops)) => {
                     self.stats.ops_repaired += ops.len() as u64;
                     out.extend(ops.into_iter().map(Message::Op));

@@ -14,6 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,9 +36,14 @@ impl OpRef {
 /// Settings of op dissemination.
 #[derive(Clone, Debug)]
 pub struct DisseminationConfig {
-    /// The broadcast tree's settings. Its `horizon` defaults here to 5 s
-    /// (announcements and grafts come within milliseconds; the memory of
-    /// every id seen is bounded by it).
+    /// The broadcast tree's settings. Defaults here differ from the tree's
+    /// own: `horizon` 5 s (announcements and grafts come within
+    /// milliseconds; the memory of every id seen is bounded by it); a graft
+    /// after 500 ms, then every 250 ms (links are reliable QUIC streams, so
+    /// an eager copy is late, not lost, unless its link dies: under load it
+    /// can trail the announcement by far more than the paper's 100 ms, and
+    /// an early graft only duplicates it); announcements batched for 25 ms,
+    /// up to 256 per message.
     pub tree: plumtree::Config,
     /// How many recent op frames are kept to answer grafts. Default:
     /// 65,536. An op grafted after it left is repaired by anti-entropy.
@@ -48,7 +54,11 @@ impl Default for DisseminationConfig {
     fn default() -> Self {
         Self {
             tree: plumtree::Config {
-                horizon: std::time::Duration::from_secs(5),
+                horizon: Duration::from_secs(5),
+                graft_timeout_1: Duration::from_millis(500),
+                graft_timeout_2: Duration::from_millis(250),
+                ihave_interval: Duration::from_millis(25),
+                ihave_batch: 256,
                 ..plumtree::Config::default()
             },
             max_cached_ops: 1 << 16,
