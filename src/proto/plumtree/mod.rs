@@ -693,5 +693,4 @@ impl<P: PeerId, M: MessageId> Plumtree<P, M> {
 }
 
 #[cfg(test)]
-#[path = "plumtree_tests.rs"]
 mod tests;
