@@ -13,7 +13,7 @@ pub trait SwimPeer: Copy + Ord + Hash + fmt::Debug + Serialize + DeserializeOwne
 
 impl<T: Copy + Ord + Hash + fmt::Debug + Serialize + DeserializeOwned> SwimPeer for T {}
 
-/// Tuning of the failure detector, checked once by [`Swim::new`].
+/// Tuning of the failure detector, checked once by [`Swim::new`](super::Swim::new).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SwimConfig {
     /// The protocol period: one probe per period, stretched by the local
@@ -42,7 +42,7 @@ pub struct SwimConfig {
     pub max_local_health: u32,
     /// Whether word of an unknown id (an `Alive` update, or a message from
     /// it) adds it as a member, with [`FailureEvent::Joined`]. Default: off,
-    /// members come from [`Swim::add_member`] and unknown ids are ignored.
+    /// members come from [`Swim::add_member`](super::Swim::add_member) and unknown ids are ignored.
     pub learn_from_gossip: bool,
 }
 
@@ -64,7 +64,7 @@ impl Default for SwimConfig {
 }
 
 impl SwimConfig {
-    /// Checks the configuration ([`Swim::new`] does).
+    /// Checks the configuration ([`Swim::new`](super::Swim::new) does).
     pub fn validate(&self) -> Result<(), SwimConfigError> {
         let multipliers = [
             self.suspicion_multiplier,
@@ -190,7 +190,7 @@ pub enum MemberState {
     /// Missed a probe; declared down unless it refutes in time.
     Suspect,
     /// Declared down; back only with a higher incarnation. Not probed, but
-    /// remembered until [`Swim::remove_member`], so stale news cannot
+    /// remembered until [`Swim::remove_member`](super::Swim::remove_member), so stale news cannot
     /// revive it.
     Down,
 }
