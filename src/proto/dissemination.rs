@@ -23,7 +23,8 @@ use super::message::{Message, OpFrame};
 use super::plumtree::{self, Event, PlumMsg, Plumtree};
 use super::time::Time;
 
-/// An op's id across objects: what the broadcast tree announces.
+/// An op's id across objects: what the broadcast tree announces. On the
+/// wire: `[[tag, name], [lamport, origin, seq]]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct OpRef(pub ObjectKey, pub OpId);
 

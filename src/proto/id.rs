@@ -66,7 +66,10 @@ impl fmt::Display for NodeId {
 /// Ops are ordered by `(lamport, origin, seq)`. `seq` counts the ops that
 /// `origin` made on this object, from 1, with no gaps; `lamport` is the
 /// object's Lamport clock at the origin when the op was made.
+///
+/// On the wire: the array `[lamport, origin, seq]`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "(u64, NodeId, u64)", into = "(u64, NodeId, u64)")]
 pub struct OpId {
     /// Lamport time of the op.
     pub lamport: u64,
@@ -74,6 +77,22 @@ pub struct OpId {
     pub origin: NodeId,
     /// The origin's per-object sequence number, from 1.
     pub seq: u64,
+}
+
+impl From<(u64, NodeId, u64)> for OpId {
+    fn from((lamport, origin, seq): (u64, NodeId, u64)) -> Self {
+        Self {
+            lamport,
+            origin,
+            seq,
+        }
+    }
+}
+
+impl From<OpId> for (u64, NodeId, u64) {
+    fn from(id: OpId) -> Self {
+        (id.lamport, id.origin, id.seq)
+    }
 }
 
 impl fmt::Display for OpId {
@@ -109,12 +128,27 @@ impl LamportClock {
 }
 
 /// The name of a replicated object: its type tag and its name.
+///
+/// On the wire: the array `[tag, name]`.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(from = "(Arc<str>, Arc<str>)", into = "(Arc<str>, Arc<str>)")]
 pub struct ObjectKey {
     /// The type tag (for example `demo.Frog`).
     pub tag: Arc<str>,
     /// The object's name, unique within its type (for example `kermit`).
     pub name: Arc<str>,
+}
+
+impl From<(Arc<str>, Arc<str>)> for ObjectKey {
+    fn from((tag, name): (Arc<str>, Arc<str>)) -> Self {
+        Self { tag, name }
+    }
+}
+
+impl From<ObjectKey> for (Arc<str>, Arc<str>) {
+    fn from(key: ObjectKey) -> Self {
+        (key.tag, key.name)
+    }
 }
 
 impl ObjectKey {
