@@ -15,7 +15,7 @@ use plexus::sim::{Harness, HarnessConfig};
 use plexus::OpId;
 use rand::Rng;
 
-use common::{reference, Doc, DocOp};
+use common::{random_op, reference, Doc, DocOp};
 
 const N: usize = 100;
 const ROUND: Duration = Duration::from_secs(1);
@@ -49,15 +49,6 @@ fn cluster_of(n: usize, holders: usize, config: HarnessConfig) -> Harness<Doc> {
     h
 }
 
-fn random_op(h: &mut Harness<Doc>) -> DocOp {
-    match h.rng().random_range(0..4) {
-        0 => DocOp::Push(format!("{}", h.rng().random_range(0..100))),
-        1 => DocOp::Pop,
-        2 => DocOp::Mark(h.rng().random()),
-        _ => DocOp::Add(h.rng().random()),
-    }
-}
-
 /// Shout `count` ops from random live nodes among `from`, spread over
 /// `over` of virtual time.
 fn shout_over(
@@ -71,7 +62,7 @@ fn shout_over(
     for _ in 0..count {
         let live: Vec<usize> = from.iter().copied().filter(|i| h.is_alive(*i)).collect();
         let node = live[h.rng().random_range(0..live.len())];
-        let op = random_op(h);
+        let op = random_op(h.rng());
         ops.push((h.shout(node, "doc", op.clone()), op));
         h.run_for(gap);
     }

@@ -7,16 +7,21 @@
 //! their stdin closes, so none outlives a failed test.
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use plexus::tls::{ClusterCa, Identity, Trust};
 use plexus::{replicated, Leaf, Node, Replicated};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader as AsyncBufReader};
+
+#[path = "common/child.rs"]
+mod child;
+
+use child::Peer;
 
 #[derive(Replicated, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[plexus(tag = "test.Ledger")]
@@ -35,61 +40,16 @@ impl Ledger {
 const PER_NODE: u32 = 200;
 const WAIT: Duration = Duration::from_secs(30);
 
-/// A child process and its line protocol.
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Peer {
-    fn spawn(dir: &Path, index: usize) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-            .args([
-                "child_process_entry",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("PLEXUS_CHILD", index.to_string())
-            .env("PLEXUS_CHILD_DIR", dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the child starts");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    fn expect(&mut self, tag: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.stdout.read_line(&mut line).expect("reading the child");
-            assert!(n > 0, "the child exited before saying {tag:?}");
-            // libtest may print "test child_process_entry ... " before it.
-            if let Some(at) = line.find(tag) {
-                return line[at + tag.len()..].trim().to_owned();
-            }
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").expect("writing to the child");
-        self.stdin.flush().expect("flushing");
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A peer process: this test binary on `child_process_entry`.
+fn spawn_peer(dir: &Path, index: usize) -> Peer {
+    let index = index.to_string();
+    Peer::spawn(
+        "child_process_entry",
+        &[
+            ("PLEXUS_CHILD", index.as_ref()),
+            ("PLEXUS_CHILD_DIR", dir.as_os_str()),
+        ],
+    )
 }
 
 #[test]
@@ -105,7 +65,7 @@ fn three_processes_converge_on_concurrent_shouts() {
             .save(&dir.path().join(format!("n{i}")))
             .expect("saved");
     }
-    let mut peers: Vec<Peer> = (0..3).map(|i| Peer::spawn(dir.path(), i)).collect();
+    let mut peers: Vec<Peer> = (0..3).map(|i| spawn_peer(dir.path(), i)).collect();
     let addrs: Vec<String> = peers.iter_mut().map(|p| p.expect("listening")).collect();
     // A triangle: two paths between any two nodes.
     peers[1].say(&format!("link {}", addrs[0]));

@@ -10,10 +10,8 @@
 //! commands as lines on stdin and exit when it closes.
 #![allow(missing_docs)]
 
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plexus::faults::{Direction, Faults, Target};
@@ -22,6 +20,11 @@ use plexus::{replicated, Leaf, Node, NodeConfig, QuicConfig, Replicated, Transpo
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, BufReader as AsyncBufReader};
 use tokio::sync::broadcast::error::RecvError;
+
+#[path = "common/child.rs"]
+mod child;
+
+use child::Peer;
 
 #[derive(Replicated, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[plexus(tag = "test.Ledger")]
@@ -43,62 +46,16 @@ const ROUND: Duration = Duration::from_millis(500);
 /// The failure bound on anything a child waits for.
 const WAIT: Duration = Duration::from_secs(90);
 
-struct Peer {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-}
-
-impl Peer {
-    fn spawn(dir: &Path, index: usize) -> Self {
-        let mut child = Command::new(std::env::current_exe().expect("the test binary"))
-            .args([
-                "fault_child_entry",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("PLEXUS_FAULT_CHILD", index.to_string())
-            .env("PLEXUS_FAULT_DIR", dir)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("the child starts");
-        let stdin = child.stdin.take().expect("piped stdin");
-        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
-        Self {
-            child,
-            stdin,
-            stdout,
-        }
-    }
-
-    /// The rest of the next line starting with `tag`; panics if the child
-    /// ends first.
-    fn expect(&mut self, tag: &str) -> String {
-        let mut line = String::new();
-        loop {
-            line.clear();
-            let n = self.stdout.read_line(&mut line).expect("reads");
-            assert!(n > 0, "the child ended before saying {tag:?}");
-            // libtest may print "test fault_child_entry ... " before it.
-            if let Some(at) = line.find(tag) {
-                return line[at + tag.len()..].trim().to_owned();
-            }
-        }
-    }
-
-    fn say(&mut self, line: &str) {
-        writeln!(self.stdin, "{line}").expect("the child reads");
-        self.stdin.flush().expect("flushed");
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A peer process: this test binary on `fault_child_entry`.
+fn spawn_peer(dir: &Path, index: usize) -> Peer {
+    let index = index.to_string();
+    Peer::spawn(
+        "fault_child_entry",
+        &[
+            ("PLEXUS_FAULT_CHILD", index.as_ref()),
+            ("PLEXUS_FAULT_DIR", dir.as_os_str()),
+        ],
+    )
 }
 
 fn all(peers: &mut [Peer], line: &str, reply: &str) -> Vec<String> {
@@ -138,7 +95,7 @@ fn five_processes_converge_through_loss_partition_and_kill() {
             .save(&dir.path().join(format!("n{i}")))
             .expect("saved");
     }
-    let mut peers: Vec<Peer> = (0..NODES).map(|i| Peer::spawn(dir.path(), i)).collect();
+    let mut peers: Vec<Peer> = (0..NODES).map(|i| spawn_peer(dir.path(), i)).collect();
     let addrs: Vec<String> = peers.iter_mut().map(|p| p.expect("listening")).collect();
     let mesh = format!("mesh {}", addrs.join(" "));
     all(&mut peers, &mesh, "meshed");
@@ -193,15 +150,11 @@ fn five_processes_converge_through_loss_partition_and_kill() {
     for p in &mut peers[..4] {
         p.say("shout 200");
     }
-    {
-        let victim = &mut peers[4];
-        victim.child.kill().expect("SIGKILL");
-        victim.child.wait().expect("reaped");
-    }
+    peers[4].kill();
     for p in &mut peers[..4] {
         p.expect("shouted");
     }
-    peers[4] = Peer::spawn(dir.path(), 4);
+    peers[4] = spawn_peer(dir.path(), 4);
     let reborn = peers[4].expect("listening");
     let mut addrs = addrs.clone();
     addrs[4] = reborn;

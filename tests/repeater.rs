@@ -10,7 +10,7 @@ use plexus::sim::{Harness, HarnessConfig};
 use plexus::OpId;
 use rand::Rng;
 
-use common::{reference, Doc, DocOp};
+use common::{random_op, reference, Doc, DocOp};
 
 fn harness(n: usize) -> Harness<Doc> {
     let config = HarnessConfig {
@@ -38,15 +38,6 @@ fn cycle(h: &mut Harness<Doc>) {
     h.link(last, 0);
 }
 
-fn random_op(h: &mut Harness<Doc>) -> DocOp {
-    match h.rng().random_range(0..4) {
-        0 => DocOp::Push(format!("{}", h.rng().random_range(0..100))),
-        1 => DocOp::Pop,
-        2 => DocOp::Mark(h.rng().random()),
-        _ => DocOp::Add(h.rng().random()),
-    }
-}
-
 /// Create `doc` everywhere, shout `rounds` ops from random nodes with
 /// deliveries interleaved, then check exactly-once and convergence.
 fn shouts_reach_everyone_once(mut h: Harness<Doc>, rounds: usize) {
@@ -57,7 +48,7 @@ fn shouts_reach_everyone_once(mut h: Harness<Doc>, rounds: usize) {
     for _ in 0..rounds {
         let n = h.len();
         let node = h.rng().random_range(0..n);
-        let op = random_op(&mut h);
+        let op = random_op(h.rng());
         ops.push((h.shout(node, "doc", op.clone()), op));
         // Let some traffic through, but not all: shouts stay concurrent.
         let steps = h.rng().random_range(0..4);
@@ -154,7 +145,7 @@ fn late_joiner_reaches_the_same_state() {
     let mut ops = Vec::new();
     for k in 0..100 {
         let node = k % 3;
-        let op = random_op(&mut h);
+        let op = random_op(h.rng());
         ops.push((h.shout(node, "doc", op.clone()), op));
         h.drive_bounded(2);
     }

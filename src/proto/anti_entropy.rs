@@ -164,13 +164,9 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
         let chosen = links.choose_multiple(rng, self.config.fanout);
         let mut out = Vec::with_capacity(chosen.len());
         for link in chosen {
-            let root = match self.peers.get(&link) {
-                Some(peer) => {
-                    let objects = peer.objects.clone();
-                    self.root(&objects, hosts)
-                }
-                None => self.root(&BTreeSet::new(), hosts),
-            };
+            let empty = BTreeSet::new();
+            let common = self.peers.get(&link).map_or(&empty, |p| &p.objects);
+            let root = root_hash(&mut self.hashes, common, hosts);
             self.stats.summaries += 1;
             out.push((link, Message::Summary { set, root }));
         }
@@ -186,13 +182,9 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
         root: u64,
         hosts: &mut Hosts<'_>,
     ) -> Vec<Message> {
-        let known = self
-            .peers
-            .get(&from)
-            .filter(|p| p.set == Some(set))
-            .map(|p| p.objects.clone());
-        if let Some(objects) = known {
-            if self.root(&objects, hosts) == root {
+        let known = self.peers.get(&from).filter(|p| p.set == Some(set));
+        if let Some(peer) = known {
+            if root_hash(&mut self.hashes, &peer.objects, hosts) == root {
                 self.stats.in_sync += 1;
                 return Vec::new();
             }
@@ -305,27 +297,32 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             })
             .collect()
     }
+}
 
-    /// The hash over our digests of the objects in `common` that we hold.
-    fn root(&mut self, common: &BTreeSet<ObjectKey>, hosts: &mut Hosts<'_>) -> u64 {
-        let mut ctx = Context::new(&SHA256);
-        for (key, host) in hosts.iter_mut() {
-            if !common.contains(*key) {
-                continue;
-            }
-            let revision = host.refresh();
-            let hash = match self.hashes.get(*key) {
-                Some((at, hash)) if *at == revision => *hash,
-                _ => {
-                    let hash = digest_hash(&host.digest(key));
-                    self.hashes.insert((*key).clone(), (revision, hash));
-                    hash
-                }
-            };
-            ctx.update(&hash.to_be_bytes());
+/// The hash over our digests of the objects in `common` that we hold; each
+/// object's hash is cached in `hashes` by the replica's revision.
+fn root_hash(
+    hashes: &mut HashMap<ObjectKey, (u64, u64)>,
+    common: &BTreeSet<ObjectKey>,
+    hosts: &mut Hosts<'_>,
+) -> u64 {
+    let mut ctx = Context::new(&SHA256);
+    for (key, host) in hosts.iter_mut() {
+        if !common.contains(*key) {
+            continue;
         }
-        first_u64(ctx.finish().as_ref())
+        let revision = host.refresh();
+        let hash = match hashes.get(*key) {
+            Some((at, hash)) if *at == revision => *hash,
+            _ => {
+                let hash = digest_hash(&host.digest(key));
+                hashes.insert((*key).clone(), (revision, hash));
+                hash
+            }
+        };
+        ctx.update(&hash.to_be_bytes());
     }
+    first_u64(ctx.finish().as_ref())
 }
 
 /// `interval`, jittered by up to ±25%.

@@ -326,9 +326,9 @@ impl Sim {
             .count();
         format!(
             "active min {} mean {:.2} max {}, passive mean {:.1} ({dead} dead entries)",
-            sizes.iter().min().unwrap(),
+            sizes.iter().min().expect("nodes"),
             sizes.iter().sum::<usize>() as f64 / sizes.len() as f64,
-            sizes.iter().max().unwrap(),
+            sizes.iter().max().expect("nodes"),
             passive as f64 / live.len() as f64,
         )
     }
@@ -477,7 +477,7 @@ fn failure_promotes_from_passive_and_timeouts_clean_up() {
     assert!(asked[1..].iter().all(|a| a.1 == Priority::Low));
     let deadline = Time::ZERO + Duration::from_millis(500);
     assert!(n.pending.iter().all(|r| r.deadline == deadline));
-    assert!(n.poll_timeout().unwrap() <= deadline);
+    assert!(n.poll_timeout().expect("a request deadline is due") <= deadline);
     n.handle_message(
         Time::ZERO,
         asked[1].0,
@@ -599,8 +599,8 @@ fn messages_round_trip_through_cbor() {
         nodes: vec![Contact { id: 2, addr: None }],
     };
     let mut bytes = Vec::new();
-    ciborium::into_writer(&msg, &mut bytes).unwrap();
-    let back: Message<u64> = ciborium::from_reader(&bytes[..]).unwrap();
+    ciborium::into_writer(&msg, &mut bytes).expect("encodes");
+    let back: Message<u64> = ciborium::from_reader(&bytes[..]).expect("decodes");
     assert_eq!(back, msg);
 }
 
@@ -749,7 +749,7 @@ fn traced(seed: u64) -> Vec<String> {
         sim.kill(v);
     }
     sim.run_for(INTERVAL * 5);
-    let mut trace = sim.trace.take().unwrap();
+    let mut trace = sim.trace.take().expect("tracing was on");
     for node in &sim.nodes {
         trace.push(format!("{:?} {:?}", node.active(), node.passive()));
     }

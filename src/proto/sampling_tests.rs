@@ -403,9 +403,9 @@ fn push_pull_exchange_and_swap() {
     let mut a = unit_node(config.clone(), &[0, 0, 0]);
     let mut b = Sampling::new(7, None, config, ChaCha8Rng::seed_from_u64(2), Time::ZERO);
     b.add_seed(0, None);
-    let due = a.poll_timeout().unwrap();
+    let due = a.poll_timeout().expect("a cycle is always scheduled");
     a.handle_timeout(due);
-    let req = a.poll_transmit().unwrap();
+    let req = a.poll_transmit().expect("a request");
     assert!(matches!(req.msg, Message::Request { ref buffer } if buffer.len() == 2));
     assert!(a.poll_transmit().is_none());
     assert_eq!(a.poll_timeout(), Some(due + config_period(&a)));
@@ -425,7 +425,7 @@ fn push_pull_exchange_and_swap() {
             buffer: fresh(&[0, 42]),
         },
     );
-    let reply = b.poll_transmit().unwrap();
+    let reply = b.poll_transmit().expect("a reply");
     assert_eq!(reply.to, 0);
     assert!(peers_of(&b).contains(&42));
     // The target answers (as if it were b, with id req.to).
@@ -499,8 +499,8 @@ fn messages_round_trip_through_cbor() {
         }],
     };
     let mut bytes = Vec::new();
-    ciborium::into_writer(&msg, &mut bytes).unwrap();
-    let back: Message<u64> = ciborium::from_reader(&bytes[..]).unwrap();
+    ciborium::into_writer(&msg, &mut bytes).expect("encodes");
+    let back: Message<u64> = ciborium::from_reader(&bytes[..]).expect("decodes");
     assert_eq!(back, msg);
 }
 
@@ -652,7 +652,7 @@ fn traced(seed: u64) -> Vec<String> {
         sim.run_until(sim.now + Duration::from_millis(5));
     }
     sim.run_until(sim.now + PERIOD * 10);
-    let mut trace = sim.trace.take().unwrap();
+    let mut trace = sim.trace.take().expect("tracing was on");
     for node in &mut sim.nodes {
         let sample = node.sample();
         trace.push(format!("{:?} sample {sample:?}", node.view()));

@@ -77,6 +77,16 @@ impl Replicated for Doc {
     }
 }
 
+/// A random op: pushes, pops, marks (order-sensitive) and adds (commutative).
+pub fn random_op(rng: &mut impl rand::Rng) -> DocOp {
+    match rng.random_range(0..4) {
+        0 => DocOp::Push(format!("{}", rng.random_range(0..100))),
+        1 => DocOp::Pop,
+        2 => DocOp::Mark(rng.random()),
+        _ => DocOp::Add(rng.random()),
+    }
+}
+
 /// Apply `ops` in id order to the default state: what every replica must
 /// reach.
 pub fn reference(mut ops: Vec<(plexus::OpId, DocOp)>) -> Doc {

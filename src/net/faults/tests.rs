@@ -264,15 +264,15 @@ fn same_seed_same_decisions() {
 
 #[test]
 fn peer_rules_override_the_default() {
-    let a: SocketAddr = "127.0.0.1:1".parse().unwrap();
-    let b: SocketAddr = "[::ffff:127.0.0.1]:2".parse().unwrap();
+    let a: SocketAddr = "127.0.0.1:1".parse().expect("an address");
+    let b: SocketAddr = "[::ffff:127.0.0.1]:2".parse().expect("an address");
     let f = Faults::with_seed(0);
     f.set_loss(Target::All, Direction::Outbound, 1.0);
     f.set_loss(a, Direction::Both, 0.0);
     assert_eq!(f.judge(Way::Out, a), Verdict::Pass);
     assert_eq!(f.judge(Way::Out, b), Verdict::Lose);
     assert_eq!(f.judge(Way::In, b), Verdict::Pass);
-    f.partition(["127.0.0.1:2".parse().unwrap()]); // matches the mapped spelling
+    f.partition(["127.0.0.1:2".parse().expect("an address")]); // matches the mapped spelling
     assert_eq!(f.judge(Way::In, b), Verdict::Partition);
     f.clear();
     assert_eq!(f.judge(Way::Out, b), Verdict::Pass);
