@@ -4,6 +4,7 @@
 
 mod common;
 
+use plexus::proto::dissemination::{ObjectRuns, SeqRun, TreeMsg};
 use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
 use plexus::proto::message::{
     encode_value, FetchId, Message, ObjectDigest, OpFrame, StateFrame, TentativeOp,
@@ -82,6 +83,23 @@ fn valid_frames() -> Vec<Vec<u8>> {
             last: true,
         },
         Message::Snapshot(state),
+        Message::Tree(TreeMsg::IHave(vec![ObjectRuns {
+            object: ObjectKey::new("test.Doc", "d"),
+            runs: vec![SeqRun {
+                origin: NodeId::from_u64(4),
+                first: 1,
+                last: 300,
+            }],
+        }])),
+        Message::Tree(TreeMsg::Graft(vec![ObjectRuns {
+            object: ObjectKey::new("test.Doc", "d"),
+            runs: vec![SeqRun {
+                origin: NodeId::from_u64(4),
+                first: 7,
+                last: 7,
+            }],
+        }])),
+        Message::Tree(TreeMsg::Prune),
     ]
     .iter()
     .map(|m| m.encode(DEFAULT_MAX_FRAME).expect("encodes"))

@@ -21,9 +21,8 @@ use serde::{Deserialize, Serialize};
 use super::cbor::{self, CborError, Reader};
 
 use super::data::DataFrame;
-use super::dissemination::OpRef;
+use super::dissemination::TreeMsg;
 use super::id::{NodeId, ObjectKey, OpId};
-use super::plumtree::PlumMsg;
 use super::stability::AckTable;
 use super::swim::SwimMessage;
 use super::version::VersionVector;
@@ -99,7 +98,7 @@ pub enum Message {
     Snapshot(StateFrame),
     /// The broadcast tree's control messages (see
     /// [`dissemination`](super::dissemination)).
-    Tree(PlumMsg<OpRef>),
+    Tree(TreeMsg),
     /// The failure detector's probes (see [`swim`](super::swim)).
     Probe(SwimMessage<NodeId>),
 }
@@ -117,9 +116,9 @@ impl Message {
             Message::Summary { .. } => "summary",
             Message::Digest { .. } => "digest",
             Message::Snapshot(_) => "snapshot",
-            Message::Tree(PlumMsg::IHave(_)) => "ihave",
-            Message::Tree(PlumMsg::Graft(_)) => "graft",
-            Message::Tree(PlumMsg::Prune) => "prune",
+            Message::Tree(TreeMsg::IHave(_)) => "ihave",
+            Message::Tree(TreeMsg::Graft(_)) => "graft",
+            Message::Tree(TreeMsg::Prune) => "prune",
             Message::Probe(_) => "probe",
         }
     }

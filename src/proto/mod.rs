@@ -29,8 +29,10 @@
 //!   1987). Digests carry the acknowledgements that make ops **stable**
 //!   ([`stability`]).
 //! * **Dissemination** ([`dissemination`]) sends ops along an epidemic
-//!   broadcast tree ([`plumtree`]: Leitão, Pereira, Rodrigues, "Epidemic
-//!   Broadcast Trees", SRDS 2007).
+//!   broadcast tree (PlumTree: Leitão, Pereira, Rodrigues, "Epidemic
+//!   Broadcast Trees", SRDS 2007) whose announcements are runs of
+//!   sequence numbers; [`plumtree`] is the paper's protocol for any
+//!   message id.
 //! * **Failure detection** ([`swim`]: Das, Gupta, Motivala, "SWIM", DSN
 //!   2002, with Lifeguard's refinements).
 //! * **Partial views**: gossip-based peer sampling ([`sampling`]: Jelasity

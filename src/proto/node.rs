@@ -26,7 +26,9 @@ use rand::{Rng, SeedableRng};
 
 use super::anti_entropy::{AntiEntropy, AntiEntropyConfig, AntiEntropyStats, HostRef};
 use super::data::{DataFrame, DataSpreads, Spread, SpreadError, VectorClock};
-use super::dissemination::{Dissemination, DisseminationConfig};
+use super::dissemination::{
+    Dissemination, DisseminationConfig, ObjectRuns, SeqRun, Slot, TreeMsg, TreeStats,
+};
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey, OpId};
 use super::membership::{Membership, MembershipEvent};
@@ -147,8 +149,9 @@ pub struct RepeaterStats {
 }
 
 /// What the node keeps per object it has seen ops of.
-#[derive(Default)]
 struct Route {
+    /// The object's number in the broadcast tree.
+    slot: Slot,
     seen: SeenSet,
     host: Option<Box<dyn Host>>,
 }
@@ -258,7 +261,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     /// The broadcast tree's counters.
-    pub fn tree_stats(&self) -> super::plumtree::Stats {
+    pub fn tree_stats(&self) -> TreeStats {
         self.tree.stats()
     }
 
@@ -340,7 +343,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             self.membership.handle_link_down(peer);
         }
         self.anti_entropy.handle_link_down(link);
-        self.tree.handle_link_down(now, link);
+        self.tree.handle_link_down(link);
+        let _ = now;
     }
 
     /// Hold `object` from now on: ops on it are delivered to `host`. Ops
@@ -353,7 +357,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 }
             }
         }
-        self.objects.entry(object).or_default().host = Some(host);
+        self.route(&object).host = Some(host);
     }
 
     /// Stop waiting for an open whose answer the driver could not use.
@@ -374,7 +378,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return;
         }
         self.stats.ops_seen += 1;
-        self.tree.broadcast(now, frame);
+        let slot = self.route(&frame.object).slot;
+        self.tree.broadcast(now, slot, frame);
     }
 
     /// Ask the network for `object`'s state. The answer comes as
@@ -416,7 +421,14 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
             Message::Data(frame) => self.handle_data(from, frame),
             Message::Op(frame) => self.handle_op(now, from, frame),
-            Message::Tree(msg) => self.tree.handle_message(now, from, msg),
+            Message::Tree(TreeMsg::IHave(objects)) => self.handle_ihave(now, from, objects),
+            Message::Tree(TreeMsg::Graft(objects)) => {
+                for o in objects {
+                    let slot = self.tree.slot_of(&o.object);
+                    self.tree.handle_graft(from, slot, &o.runs);
+                }
+            }
+            Message::Tree(TreeMsg::Prune) => self.tree.handle_prune(from),
             Message::Probe(msg) => {
                 if let Some(peer) = self.links.get(&from) {
                     self.swim.handle_message(now, *peer, msg);
@@ -440,6 +452,34 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Snapshot(state) => {
                 let mut hosts = sorted_hosts(&mut self.objects);
                 self.anti_entropy.handle_snapshot(&state, &mut hosts);
+            }
+        }
+    }
+
+    /// Announced ops: the tree tracks those not seen here.
+    fn handle_ihave(&mut self, now: Time, from: L, objects: Vec<ObjectRuns>) {
+        if !self.tree.is_neighbor(&from) {
+            return;
+        }
+        for o in objects {
+            let route = self.route(&o.object);
+            let mut lacking = Vec::new();
+            for run in &o.runs {
+                lacking.extend(
+                    route
+                        .seen
+                        .missing(&run.origin, run.first, run.last)
+                        .into_iter()
+                        .map(|(first, last)| SeqRun {
+                            origin: run.origin,
+                            first,
+                            last,
+                        }),
+                );
+            }
+            if !lacking.is_empty() {
+                let slot = route.slot;
+                self.tree.announced(now, from, slot, lacking);
             }
         }
     }
@@ -603,7 +643,12 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     fn route(&mut self, object: &ObjectKey) -> &mut Route {
         // Looked up before inserting: the common case clones no key.
         if !self.objects.contains_key(object) {
-            self.objects.insert(object.clone(), Route::default());
+            let route = Route {
+                slot: self.tree.slot(object),
+                seen: SeenSet::default(),
+                host: None,
+            };
+            self.objects.insert(object.clone(), route);
         }
         self.objects
             .get_mut(object)
@@ -613,8 +658,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     fn handle_op(&mut self, now: Time, from: L, frame: OpFrame) {
         let route = match self.objects.get_mut(&frame.object) {
             Some(route) => route,
-            None => self.objects.entry(frame.object.clone()).or_default(),
+            None => {
+                let slot = self.tree.slot(&frame.object);
+                self.objects.entry(frame.object.clone()).or_insert(Route {
+                    slot,
+                    seen: SeenSet::default(),
+                    host: None,
+                })
+            }
         };
+        let slot = route.slot;
         if !route.seen.insert(frame.id.origin, frame.id.seq) {
             self.stats.duplicates += 1;
             // Seen here before, but maybe not by the replica: this node may
@@ -627,7 +680,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                     report(&mut self.out, &frame, Some(from), result);
                 }
             }
-            self.tree.received(now, from, frame, false);
+            self.tree.received(now, from, slot, frame, false);
             return;
         }
         self.stats.ops_seen += 1;
@@ -644,7 +697,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 self.stats.buffer_overflow += 1;
             }
         }
-        self.tree.received(now, from, frame, true);
+        self.tree.received(now, from, slot, frame, true);
     }
 
     fn handle_fetch(&mut self, now: Time, from: L, fetch: FetchId, object: ObjectKey) {

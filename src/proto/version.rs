@@ -90,6 +90,27 @@ impl SeqSet {
         }
     }
 
+    /// The runs of `first..=last` not in the set, in order, as inclusive
+    /// `(first, last)` pairs. Costs one step per number held above the
+    /// contiguous prefix within the range, not one per number asked about.
+    pub fn missing(&self, first: u64, last: u64) -> Vec<(u64, u64)> {
+        let mut gaps = Vec::new();
+        let mut next = first.max(self.contiguous.saturating_add(1)).max(1);
+        if next > last {
+            return gaps;
+        }
+        for &held in self.above.range(next..=last).map(|(s, _)| s) {
+            if held > next {
+                gaps.push((next, held - 1));
+            }
+            next = held + 1;
+        }
+        if next <= last {
+            gaps.push((next, last));
+        }
+        gaps
+    }
+
     /// How many numbers above the contiguous prefix are held.
     pub fn gaps_len(&self) -> usize {
         self.above.len()
@@ -139,6 +160,16 @@ impl SeenSet {
             .entry(origin)
             .or_default()
             .insert_prefix(upto, lamport);
+    }
+
+    /// The runs of `first..=last` of `origin` not seen (see
+    /// [`SeqSet::missing`]).
+    pub fn missing(&self, origin: &NodeId, first: u64, last: u64) -> Vec<(u64, u64)> {
+        match self.origins.get(origin) {
+            Some(set) => set.missing(first, last),
+            None if first.max(1) <= last => vec![(first.max(1), last)],
+            None => Vec::new(),
+        }
     }
 
     /// The highest seq seen from `origin` (0 if none).
@@ -197,6 +228,29 @@ mod tests {
         assert_eq!(s.contiguous(), 4);
         assert_eq!(s.gaps_len(), 0);
         assert!(!s.insert(0), "zero is never a valid seq");
+    }
+
+    #[test]
+    fn seq_set_names_its_gaps() {
+        let mut s = SeqSet::default();
+        assert_eq!(s.missing(1, 3), vec![(1, 3)]);
+        assert_eq!(s.missing(0, 0), vec![], "zero is never missing");
+        for seq in [1, 2, 5, 6, 9] {
+            s.insert(seq);
+        }
+        assert_eq!(s.missing(1, 10), vec![(3, 4), (7, 8), (10, 10)]);
+        assert_eq!(s.missing(5, 6), vec![]);
+        assert_eq!(s.missing(4, 7), vec![(4, 4), (7, 7)]);
+        assert_eq!(s.missing(9, 3), vec![], "an empty range");
+        assert_eq!(
+            s.missing(u64::MAX - 1, u64::MAX),
+            vec![(u64::MAX - 1, u64::MAX)]
+        );
+        let mut seen = SeenSet::default();
+        let a = NodeId::from_u64(1);
+        assert_eq!(seen.missing(&a, 0, 2), vec![(1, 2)]);
+        seen.insert(a, 1);
+        assert_eq!(seen.missing(&a, 1, 2), vec![(2, 2)]);
     }
 
     #[test]

@@ -1,0 +1,545 @@
+//! How ops travel: an epidemic broadcast tree over the node's links, whose
+//! announcements are runs of sequence numbers.
+//!
+//! The protocol is PlumTree (Leitão, Pereira and Rodrigues, "Epidemic
+//! Broadcast Trees", SRDS 2007; [`plumtree`](super::plumtree) has the
+//! generic version), specialised to ops:
+//!
+//! * Every link starts **eager**: the first copy of an op a node receives is
+//!   pushed on at once to its eager links, and announced on the **lazy**
+//!   ones. A duplicate means two eager paths lead here, so its sender is
+//!   told [`TreeMsg::Prune`] and the link becomes lazy at both ends. After
+//!   the first few ops the eager links form a spanning tree, and an op
+//!   crosses about one link per node, however dense the graph.
+//! * An announced op that has not arrived after `graft_timeout_1` is
+//!   grafted: [`TreeMsg::Graft`] to an announcer, which pushes it and, like
+//!   the grafting node, makes the link eager. The tree is mended on the
+//!   spot; each further expiry (`graft_timeout_2`) asks the next announcer.
+//!
+//! The difference from the paper is the unit of bookkeeping. Ops of one
+//! origin on one object are numbered 1, 2, 3, ..., so an announcement is a
+//! *run* `[origin, first, last]` per object ([`ObjectRuns`]): a burst of a
+//! thousand ops is announced in a few bytes. "Have I got it" is the
+//! repeater's own per-object [`SeenSet`](super::version::SeenSet), not a
+//! second memory of every id; missing ops are tracked as runs
+//! ([`missing`]); the recent frames kept to answer grafts are the only
+//! per-op state: a ring bounded by count. A node thus spends no hashing or
+//! allocation per op beyond the frame it relays, which is what lets the
+//! tree run at full op rate.
+//!
+//! Anti-entropy remains the safety net beneath: an op grafted after it left
+//! every cache, or announced by nobody, is repaired there.
+
+mod missing;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::hash::Hash;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
+
+use super::id::{NodeId, ObjectKey};
+use super::message::{Message, OpFrame};
+use super::time::Time;
+use missing::Missing;
+
+/// Seqs `first..=last` of one origin's ops. On the wire:
+/// `[origin, first, last]`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(NodeId, u64, u64)", into = "(NodeId, u64, u64)")]
+pub struct SeqRun {
+    /// The node that made the ops.
+    pub origin: NodeId,
+    /// The first seq of the run.
+    pub first: u64,
+    /// The last seq of the run (inclusive).
+    pub last: u64,
+}
+
+impl SeqRun {
+    /// How many seqs the run covers (0 if `first > last`; saturating).
+    pub fn len(&self) -> u64 {
+        if self.first > self.last {
+            0
+        } else {
+            (self.last - self.first).saturating_add(1)
+        }
+    }
+
+    /// Whether the run covers no seq.
+    pub fn is_empty(&self) -> bool {
+        self.first > self.last
+    }
+}
+
+impl From<(NodeId, u64, u64)> for SeqRun {
+    fn from((origin, first, last): (NodeId, u64, u64)) -> Self {
+        Self {
+            origin,
+            first,
+            last,
+        }
+    }
+}
+
+impl From<SeqRun> for (NodeId, u64, u64) {
+    fn from(run: SeqRun) -> Self {
+        (run.origin, run.first, run.last)
+    }
+}
+
+/// Runs of ops on one object. On the wire: `[[tag, name], [run, ...]]`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(ObjectKey, Vec<SeqRun>)", into = "(ObjectKey, Vec<SeqRun>)")]
+pub struct ObjectRuns {
+    /// The object.
+    pub object: ObjectKey,
+    /// Its runs.
+    pub runs: Vec<SeqRun>,
+}
+
+impl From<(ObjectKey, Vec<SeqRun>)> for ObjectRuns {
+    fn from((object, runs): (ObjectKey, Vec<SeqRun>)) -> Self {
+        Self { object, runs }
+    }
+}
+
+impl From<ObjectRuns> for (ObjectKey, Vec<SeqRun>) {
+    fn from(o: ObjectRuns) -> Self {
+        (o.object, o.runs)
+    }
+}
+
+/// The broadcast tree's control messages.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TreeMsg {
+    /// "I have these ops" (sent on lazy links, batched).
+    IHave(Vec<ObjectRuns>),
+    /// "Send me these ops, and make our link eager."
+    Graft(Vec<ObjectRuns>),
+    /// "I got your op from elsewhere first: make our link lazy."
+    Prune,
+}
+
+/// Settings of op dissemination.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DisseminationConfig {
+    /// How long after an op is announced the node waits for its eager copy
+    /// before grafting it. Default: 500 ms, not the paper's 100 ms: links
+    /// are reliable QUIC streams, so an eager copy is late, not lost,
+    /// unless its link dies, and under load it can trail its announcement
+    /// by far more than 100 ms (an early graft only duplicates it and
+    /// churns the tree).
+    pub graft_timeout_1: Duration,
+    /// How long after each graft the node waits before asking the next
+    /// announcer. Default: 250 ms.
+    pub graft_timeout_2: Duration,
+    /// How many grafts a missing run gets before the node leaves it to
+    /// anti-entropy. Default: 10.
+    pub max_graft_attempts: u32,
+    /// How long announcements wait to share one `IHave`. Default: 25 ms.
+    pub ihave_interval: Duration,
+    /// The most runs one `IHave` carries; a full batch goes at once.
+    /// Default: 256.
+    pub ihave_batch: usize,
+    /// How many recent op frames are kept to answer grafts. Default:
+    /// 65,536. An op grafted after it left is repaired by anti-entropy.
+    pub max_cached_ops: usize,
+    /// The most missing runs tracked per object and origin; announcements
+    /// past it are left to anti-entropy. Default: 4,096.
+    pub max_missing_runs: usize,
+}
+
+impl Default for DisseminationConfig {
+    fn default() -> Self {
+        Self {
+            graft_timeout_1: Duration::from_millis(500),
+            graft_timeout_2: Duration::from_millis(250),
+            max_graft_attempts: 10,
+            ihave_interval: Duration::from_millis(25),
+            ihave_batch: 256,
+            max_cached_ops: 1 << 16,
+            max_missing_runs: 4096,
+        }
+    }
+}
+
+/// Counters of the broadcast tree.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TreeStats {
+    /// Op copies pushed (one per link).
+    pub pushed: u64,
+    /// Ops that arrived again (each prunes its link).
+    pub duplicates: u64,
+    /// `Prune`s sent.
+    pub prunes_sent: u64,
+    /// `IHave` messages sent.
+    pub ihaves_sent: u64,
+    /// Ops announced in them.
+    pub ops_announced: u64,
+    /// `Graft` messages sent.
+    pub grafts_sent: u64,
+    /// Ops asked for in them.
+    pub ops_grafted: u64,
+}
+
+/// A node-local number for an object key (so per-op maps hash a word, not
+/// two strings).
+pub(crate) type Slot = u32;
+
+/// One group of ops: one object, one origin.
+type Group = (Slot, NodeId);
+
+/// The broadcast tree of one node and the frames it may push.
+#[derive(Debug)]
+pub(crate) struct Dissemination<L> {
+    config: DisseminationConfig,
+    eager: BTreeSet<L>,
+    lazy: BTreeSet<L>,
+    keys: Vec<ObjectKey>,
+    slots: HashMap<ObjectKey, Slot>,
+    /// Recent frames, oldest first. A graft scans them: grafts are rare,
+    /// ops are not, and a ring costs an op nothing but a push.
+    frames: VecDeque<(Group, OpFrame)>,
+    /// Announced, not received.
+    missing: FxHashMap<Group, Missing<L>>,
+    graft_due: BTreeSet<(Time, Group)>,
+    /// Announcements waiting per lazy link: per group, runs.
+    pending: BTreeMap<L, BTreeMap<Group, Vec<(u64, u64)>>>,
+    pending_runs: usize,
+    flush_at: Option<Time>,
+    out: VecDeque<(Vec<L>, Message, u64)>,
+    stats: TreeStats,
+}
+
+impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
+    pub(crate) fn new(config: &DisseminationConfig) -> Self {
+        Self {
+            config: config.clone(),
+            eager: BTreeSet::new(),
+            lazy: BTreeSet::new(),
+            keys: Vec::new(),
+            slots: HashMap::new(),
+            frames: VecDeque::new(),
+            missing: FxHashMap::default(),
+            graft_due: BTreeSet::new(),
+            pending: BTreeMap::new(),
+            pending_runs: 0,
+            flush_at: None,
+            out: VecDeque::new(),
+            stats: TreeStats::default(),
+        }
+    }
+
+    pub(crate) fn stats(&self) -> TreeStats {
+        self.stats
+    }
+
+    /// The slot of `object`, made on first sight.
+    pub(crate) fn slot(&mut self, object: &ObjectKey) -> Slot {
+        if let Some(slot) = self.slots.get(object) {
+            return *slot;
+        }
+        let slot = Slot::try_from(self.keys.len()).unwrap_or(Slot::MAX);
+        self.keys.push(object.clone());
+        self.slots.insert(object.clone(), slot);
+        slot
+    }
+
+    /// The slot of `object`, if it has one.
+    pub(crate) fn slot_of(&self, object: &ObjectKey) -> Option<Slot> {
+        self.slots.get(object).copied()
+    }
+
+    pub(crate) fn is_neighbor(&self, link: &L) -> bool {
+        self.eager.contains(link) || self.lazy.contains(link)
+    }
+
+    pub(crate) fn handle_link_up(&mut self, link: L) {
+        if !self.lazy.contains(&link) {
+            self.eager.insert(link);
+        }
+    }
+
+    /// A link went away: it leaves both sets, and runs it announced are
+    /// asked of the other announcers from the next graft on.
+    pub(crate) fn handle_link_down(&mut self, link: L) {
+        self.eager.remove(&link);
+        self.lazy.remove(&link);
+        if let Some(batch) = self.pending.remove(&link) {
+            self.pending_runs -= batch.values().map(Vec::len).sum::<usize>();
+        }
+        for missing in self.missing.values_mut() {
+            missing.forget(link);
+        }
+    }
+
+    /// An op made here.
+    pub(crate) fn broadcast(&mut self, now: Time, slot: Slot, frame: OpFrame) {
+        self.relay(now, None, slot, frame);
+    }
+
+    /// An op arrived from `from`; `first` is whether it is new here.
+    pub(crate) fn received(&mut self, now: Time, from: L, slot: Slot, frame: OpFrame, first: bool) {
+        let neighbor = self.is_neighbor(&from);
+        if !first {
+            self.stats.duplicates += 1;
+            if neighbor {
+                self.make_lazy(from);
+                self.stats.prunes_sent += 1;
+                self.out
+                    .push_back((vec![from], Message::Tree(TreeMsg::Prune), 0));
+            }
+            return;
+        }
+        if neighbor {
+            self.make_eager(from);
+        }
+        if !self.missing.is_empty() {
+            let group = (slot, frame.id.origin);
+            if let Some(missing) = self.missing.get_mut(&group) {
+                let before = missing.due();
+                missing.remove(frame.id.seq);
+                let after = missing.due();
+                if missing.is_empty() {
+                    self.missing.remove(&group);
+                }
+                self.reschedule(group, before, after);
+            }
+        }
+        self.relay(now, Some(from), slot, frame);
+    }
+
+    /// `from` announced `runs` of `object` that this node lacks (the
+    /// caller has taken out what it holds).
+    pub(crate) fn announced(&mut self, now: Time, from: L, slot: Slot, runs: Vec<SeqRun>) {
+        if !self.is_neighbor(&from) {
+            return;
+        }
+        let due = now + self.config.graft_timeout_1;
+        let cap = self.config.max_missing_runs.max(1);
+        for run in runs {
+            let group = (slot, run.origin);
+            let missing = self.missing.entry(group).or_insert_with(Missing::new);
+            let before = missing.due();
+            missing.add(from, run.first, run.last, due, cap);
+            let after = missing.due();
+            self.reschedule(group, before, after);
+        }
+    }
+
+    /// A group's earliest graft moved from `before` to `after`.
+    fn reschedule(&mut self, group: Group, before: Option<Time>, after: Option<Time>) {
+        if before != after {
+            if let Some(t) = before {
+                self.graft_due.remove(&(t, group));
+            }
+            if let Some(t) = after {
+                self.graft_due.insert((t, group));
+            }
+        }
+    }
+
+    /// `from` asks for `runs` of `object`: push what is cached, and make the
+    /// link eager.
+    pub(crate) fn handle_graft(&mut self, from: L, slot: Option<Slot>, runs: &[SeqRun]) {
+        if self.is_neighbor(&from) {
+            self.make_eager(from);
+        }
+        let Some(slot) = slot else { return };
+        if runs.iter().all(SeqRun::is_empty) {
+            return;
+        }
+        let asked = |(s, origin): &Group, seq: u64| {
+            *s == slot
+                && runs
+                    .iter()
+                    .any(|r| r.origin == *origin && (r.first..=r.last).contains(&seq))
+        };
+        for (group, frame) in &self.frames {
+            if asked(group, frame.id.seq) {
+                self.stats.pushed += 1;
+                self.out
+                    .push_back((vec![from], Message::Op(frame.clone()), 1));
+            }
+        }
+    }
+
+    pub(crate) fn handle_prune(&mut self, from: L) {
+        if self.eager.contains(&from) {
+            self.make_lazy(from);
+        }
+    }
+
+    pub(crate) fn handle_timeout(&mut self, now: Time) {
+        if self.flush_at.is_some_and(|t| t <= now) {
+            self.flush();
+        }
+        let retry = now + self.config.graft_timeout_2;
+        let mut grafts: BTreeMap<L, Vec<ObjectRuns>> = BTreeMap::new();
+        while self.graft_due.first().is_some_and(|(t, _)| *t <= now) {
+            let Some((_, group)) = self.graft_due.pop_first() else {
+                break;
+            };
+            let Some(missing) = self.missing.get_mut(&group) else {
+                continue;
+            };
+            let taken = missing.take_due(now, retry, self.config.max_graft_attempts);
+            match missing.due() {
+                Some(t) if !missing.announcers.is_empty() => {
+                    self.graft_due.insert((t, group));
+                }
+                _ => {
+                    self.missing.remove(&group);
+                }
+            }
+            let Some((peer, runs)) = taken else { continue };
+            let (slot, origin) = group;
+            let runs = runs.into_iter().map(|(first, last)| SeqRun {
+                origin,
+                first,
+                last,
+            });
+            let batch = grafts.entry(peer).or_default();
+            match batch.last_mut() {
+                Some(o) if self.slots.get(&o.object) == Some(&slot) => o.runs.extend(runs),
+                _ => batch.push(ObjectRuns {
+                    object: self.keys[slot as usize].clone(),
+                    runs: runs.collect(),
+                }),
+            }
+        }
+        for (peer, objects) in grafts {
+            self.make_eager(peer);
+            self.stats.grafts_sent += 1;
+            self.stats.ops_grafted = objects
+                .iter()
+                .flat_map(|o| &o.runs)
+                .fold(self.stats.ops_grafted, |n, r| n.saturating_add(r.len()));
+            self.out
+                .push_back((vec![peer], Message::Tree(TreeMsg::Graft(objects)), 0));
+        }
+    }
+
+    /// Whether nothing is under way (no missing op, no announcement
+    /// waiting).
+    pub(crate) fn is_idle(&self) -> bool {
+        self.missing.is_empty() && self.pending.is_empty()
+    }
+
+    pub(crate) fn poll_timeout(&self) -> Option<Time> {
+        let graft = self.graft_due.first().map(|(t, _)| *t);
+        self.flush_at.into_iter().chain(graft).min()
+    }
+
+    /// The next message to send: `(links, message, ops in it)`.
+    pub(crate) fn poll_send(&mut self) -> Option<(Vec<L>, Message, u64)> {
+        self.out.pop_front()
+    }
+
+    /// Push `frame` to the eager links and announce it on the lazy ones
+    /// (but `from`). A lazy link that announced the op too hears of it
+    /// again: harmless (it holds the op), and cheaper than remembering who
+    /// announced which op.
+    fn relay(&mut self, now: Time, from: Option<L>, slot: Slot, frame: OpFrame) {
+        let group = (slot, frame.id.origin);
+        let seq = frame.id.seq;
+        let eager: Vec<L> = self
+            .eager
+            .iter()
+            .copied()
+            .filter(|l| Some(*l) != from)
+            .collect();
+        let lazy: Vec<L> = self
+            .lazy
+            .iter()
+            .copied()
+            .filter(|l| Some(*l) != from)
+            .collect();
+        for link in lazy {
+            self.announce(now, link, group, seq);
+        }
+        if !eager.is_empty() {
+            let n = eager.len() as u64;
+            self.stats.pushed += n;
+            self.out.push_back((eager, Message::Op(frame.clone()), n));
+        }
+        self.keep(group, frame);
+    }
+
+    fn announce(&mut self, now: Time, link: L, group: Group, seq: u64) {
+        let runs = self
+            .pending
+            .entry(link)
+            .or_default()
+            .entry(group)
+            .or_default();
+        match runs.last_mut() {
+            Some(run) if run.1.checked_add(1) == Some(seq) => run.1 = seq,
+            _ => {
+                runs.push((seq, seq));
+                self.pending_runs += 1;
+            }
+        }
+        if self.pending_runs >= self.config.ihave_batch.max(1) {
+            self.flush();
+        } else if self.flush_at.is_none() {
+            self.flush_at = Some(now + self.config.ihave_interval);
+        }
+    }
+
+    fn flush(&mut self) {
+        self.flush_at = None;
+        self.pending_runs = 0;
+        for (link, groups) in std::mem::take(&mut self.pending) {
+            let mut objects: Vec<ObjectRuns> = Vec::new();
+            let mut last_slot = None;
+            for ((slot, origin), runs) in groups {
+                let runs = runs.into_iter().map(|(first, last)| SeqRun {
+                    origin,
+                    first,
+                    last,
+                });
+                self.stats.ops_announced = runs
+                    .clone()
+                    .fold(self.stats.ops_announced, |n, r| n.saturating_add(r.len()));
+                match objects.last_mut() {
+                    Some(o) if last_slot == Some(slot) => o.runs.extend(runs),
+                    _ => objects.push(ObjectRuns {
+                        object: self.keys[slot as usize].clone(),
+                        runs: runs.collect(),
+                    }),
+                }
+                last_slot = Some(slot);
+            }
+            if !objects.is_empty() {
+                self.stats.ihaves_sent += 1;
+                self.out
+                    .push_back((vec![link], Message::Tree(TreeMsg::IHave(objects)), 0));
+            }
+        }
+    }
+
+    fn keep(&mut self, group: Group, frame: OpFrame) {
+        if self.frames.len() >= self.config.max_cached_ops.max(1) {
+            self.frames.pop_front();
+        }
+        self.frames.push_back((group, frame));
+    }
+
+    fn make_eager(&mut self, link: L) {
+        if self.lazy.remove(&link) {
+            self.eager.insert(link);
+        }
+    }
+
+    fn make_lazy(&mut self, link: L) {
+        if self.eager.remove(&link) {
+            self.lazy.insert(link);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

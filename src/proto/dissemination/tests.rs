@@ -1,0 +1,225 @@
+//! The run-based tree on its own, link by link. The node-level behaviour
+//! (100 nodes, loss, partitions) is tested through the harness in
+//! `tests/gossip.rs`.
+
+use super::*;
+use crate::proto::id::OpId;
+
+fn t(ms: u64) -> Time {
+    Time::from_micros(ms * 1000)
+}
+
+fn origin() -> NodeId {
+    NodeId::from_u64(7)
+}
+
+fn key() -> ObjectKey {
+    ObjectKey::new("test.Doc", "a")
+}
+
+fn frame(seq: u64) -> OpFrame {
+    OpFrame {
+        object: key(),
+        id: OpId {
+            lamport: seq,
+            origin: origin(),
+            seq,
+        },
+        payload: bytes::Bytes::from_static(b"\x01"),
+    }
+}
+
+fn tree(links: &[u32]) -> (Dissemination<u32>, Slot) {
+    let mut d = Dissemination::new(&DisseminationConfig::default());
+    for l in links {
+        d.handle_link_up(*l);
+    }
+    let slot = d.slot(&key());
+    (d, slot)
+}
+
+fn drain(d: &mut Dissemination<u32>) -> Vec<(Vec<u32>, Message)> {
+    std::iter::from_fn(|| d.poll_send())
+        .map(|(to, m, _)| (to, m))
+        .collect()
+}
+
+fn runs(first: u64, last: u64) -> Vec<ObjectRuns> {
+    vec![ObjectRuns {
+        object: key(),
+        runs: vec![SeqRun {
+            origin: origin(),
+            first,
+            last,
+        }],
+    }]
+}
+
+#[test]
+fn ops_go_eager_and_a_duplicate_prunes() {
+    let (mut d, slot) = tree(&[1, 2, 3]);
+    d.received(t(0), 1, slot, frame(1), true);
+    let out = drain(&mut d);
+    assert_eq!(out.len(), 1);
+    assert_eq!(
+        out[0].0,
+        vec![2, 3],
+        "pushed to every eager link but the sender"
+    );
+    assert!(matches!(out[0].1, Message::Op(ref f) if f.id.seq == 1));
+    d.received(t(1), 2, slot, frame(1), false);
+    assert_eq!(
+        drain(&mut d),
+        vec![(vec![2], Message::Tree(TreeMsg::Prune))]
+    );
+    assert_eq!(d.stats().duplicates, 1);
+    // Link 2 is lazy now: ops are announced to it, as runs, after the
+    // batching interval.
+    for seq in 2..=5 {
+        d.broadcast(t(2), slot, frame(seq));
+    }
+    let out = drain(&mut d);
+    assert!(out.iter().all(|(to, _)| to == &vec![1, 3]));
+    assert_eq!(d.poll_timeout(), Some(t(27)));
+    d.handle_timeout(t(27));
+    assert_eq!(
+        drain(&mut d),
+        vec![(vec![2], Message::Tree(TreeMsg::IHave(runs(2, 5))))],
+        "four ops, one run"
+    );
+    assert_eq!(d.stats().ops_announced, 4);
+    assert!(d.is_idle());
+}
+
+#[test]
+fn a_prune_makes_the_link_lazy_and_a_graft_eager_again() {
+    let (mut d, slot) = tree(&[1, 2]);
+    d.handle_prune(2);
+    d.broadcast(t(0), slot, frame(1));
+    assert_eq!(drain(&mut d)[0].0, vec![1]);
+    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs);
+    let out = drain(&mut d);
+    assert_eq!(out.len(), 1, "only cached ops are pushed");
+    assert_eq!(out[0].0, vec![2]);
+    d.broadcast(t(1), slot, frame(2));
+    assert_eq!(drain(&mut d)[0].0, vec![1, 2], "the grafter is eager again");
+}
+
+#[test]
+fn missing_runs_are_grafted_from_one_announcer_then_the_next() {
+    let (mut d, slot) = tree(&[1, 2]);
+    d.announced(t(0), 1, slot, runs(1, 4).remove(0).runs);
+    d.announced(t(100), 2, slot, runs(3, 6).remove(0).runs);
+    d.received(t(200), 2, slot, frame(2), true);
+    drain(&mut d);
+    assert_eq!(d.poll_timeout(), Some(t(500)));
+    d.handle_timeout(t(500));
+    let graft = |spans: &[(u64, u64)]| {
+        Message::Tree(TreeMsg::Graft(vec![ObjectRuns {
+            object: key(),
+            runs: spans
+                .iter()
+                .map(|&(first, last)| SeqRun {
+                    origin: origin(),
+                    first,
+                    last,
+                })
+                .collect(),
+        }]))
+    };
+    // Only what was announced 500 ms ago is due; seq 2 arrived meanwhile.
+    assert_eq!(drain(&mut d), vec![(vec![1], graft(&[(1, 1), (3, 4)]))]);
+    // 5 and 6 (announced at 100) are due at 600, with the retries of 1, 3-4
+    // at 750: asked of the other announcer.
+    d.handle_timeout(t(600));
+    assert_eq!(drain(&mut d), vec![(vec![2], graft(&[(5, 6)]))]);
+    for seq in 1..=6 {
+        d.received(t(700), 1, slot, frame(seq), seq != 2);
+    }
+    drain(&mut d);
+    assert!(d.is_idle(), "nothing missing once everything arrived");
+    assert_eq!(d.poll_timeout(), None);
+}
+
+#[test]
+fn a_missing_run_is_given_up_after_its_attempts() {
+    let config = DisseminationConfig {
+        max_graft_attempts: 3,
+        ..DisseminationConfig::default()
+    };
+    let mut d = Dissemination::new(&config);
+    d.handle_link_up(1u32);
+    let slot = d.slot(&key());
+    d.announced(t(0), 1, slot, runs(1, 1).remove(0).runs);
+    let mut grafts = 0;
+    while let Some(at) = d.poll_timeout() {
+        d.handle_timeout(at);
+        grafts += drain(&mut d).len();
+    }
+    assert_eq!(grafts, 3);
+    assert!(d.is_idle());
+}
+
+#[test]
+fn announcements_from_strangers_and_nonsense_runs_are_harmless() {
+    let (mut d, slot) = tree(&[1]);
+    d.announced(t(0), 9, slot, runs(1, 3).remove(0).runs);
+    assert!(d.is_idle(), "a link the tree does not know is ignored");
+    let nonsense = vec![
+        SeqRun {
+            origin: origin(),
+            first: 9,
+            last: 3,
+        },
+        SeqRun {
+            origin: origin(),
+            first: 1,
+            last: u64::MAX,
+        },
+    ];
+    d.handle_graft(1, Some(slot), &nonsense);
+    d.handle_graft(1, None, &nonsense);
+    assert!(drain(&mut d).is_empty());
+    d.handle_link_down(1);
+    d.handle_link_down(1);
+    d.broadcast(t(1), slot, frame(1));
+    assert!(drain(&mut d).is_empty(), "no links, nothing sent");
+}
+
+#[test]
+fn the_frame_cache_is_bounded() {
+    let config = DisseminationConfig {
+        max_cached_ops: 4,
+        ..DisseminationConfig::default()
+    };
+    let mut d = Dissemination::new(&config);
+    d.handle_link_up(1u32);
+    let slot = d.slot(&key());
+    for seq in 1..=10 {
+        d.broadcast(t(0), slot, frame(seq));
+    }
+    drain(&mut d);
+    d.handle_graft(1, Some(slot), &runs(1, 10)[0].runs);
+    let pushed: Vec<u64> = drain(&mut d)
+        .into_iter()
+        .map(|(_, m)| match m {
+            Message::Op(f) => f.id.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(pushed, vec![7, 8, 9, 10], "the newest four");
+}
+
+#[test]
+fn tree_messages_round_trip_through_cbor() {
+    for msg in [
+        TreeMsg::IHave(runs(1, 5)),
+        TreeMsg::Graft(runs(7, 7)),
+        TreeMsg::Prune,
+    ] {
+        let mut bytes = Vec::new();
+        ciborium::into_writer(&msg, &mut bytes).expect("encodes");
+        let back: TreeMsg = ciborium::from_reader(&bytes[..]).expect("decodes");
+        assert_eq!(back, msg);
+    }
+}
