@@ -10,8 +10,9 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_of, export_frame, rebase_onto, repair_of, Host, HostError, Repair,
+    deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, Host, HostError, Repair,
 };
 use crate::proto::message::{ObjectDigest, OpFrame, StateFrame};
 use crate::proto::replica::{Applied, Replica};
@@ -192,8 +193,18 @@ impl<T: Replicated> Host for CellHost<T> {
         replica.merge_acks(acks, |state, op, id| cell.notify_stable(state, op, id, me));
     }
 
-    fn repair(&self, held: &VersionVector, budget: usize) -> Result<Repair, HostError> {
-        repair_of(&self.0.key, &self.0.state.read(), held, budget)
+    fn repair(
+        &self,
+        held: &VersionVector,
+        above: &[SeqRun],
+        upto: &VersionVector,
+        budget: usize,
+    ) -> Result<Repair, HostError> {
+        repair_of(&self.0.key, &self.0.state.read(), held, above, upto, budget)
+    }
+
+    fn ops_in(&self, runs: &[SeqRun], budget: usize) -> Result<Vec<OpFrame>, HostError> {
+        ops_in(&self.0.key, &self.0.state.read(), runs, budget)
     }
 
     fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {

@@ -76,6 +76,11 @@ fn valid_frames() -> Vec<Vec<u8>> {
             objects: vec![ObjectDigest {
                 object,
                 held: VersionVector([(NodeId::from_u64(4), 3)].into_iter().collect()),
+                above: vec![SeqRun {
+                    origin: NodeId::from_u64(4),
+                    first: 5,
+                    last: 9,
+                }],
                 acks: state.acks.clone(),
             }],
             reply: true,
@@ -138,7 +143,14 @@ fn decode_all_layers(frame: &[u8]) {
             let mut replica = Replica::new(me, Doc::default());
             for digest in objects {
                 replica.merge_acks(&digest.acks, |_, _, _| {});
-                let _ = repair_of(&digest.object, &replica, &digest.held, 1 << 16);
+                let _ = repair_of(
+                    &digest.object,
+                    &replica,
+                    &digest.held,
+                    &digest.above,
+                    &VersionVector::default(),
+                    1 << 16,
+                );
             }
         }
         _ => {}

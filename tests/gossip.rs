@@ -201,6 +201,15 @@ fn late_joiners_catch_up_while_shouts_go_on() {
     report(&h, "late joiners", rounds);
 }
 
+/// Whether every node's replica of the doc holds the same ack table.
+fn acks_agree(h: &Harness<Doc>) -> bool {
+    let tables: Vec<_> = (0..h.len())
+        .filter_map(|i| h.host_of(i, "doc"))
+        .map(|host| host.lock().replica.acks().clone())
+        .collect();
+    tables.windows(2).all(|w| w[0] == w[1])
+}
+
 #[test]
 fn idle_rounds_cost_a_constant_few_bytes_and_stable_ops_leave_the_log() {
     let mut h = cluster(N, HarnessConfig::default());
@@ -220,8 +229,20 @@ fn idle_rounds_cost_a_constant_few_bytes_and_stable_ops_leave_the_log() {
         "converged (seed {})",
         h.seed()
     );
-    // Let acks settle, then measure ten idle rounds.
-    h.run_for(ROUND * 10);
+    // Let the acks settle (every node has heard every member's last ack;
+    // until then a node's digests still differ from some peer's and it
+    // rightly sends them), then measure ten idle rounds.
+    let mut waited = 0;
+    while !acks_agree(&h) {
+        assert!(
+            waited < 60,
+            "acks still differ after 60 quiet rounds (seed {})",
+            h.seed()
+        );
+        h.run_for(ROUND);
+        waited += 1;
+    }
+    eprintln!("acks agreed everywhere {waited} round(s) after convergence");
     let settled = h.traffic().clone();
     h.run_for(ROUND * 10);
     let idle_by = |kinds: &[&str]| -> u64 {

@@ -373,7 +373,13 @@ async fn bench(plan: Plan) -> anyhow::Result<()> {
     endpoint.close(quinn::VarInt::from_u32(0), b"done");
 
     eprintln!("· plexus commutative shouts from all three");
+    let relayed_before = relayed(&mut children).await?;
     let blast = shout_phase(&mut children, "blast", plan.throughput, plan.window).await?;
+    let relayed_after = relayed(&mut children).await?;
+    let blast_relay = (
+        relayed_after.0 - relayed_before.0,
+        relayed_after.1 - relayed_before.1,
+    );
     let before = replays(&mut children).await?;
     eprintln!("· plexus ordered shouts from all three");
     let ordered = shout_phase(&mut children, "ordered", plan.ordered, plan.ordered_window).await?;
@@ -389,6 +395,7 @@ async fn bench(plan: Plan) -> anyhow::Result<()> {
         fan_batched,
         fan_single,
         blast,
+        blast_relay,
         ordered,
         ordered_replays: (after.0 - before.0, after.1 - before.1),
         codec,
@@ -453,6 +460,18 @@ async fn shout_phase(
         messages: total,
         wall: start.elapsed(),
     })
+}
+
+/// Op copies sent and duplicates received, summed over the peers.
+async fn relayed(children: &mut [Child]) -> anyhow::Result<(u64, u64)> {
+    let mut sum = (0, 0);
+    for child in children.iter_mut() {
+        let line = child.call("relay").await?;
+        let mut words = line.split_whitespace().map(str::parse::<u64>);
+        sum.0 += words.next().context("no count of ops sent")??;
+        sum.1 += words.next().context("no count of duplicates")??;
+    }
+    Ok(sum)
 }
 
 /// Rollbacks and replayed ops, summed over the peers.

@@ -320,6 +320,10 @@ impl Peer {
                 gauge.reach(total).await?;
                 Ok(format!("{}", start.elapsed().as_nanos()))
             }
+            "relay" => {
+                let stats = self.node.stats().await;
+                Ok(format!("{} {}", stats.ops_sent, stats.duplicates))
+            }
             "stats" => {
                 let stats = self.sink()?.stats();
                 let sink = self.sink()?.read(Sink::clone);

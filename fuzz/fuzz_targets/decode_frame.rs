@@ -7,6 +7,7 @@ use libfuzzer_sys::fuzz_target;
 use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
 use plexus::proto::message::{Message, DEFAULT_MAX_FRAME};
 use plexus::proto::replica::Replica;
+use plexus::proto::version::VersionVector;
 use plexus::{Delivery, NodeId, Operation, Replicated, TypeTag};
 use serde::{Deserialize, Serialize};
 
@@ -84,7 +85,14 @@ fuzz_target!(|data: &[u8]| {
             replica.shout(DocOp::Add(1), |_, _, _| {});
             for digest in objects {
                 replica.merge_acks(&digest.acks, |_, _, _| {});
-                let _ = repair_of(&digest.object, &replica, &digest.held, 1 << 16);
+                let _ = repair_of(
+                    &digest.object,
+                    &replica,
+                    &digest.held,
+                    &digest.above,
+                    &VersionVector::default(),
+                    1 << 16,
+                );
             }
         }
         _ => {}

@@ -20,7 +20,9 @@
 //! with its own digests, so the peer can do the same the other way. Ops of
 //! an origin are pushed only when the peer's count of them did not grow
 //! since its previous digest: under load a peer always lacks the ops still
-//! in flight to it, and those need no repair. This is
+//! in flight to it, and those need no repair. A digest also names the runs
+//! a peer holds above a gap (ops that came by another path first), and
+//! those are not pushed again. This is
 //! the push-pull anti-entropy of Demers et al. ("Epidemic algorithms for
 //! replicated database maintenance", PODC 1987), with the per-peer
 //! summary-of-summaries of Tribler's gossip made exact.
@@ -164,8 +166,13 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
         let chosen = links.choose_multiple(rng, self.config.fanout);
         let mut out = Vec::with_capacity(chosen.len());
         for link in chosen {
-            let empty = BTreeSet::new();
-            let common = self.peers.get(&link).map_or(&empty, |p| &p.objects);
+            // A peer whose objects are not known yet is assumed to hold the
+            // same ones: if it does, the first exchange ends at the summary.
+            let common = self
+                .peers
+                .get(&link)
+                .filter(|p| p.set.is_some())
+                .map(|p| &p.objects);
             let root = root_hash(&mut self.hashes, common, hosts);
             self.stats.summaries += 1;
             out.push((link, Message::Summary { set, root }));
@@ -182,9 +189,16 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
         root: u64,
         hosts: &mut Hosts<'_>,
     ) -> Vec<Message> {
-        let known = self.peers.get(&from).filter(|p| p.set == Some(set));
-        if let Some(peer) = known {
-            if root_hash(&mut self.hashes, &peer.objects, hosts) == root {
+        // The objects the sender hashed: those it learned we hold, or, if it
+        // holds the same set as we do, all of ours.
+        let mine = set_hash(hosts.iter().map(|(k, _)| *k));
+        let common = match self.peers.get(&from).filter(|p| p.set == Some(set)) {
+            Some(peer) => Some(Some(&peer.objects)),
+            None if set == mine => Some(None),
+            None => None,
+        };
+        if let Some(common) = common {
+            if root_hash(&mut self.hashes, common, hosts) == root {
                 self.stats.in_sync += 1;
                 return Vec::new();
             }
@@ -216,19 +230,25 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             let host = &mut *hosts[at].1;
             host.merge_acks(&digest.acks);
             // Under load a peer always lacks the ops still in flight to it.
-            // Only an origin whose ops stopped arriving there since the last
-            // digest (a loss, a partition, a late join) is repaired; the
-            // first digest from a peer repairs everything.
-            let mut lacking = digest.held.clone();
+            // Only an origin whose ops stopped arriving there since its
+            // previous digest (a loss, a partition, a late join) is
+            // repaired; the first digest from a peer repairs everything.
+            let mut upto = VersionVector::default();
             if let Some(before) = peer.held.get(&digest.object) {
                 for (origin, held) in &digest.held.0 {
                     if *held > before.get(origin) {
-                        lacking.0.insert(*origin, u64::MAX);
+                        upto.0.insert(*origin, *held);
                     }
                 }
             }
+            let result = host.repair(
+                &digest.held,
+                &digest.above,
+                &upto,
+                self.config.repair_budget,
+            );
             peer.held.insert(digest.object.clone(), digest.held);
-            match host.repair(&lacking, self.config.repair_budget) {
+            match result {
                 Ok(Repair::Ops(ops)) => {
                     self.stats.ops_repaired += ops.len() as u64;
                     out.extend(ops.into_iter().map(Message::Op));
@@ -303,12 +323,12 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
 /// object's hash is cached in `hashes` by the replica's revision.
 fn root_hash(
     hashes: &mut HashMap<ObjectKey, (u64, u64)>,
-    common: &BTreeSet<ObjectKey>,
+    common: Option<&BTreeSet<ObjectKey>>,
     hosts: &mut Hosts<'_>,
 ) -> u64 {
     let mut ctx = Context::new(&SHA256);
     for (key, host) in hosts.iter_mut() {
-        if !common.contains(*key) {
+        if common.is_some_and(|c| !c.contains(*key)) {
             continue;
         }
         let revision = host.refresh();

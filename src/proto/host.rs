@@ -5,6 +5,7 @@
 //! frames into typed ops and replica states and back; both the driver's
 //! hosts and the harness's use them.
 
+use super::dissemination::SeqRun;
 use super::id::{NodeId, ObjectKey, OpId};
 use super::message::{
     decode_exact, encode_value, DecodeError, EncodeError, ObjectDigest, OpFrame, StateFrame,
@@ -70,9 +71,22 @@ pub trait Host: Send {
     /// Merge a peer's acks and fold what became stable.
     fn merge_acks(&mut self, acks: &AckTable);
 
-    /// What a replica holding `held` lacks: at most about `budget` bytes of
-    /// ops, or the snapshot when it lacks ops already folded here.
-    fn repair(&self, held: &VersionVector, budget: usize) -> Result<Repair, HostError>;
+    /// What a replica holding `held` (and the runs `above` it) lacks, of
+    /// `origin`'s ops no later than
+    /// `upto[origin]` (no limit for an origin `upto` does not name): at
+    /// most about `budget` bytes of ops, or the snapshot when it lacks ops
+    /// already folded here.
+    fn repair(
+        &self,
+        held: &VersionVector,
+        above: &[SeqRun],
+        upto: &VersionVector,
+        budget: usize,
+    ) -> Result<Repair, HostError>;
+
+    /// The ops of `runs` this replica still holds unfolded, in order, at
+    /// most about `budget` bytes: the answer to a graft.
+    fn ops_in(&self, runs: &[SeqRun], budget: usize) -> Result<Vec<OpFrame>, HostError>;
 
     /// Move onto a peer's newer snapshot (see [`Replica::rebase`]); `false`
     /// when it is not ahead of this replica.
@@ -93,6 +107,11 @@ pub fn digest_of<T: Replicated>(object: &ObjectKey, replica: &Replica<T>) -> Obj
     ObjectDigest {
         object: object.clone(),
         held: replica.version_vector(),
+        above: replica
+            .held_above(ObjectDigest::MAX_ABOVE)
+            .into_iter()
+            .map(SeqRun::from)
+            .collect(),
         acks: replica.acks().clone(),
     }
 }
@@ -102,6 +121,8 @@ pub fn repair_of<T: Replicated>(
     object: &ObjectKey,
     replica: &Replica<T>,
     held: &VersionVector,
+    above: &[SeqRun],
+    upto: &VersionVector,
     budget: usize,
 ) -> Result<Repair, HostError> {
     if replica.needs_snapshot(held) {
@@ -109,7 +130,15 @@ pub fn repair_of<T: Replicated>(
     }
     let mut ops = Vec::new();
     let mut bytes = 0;
-    for (id, op) in replica.ops_missing(held) {
+    let wanted = replica
+        .ops_missing(held)
+        .filter(|(id, _)| upto.0.get(&id.origin).is_none_or(|limit| id.seq <= *limit))
+        .filter(|(id, _)| {
+            !above
+                .iter()
+                .any(|r| r.origin == id.origin && (r.first..=r.last).contains(&id.seq))
+        });
+    for (id, op) in wanted {
         let payload = encode_value(op, "op").map_err(|source| HostError::Encode {
             object: object.clone(),
             source,
@@ -125,6 +154,41 @@ pub fn repair_of<T: Replicated>(
         }
     }
     Ok(Repair::Ops(ops))
+}
+
+/// The ops of `runs` that `replica` holds unfolded, as frames (see
+/// [`Host::ops_in`]).
+pub fn ops_in<T: Replicated>(
+    object: &ObjectKey,
+    replica: &Replica<T>,
+    runs: &[SeqRun],
+    budget: usize,
+) -> Result<Vec<OpFrame>, HostError> {
+    let mut ops = Vec::new();
+    let mut bytes = 0;
+    if runs.iter().all(SeqRun::is_empty) {
+        return Ok(ops);
+    }
+    let wanted = replica.tentative_ops().filter(|(id, _)| {
+        runs.iter()
+            .any(|r| r.origin == id.origin && (r.first..=r.last).contains(&id.seq))
+    });
+    for (id, op) in wanted {
+        let payload = encode_value(op, "op").map_err(|source| HostError::Encode {
+            object: object.clone(),
+            source,
+        })?;
+        bytes += payload.len() + OpFrame::MAX_OVERHEAD + object.tag.len() + object.name.len();
+        ops.push(OpFrame {
+            object: object.clone(),
+            id,
+            payload: payload.into(),
+        });
+        if bytes >= budget {
+            break;
+        }
+    }
+    Ok(ops)
 }
 
 /// Decode `state` and [`rebase`](Replica::rebase) `replica` onto it.

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use super::cbor::{self, CborError, Reader};
 
 use super::data::DataFrame;
-use super::dissemination::TreeMsg;
+use super::dissemination::{SeqRun, TreeMsg};
 use super::id::{NodeId, ObjectKey, OpId};
 use super::stability::AckTable;
 use super::swim::SwimMessage;
@@ -131,8 +131,19 @@ pub struct ObjectDigest {
     pub object: ObjectKey,
     /// Per origin, the highest seq the sender holds with no gap below.
     pub held: VersionVector,
+    /// Runs the sender holds above `held` (ops that came by another path
+    /// before the ones below them), at most [`ObjectDigest::MAX_ABOVE`]
+    /// per object: a repair skips them.
+    #[serde(default)]
+    pub above: Vec<SeqRun>,
     /// The replica set's acknowledgements, as the sender knows them.
     pub acks: AckTable,
+}
+
+impl ObjectDigest {
+    /// The most runs above the contiguous prefix a digest names per object
+    /// (the rest may be pushed again: harmless, only bytes).
+    pub const MAX_ABOVE: usize = 64;
 }
 
 /// A shout on the wire: the object, the op id, and the op's encoded call.

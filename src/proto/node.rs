@@ -423,9 +423,18 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Op(frame) => self.handle_op(now, from, frame),
             Message::Tree(TreeMsg::IHave(objects)) => self.handle_ihave(now, from, objects),
             Message::Tree(TreeMsg::Graft(objects)) => {
+                // A hosted object answers from its replica's log, which
+                // holds every op not yet stable; the frame cache, bounded by
+                // count, only serves objects this node relays.
+                let budget = self.config.anti_entropy.repair_budget;
                 for o in objects {
                     let slot = self.tree.slot_of(&o.object);
-                    self.tree.handle_graft(from, slot, &o.runs);
+                    let held = self
+                        .objects
+                        .get(&o.object)
+                        .and_then(|r| r.host.as_deref())
+                        .and_then(|h| h.ops_in(&o.runs, budget).ok());
+                    self.tree.handle_graft(from, slot, &o.runs, held);
                 }
             }
             Message::Tree(TreeMsg::Prune) => self.tree.handle_prune(from),

@@ -271,6 +271,12 @@ impl<T: Replicated> Replica<T> {
         self.seen.version_vector()
     }
 
+    /// Runs `(origin, first, last)` held above the contiguous prefix, at
+    /// most `max` (those of the lowest origins first).
+    pub fn held_above(&self, max: usize) -> Vec<(NodeId, u64, u64)> {
+        self.seen.held_above(max)
+    }
+
     /// Whether the op `(origin, seq)` was seen.
     pub fn has_seen(&self, origin: &NodeId, seq: u64) -> bool {
         self.seen.contains(origin, seq)
@@ -539,8 +545,15 @@ impl<T: Replicated> Replica<T> {
         &'a self,
         held: &'a VersionVector,
     ) -> impl Iterator<Item = (OpId, &'a T::Op)> + 'a {
+        // Nothing past `held` seen here (the common case under load, where
+        // the peer only trails by ops in flight): skip the walk of the log.
+        let ahead = self
+            .seen
+            .origins()
+            .any(|o| self.seen.max_seq(o) > held.get(o));
         self.log
             .iter()
+            .take_while(move |_| ahead)
             .filter(move |(id, _)| id.seq > held.get(&id.origin))
             .map(|(id, op)| (*id, op))
     }
@@ -588,6 +601,11 @@ impl<T: Replicated> Replica<T> {
             lamport: self.clock.now(),
             acks: self.acks.clone(),
         }
+    }
+
+    /// The tentative ops, in order.
+    pub fn tentative_ops(&self) -> impl Iterator<Item = (OpId, &T::Op)> + '_ {
+        self.log.iter().map(|(id, op)| (*id, op))
     }
 
     /// The ids of the tentative ops, in order.

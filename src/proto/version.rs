@@ -111,6 +111,21 @@ impl SeqSet {
         gaps
     }
 
+    /// The runs held above the contiguous prefix, in order, at most `max`.
+    pub fn runs_above(&self, max: usize) -> Vec<(u64, u64)> {
+        let mut runs: Vec<(u64, u64)> = Vec::new();
+        for &seq in self.above.keys() {
+            if let Some(run) = runs.last_mut().filter(|r| r.1 + 1 == seq) {
+                run.1 = seq;
+            } else if runs.len() == max {
+                break;
+            } else {
+                runs.push((seq, seq));
+            }
+        }
+        runs
+    }
+
     /// How many numbers above the contiguous prefix are held.
     pub fn gaps_len(&self) -> usize {
         self.above.len()
@@ -160,6 +175,24 @@ impl SeenSet {
             .entry(origin)
             .or_default()
             .insert_prefix(upto, lamport);
+    }
+
+    /// Runs `(origin, first, last)` held above the contiguous prefixes, at
+    /// most `max` in all (see [`SeqSet::runs_above`]).
+    pub fn held_above(&self, max: usize) -> Vec<(NodeId, u64, u64)> {
+        let mut runs = Vec::new();
+        for (origin, set) in &self.origins {
+            let left = max - runs.len();
+            if left == 0 {
+                break;
+            }
+            runs.extend(
+                set.runs_above(left)
+                    .into_iter()
+                    .map(|(first, last)| (*origin, first, last)),
+            );
+        }
+        runs
     }
 
     /// The runs of `first..=last` of `origin` not seen (see
@@ -239,6 +272,8 @@ mod tests {
             s.insert(seq);
         }
         assert_eq!(s.missing(1, 10), vec![(3, 4), (7, 8), (10, 10)]);
+        assert_eq!(s.runs_above(8), vec![(5, 6), (9, 9)]);
+        assert_eq!(s.runs_above(1), vec![(5, 6)]);
         assert_eq!(s.missing(5, 6), vec![]);
         assert_eq!(s.missing(4, 7), vec![(4, 4), (7, 7)]);
         assert_eq!(s.missing(9, 3), vec![], "an empty range");

@@ -8,9 +8,10 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_of, export_frame, rebase_onto, repair_of, replica_from_frame, Host,
-    HostError, Repair,
+    deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, replica_from_frame,
+    Host, HostError, Repair,
 };
 use crate::proto::membership::MembershipEvent;
 use crate::proto::message::{Message, ObjectDigest, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
@@ -111,8 +112,18 @@ impl<T: Replicated> Host for SharedHost<T> {
         replica.merge_acks(acks, |_, _, id| stable.push(id));
     }
 
-    fn repair(&self, held: &VersionVector, budget: usize) -> Result<Repair, HostError> {
-        repair_of(&self.0, &self.1.lock().replica, held, budget)
+    fn repair(
+        &self,
+        held: &VersionVector,
+        above: &[SeqRun],
+        upto: &VersionVector,
+        budget: usize,
+    ) -> Result<Repair, HostError> {
+        repair_of(&self.0, &self.1.lock().replica, held, above, upto, budget)
+    }
+
+    fn ops_in(&self, runs: &[SeqRun], budget: usize) -> Result<Vec<OpFrame>, HostError> {
+        ops_in(&self.0, &self.1.lock().replica, runs, budget)
     }
 
     fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {

@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::proto::id::OpId;
+use std::time::Duration;
 
 fn t(ms: u64) -> Time {
     Time::from_micros(ms * 1000)
@@ -29,8 +30,21 @@ fn frame(seq: u64) -> OpFrame {
     }
 }
 
+/// The settings these tests count with (not the defaults, which may move).
+fn config() -> DisseminationConfig {
+    DisseminationConfig {
+        graft_timeout_1: Duration::from_millis(500),
+        graft_timeout_2: Duration::from_millis(250),
+        max_graft_attempts: 10,
+        ihave_interval: Duration::from_millis(25),
+        ihave_batch: 256,
+        max_cached_ops: 1 << 16,
+        max_missing_runs: 4096,
+    }
+}
+
 fn tree(links: &[u32]) -> (Dissemination<u32>, Slot) {
-    let mut d = Dissemination::new(&DisseminationConfig::default());
+    let mut d = Dissemination::new(&config());
     for l in links {
         d.handle_link_up(*l);
     }
@@ -97,7 +111,7 @@ fn a_prune_makes_the_link_lazy_and_a_graft_eager_again() {
     d.handle_prune(2);
     d.broadcast(t(0), slot, frame(1));
     assert_eq!(drain(&mut d)[0].0, vec![1]);
-    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs);
+    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs, None);
     let out = drain(&mut d);
     assert_eq!(out.len(), 1, "only cached ops are pushed");
     assert_eq!(out[0].0, vec![2]);
@@ -145,7 +159,7 @@ fn missing_runs_are_grafted_from_one_announcer_then_the_next() {
 fn a_missing_run_is_given_up_after_its_attempts() {
     let config = DisseminationConfig {
         max_graft_attempts: 3,
-        ..DisseminationConfig::default()
+        ..config()
     };
     let mut d = Dissemination::new(&config);
     d.handle_link_up(1u32);
@@ -177,8 +191,8 @@ fn announcements_from_strangers_and_nonsense_runs_are_harmless() {
             last: u64::MAX,
         },
     ];
-    d.handle_graft(1, Some(slot), &nonsense);
-    d.handle_graft(1, None, &nonsense);
+    d.handle_graft(1, Some(slot), &nonsense, None);
+    d.handle_graft(1, None, &nonsense, None);
     assert!(drain(&mut d).is_empty());
     d.handle_link_down(1);
     d.handle_link_down(1);
@@ -190,7 +204,7 @@ fn announcements_from_strangers_and_nonsense_runs_are_harmless() {
 fn the_frame_cache_is_bounded() {
     let config = DisseminationConfig {
         max_cached_ops: 4,
-        ..DisseminationConfig::default()
+        ..config()
     };
     let mut d = Dissemination::new(&config);
     d.handle_link_up(1u32);
@@ -199,7 +213,7 @@ fn the_frame_cache_is_bounded() {
         d.broadcast(t(0), slot, frame(seq));
     }
     drain(&mut d);
-    d.handle_graft(1, Some(slot), &runs(1, 10)[0].runs);
+    d.handle_graft(1, Some(slot), &runs(1, 10)[0].runs, None);
     let pushed: Vec<u64> = drain(&mut d)
         .into_iter()
         .map(|(_, m)| match m {
@@ -222,4 +236,54 @@ fn tree_messages_round_trip_through_cbor() {
         let back: TreeMsg = ciborium::from_reader(&bytes[..]).expect("decodes");
         assert_eq!(back, msg);
     }
+}
+
+#[test]
+fn interleaved_and_reordered_announcements_merge_into_runs() {
+    let (mut d, slot) = tree(&[1, 2]);
+    d.handle_prune(2);
+    let other = NodeId::from_u64(8);
+    let from_other = |seq| {
+        let mut f = frame(seq);
+        f.id.origin = other;
+        f
+    };
+    for seq in [1, 2, 3] {
+        d.broadcast(t(0), slot, frame(seq));
+        d.broadcast(t(0), slot, from_other(seq));
+    }
+    d.broadcast(t(0), slot, frame(5));
+    d.broadcast(t(0), slot, frame(4));
+    d.broadcast(t(0), slot, from_other(9));
+    drain(&mut d);
+    d.handle_timeout(t(25));
+    let mut expected = vec![
+        SeqRun {
+            origin: origin(),
+            first: 1,
+            last: 5,
+        },
+        SeqRun {
+            origin: other,
+            first: 1,
+            last: 3,
+        },
+        SeqRun {
+            origin: other,
+            first: 9,
+            last: 9,
+        },
+    ];
+    expected.sort_by_key(|r| (r.origin, r.first));
+    assert_eq!(
+        drain(&mut d),
+        vec![(
+            vec![2],
+            Message::Tree(TreeMsg::IHave(vec![ObjectRuns {
+                object: key(),
+                runs: expected,
+            }]))
+        )]
+    );
+    assert_eq!(d.stats().ops_announced, 9);
 }
