@@ -87,15 +87,15 @@ impl<L: Copy + PartialEq> Missing<L> {
         }
     }
 
-    /// `seq` arrived: it is no longer missing. Returns whether it was.
-    pub(super) fn remove(&mut self, seq: u64) -> bool {
+    /// `seq` arrived: it is no longer missing. Returns how many times it
+    /// was grafted, if it was missing.
+    pub(super) fn remove(&mut self, seq: u64) -> Option<u32> {
         let at = self.runs.partition_point(|r| r.last < seq);
-        let Some(run) = self.runs.get_mut(at) else {
-            return false;
-        };
+        let run = self.runs.get_mut(at)?;
         if run.first > seq {
-            return false;
+            return None;
         }
+        let grafts = run.grafts;
         match (run.first == seq, run.last == seq) {
             (true, true) => {
                 self.runs.remove(at);
@@ -109,7 +109,7 @@ impl<L: Copy + PartialEq> Missing<L> {
                 self.runs.insert(at + 1, upper);
             }
         }
-        true
+        Some(grafts)
     }
 
     /// A link went away: it is no longer asked.
@@ -156,10 +156,10 @@ mod tests {
         assert_eq!(runs(&m), vec![(1, 4), (5, 9), (10, 12)]);
         assert_eq!(m.announcers, [1, 2]);
         assert_eq!(m.due(), Some(t(100)));
-        assert!(m.remove(7));
-        assert!(!m.remove(7));
-        assert!(m.remove(1));
-        assert!(m.remove(12));
+        assert_eq!(m.remove(7), Some(0));
+        assert_eq!(m.remove(7), None);
+        assert!(m.remove(1).is_some());
+        assert!(m.remove(12).is_some());
         assert_eq!(runs(&m), vec![(2, 4), (5, 6), (8, 9), (10, 11)]);
         // At 150 only the runs announced first (due 100) are grafted.
         let (peer, due) = m.take_due(t(150), t(400), 2).expect("due");
@@ -184,8 +184,8 @@ mod tests {
         m.add(1, u64::MAX - 3, u64::MAX, t(1), 64);
         m.add(1, 1, u64::MAX, t(2), 64);
         assert_eq!(runs(&m), vec![(1, u64::MAX - 4), (u64::MAX - 3, u64::MAX)]);
-        assert!(m.remove(u64::MAX));
-        assert!(m.remove(1));
+        assert!(m.remove(u64::MAX).is_some());
+        assert!(m.remove(1).is_some());
         assert_eq!(
             runs(&m),
             vec![(2, u64::MAX - 4), (u64::MAX - 3, u64::MAX - 1)]

@@ -22,13 +22,22 @@
 //! thousand ops is announced in a few bytes. "Have I got it" is the
 //! repeater's own per-object [`SeenSet`](super::version::SeenSet), not a
 //! second memory of every id; missing ops are tracked as runs
-//! ([`missing`]); the recent frames kept to answer grafts are the only
+//! (the `missing` submodule); the recent frames kept to answer grafts are the only
 //! per-op state: a ring bounded by count. A node thus spends no hashing or
 //! allocation per op beyond the frame it relays, which is what lets the
 //! tree run at full op rate.
 //!
 //! Anti-entropy remains the safety net beneath: an op grafted after it left
 //! every cache, or announced by nobody, is repaired there.
+//!
+//! Trust: peers are authenticated members, and the tree trusts them as the
+//! rest of the repeater does. A member can make a node remember object keys
+//! (one slot per key announced, as one route per key relayed), ask with one
+//! small graft for up to the repair budget per object, and choose origins
+//! that collide in the (fast, not DoS-resistant) hasher of the per-group
+//! maps. Announced runs are capped per group (`max_missing_runs`) and never
+//! walked seq by seq, so no announcement costs work in proportion to the
+//! numbers it names.
 
 mod missing;
 
@@ -129,10 +138,10 @@ pub struct DisseminationConfig {
     /// before grafting it. Default: 500 ms, not the paper's 100 ms: links
     /// are reliable QUIC streams, so an eager copy is late, not lost, unless
     /// its link dies (which the node hears of), and under load it can trail
-    /// its announcement by well over 100 ms. An early graft only duplicates
-    /// it and churns the tree. (Longer is calmer under load: at 1 s the
-    /// three-process benchmark never grafted, but repair on lossy links,
-    /// where a lost eager copy waits for the graft, took a round longer.)
+    /// its announcement by well over 100 ms. A graft that proves early (the
+    /// eager copy arrives after its answer) prunes the grafted link, not
+    /// the tree's. (Longer is calmer under load, but repair on lossy links,
+    /// where a lost eager copy waits for its graft, takes a round longer.)
     pub graft_timeout_1: Duration,
     /// How long after each graft the node waits before asking the next
     /// announcer. Default: 500 ms.
@@ -217,6 +226,8 @@ pub(crate) struct Dissemination<L> {
     flush_at: Option<Time>,
     /// When each link was last told to prune.
     pruned: BTreeMap<L, Time>,
+    /// When each link last delivered an op this node had grafted.
+    grafted: BTreeMap<L, Time>,
     out: VecDeque<(Vec<L>, Message, u64)>,
     stats: TreeStats,
 }
@@ -236,6 +247,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             pending_runs: 0,
             flush_at: None,
             pruned: BTreeMap::new(),
+            grafted: BTreeMap::new(),
             out: VecDeque::new(),
             stats: TreeStats::default(),
         }
@@ -277,6 +289,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         self.eager.remove(&link);
         self.lazy.remove(&link);
         self.pruned.remove(&link);
+        self.grafted.remove(&link);
         if let Some(batch) = self.pending.remove(&link) {
             self.pending_runs -= batch.len();
         }
@@ -295,18 +308,37 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         let neighbor = self.is_neighbor(&from);
         if !first {
             self.stats.duplicates += 1;
+            // A duplicate soon after another link answered a graft: the
+            // eager path was slow, not broken (a load spike). Undo the
+            // graft's link, not the tree's, or the tree flips to the
+            // grafted link and every op still queued on the old path
+            // arrives twice.
+            let window = self.config.graft_timeout_1.saturating_mul(2);
+            let grafted = self
+                .grafted
+                .iter()
+                .find(|(l, at)| **l != from && now.since(**at) <= window)
+                .map(|(l, _)| *l);
+            let target = match grafted {
+                Some(link) => {
+                    self.grafted.remove(&link);
+                    link
+                }
+                None if neighbor => from,
+                None => return,
+            };
             // The ops already queued behind a prune arrive as duplicates
             // too: one prune a link, repeated only if they go on (in case
             // it was lost).
             let again = self
                 .pruned
-                .get(&from)
+                .get(&target)
                 .is_none_or(|at| now >= *at + PRUNE_REPEAT);
-            if neighbor && (self.make_lazy(from) || again) {
-                self.pruned.insert(from, now);
+            if self.make_lazy(target) || again {
+                self.pruned.insert(target, now);
                 self.stats.prunes_sent += 1;
                 self.out
-                    .push_back((vec![from], Message::Tree(TreeMsg::Prune), 0));
+                    .push_back((vec![target], Message::Tree(TreeMsg::Prune), 0));
             }
             return;
         }
@@ -317,7 +349,9 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             let group = (slot, frame.id.origin);
             if let Some(missing) = self.missing.get_mut(&group) {
                 let before = missing.due();
-                missing.remove(frame.id.seq);
+                if missing.remove(frame.id.seq).is_some_and(|g| g > 0) {
+                    self.grafted.insert(from, now);
+                }
                 let after = missing.due();
                 if missing.is_empty() {
                     self.missing.remove(&group);

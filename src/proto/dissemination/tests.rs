@@ -287,3 +287,31 @@ fn interleaved_and_reordered_announcements_merge_into_runs() {
     );
     assert_eq!(d.stats().ops_announced, 9);
 }
+
+#[test]
+fn a_late_eager_copy_undoes_the_graft_not_the_tree() {
+    let (mut d, slot) = tree(&[1, 2]);
+    d.handle_prune(2);
+    // Link 1 is the tree; link 2 announces an op whose eager copy is late.
+    d.announced(t(0), 2, slot, runs(1, 1).remove(0).runs);
+    d.handle_timeout(t(500));
+    assert!(
+        matches!(&drain(&mut d)[..], [(to, Message::Tree(TreeMsg::Graft(_)))] if to == &vec![2])
+    );
+    d.received(t(600), 2, slot, frame(1), true);
+    drain(&mut d);
+    // The eager copy arrives after all: link 2, the graft's, is pruned.
+    d.received(t(700), 1, slot, frame(1), false);
+    assert_eq!(
+        drain(&mut d),
+        vec![(vec![2], Message::Tree(TreeMsg::Prune))]
+    );
+    d.broadcast(t(800), slot, frame(2));
+    assert_eq!(drain(&mut d)[0].0, vec![1], "the tree is as it was");
+    // Without a recent graft, a duplicate prunes its own sender.
+    d.received(t(5000), 1, slot, frame(2), false);
+    assert_eq!(
+        drain(&mut d),
+        vec![(vec![1], Message::Tree(TreeMsg::Prune))]
+    );
+}
