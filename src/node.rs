@@ -32,7 +32,7 @@ use crate::proto::data::Spread;
 use crate::proto::host::replica_from_frame;
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{OpFrame, DEFAULT_MAX_FRAME};
-use crate::proto::node::{RepeaterConfig, RepeaterStats};
+use crate::proto::node::{GossipStats, RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
 use crate::tls::{Identity, Trust};
@@ -569,6 +569,17 @@ impl Node {
         let (tx, rx) = oneshot::channel();
         if self.inner.actor.cast(RepeaterMsg::Stats(tx)).is_err() {
             return RepeaterStats::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// Every gossip counter: the repeater's, the broadcast tree's (grafts,
+    /// prunes, announcements), anti-entropy's (digests, ops repaired) and
+    /// the failure detector's. Zeroes once the node is shut down.
+    pub async fn gossip_stats(&self) -> GossipStats {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.actor.cast(RepeaterMsg::GossipStats(tx)).is_err() {
+            return GossipStats::default();
         }
         rx.await.unwrap_or_default()
     }

@@ -171,6 +171,21 @@ async fn chain_converges() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_stats_count_what_the_layers_did() {
+    let hub = MemoryHub::new();
+    let n = nodes(&hub, 3).await;
+    n[0].link(n[1].local_addr()).await.expect("linked");
+    n[1].link(n[2].local_addr()).await.expect("linked");
+    let (leaves, heard) = boards(&n).await;
+    concurrent_shouts_converge(&leaves, &heard).await;
+    let middle = n[1].gossip_stats().await;
+    assert_eq!(middle.relay, n[1].stats().await);
+    // 90 ops, each seen once here and pushed on to the end that lacks it.
+    assert_eq!(middle.relay.ops_seen, 90);
+    assert!(middle.tree.pushed >= 90, "{middle:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn star_converges() {
     let hub = MemoryHub::new();
     let n = nodes(&hub, 5).await;

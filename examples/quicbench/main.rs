@@ -376,10 +376,7 @@ async fn bench(plan: Plan) -> anyhow::Result<()> {
     let relayed_before = relayed(&mut children).await?;
     let blast = shout_phase(&mut children, "blast", plan.throughput, plan.window).await?;
     let relayed_after = relayed(&mut children).await?;
-    let blast_relay = (
-        relayed_after.0 - relayed_before.0,
-        relayed_after.1 - relayed_before.1,
-    );
+    let blast_relay: [u64; 4] = std::array::from_fn(|i| relayed_after[i] - relayed_before[i]);
     let before = replays(&mut children).await?;
     eprintln!("· plexus ordered shouts from all three");
     let ordered = shout_phase(&mut children, "ordered", plan.ordered, plan.ordered_window).await?;
@@ -462,14 +459,22 @@ async fn shout_phase(
     })
 }
 
-/// Op copies sent and duplicates received, summed over the peers.
-async fn relayed(children: &mut [Child]) -> anyhow::Result<(u64, u64)> {
-    let mut sum = (0, 0);
+/// Op copies sent, duplicates received, ops grafted and ops repaired,
+/// summed over the peers.
+async fn relayed(children: &mut [Child]) -> anyhow::Result<[u64; 4]> {
+    let mut sum = [0; 4];
     for child in children.iter_mut() {
         let line = child.call("relay").await?;
-        let mut words = line.split_whitespace().map(str::parse::<u64>);
-        sum.0 += words.next().context("no count of ops sent")??;
-        sum.1 += words.next().context("no count of duplicates")??;
+        let counts: Vec<u64> = line
+            .split_whitespace()
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        if counts.len() != 4 {
+            bail!("{}: expected four relay counters, got {line:?}", child.name);
+        }
+        for (total, n) in sum.iter_mut().zip(counts) {
+            *total += n;
+        }
     }
     Ok(sum)
 }

@@ -321,8 +321,14 @@ impl Peer {
                 Ok(format!("{}", start.elapsed().as_nanos()))
             }
             "relay" => {
-                let stats = self.node.stats().await;
-                Ok(format!("{} {}", stats.ops_sent, stats.duplicates))
+                let s = self.node.gossip_stats().await;
+                Ok(format!(
+                    "{} {} {} {}",
+                    s.relay.ops_sent,
+                    s.relay.duplicates,
+                    s.tree.ops_grafted,
+                    s.anti_entropy.ops_repaired
+                ))
             }
             "stats" => {
                 let stats = self.sink()?.stats();

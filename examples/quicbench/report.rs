@@ -182,8 +182,9 @@ pub(crate) struct Results {
     pub(crate) blast: Rate,
     pub(crate) ordered: Rate,
     /// Rollbacks and ops replayed over the three peers in the ordered run.
-    /// Op copies sent and duplicates received during the commutative phase.
-    pub(crate) blast_relay: (u64, u64),
+    /// Op copies sent, duplicates received, ops grafted and ops repaired
+    /// during the commutative phase.
+    pub(crate) blast_relay: [u64; 4],
     pub(crate) ordered_replays: (u64, u64),
     pub(crate) codec: Codec,
 }
@@ -259,10 +260,13 @@ pub(crate) fn print(r: &Results) {
         r.fan_batched.per_sec() / r.fan_single.per_sec().max(1e-9)
     );
     let ops = r.blast.messages.max(1) as f64;
+    let [sent, duplicates, grafted, repaired] = r.blast_relay;
     println!(
-        "  relay during the commutative phase: {:.2} op copies sent per op (2 = a perfect tree of 3), {:.3} duplicates per op",
-        r.blast_relay.0 as f64 / ops,
-        r.blast_relay.1 as f64 / ops
+        "  relay during the commutative phase: {:.2} op copies sent per op (2 = a perfect tree of 3), {:.3} duplicates, {:.3} grafted, {:.3} repaired per op",
+        sent as f64 / ops,
+        duplicates as f64 / ops,
+        grafted as f64 / ops,
+        repaired as f64 / ops
     );
     println!(
         "  plexus ordered (non-commutative) shouts from all 3: {}  ({} rollbacks, {} ops replayed)",

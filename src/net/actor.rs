@@ -30,7 +30,7 @@ use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
 use parking_lot::Mutex;
 
 use super::frames::Outbox;
-use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
+use crate::proto::node::{GossipStats, OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
 use crate::proto::time::Time;
 use crate::proto::{NodeId, ObjectKey};
 
@@ -102,6 +102,7 @@ pub(crate) enum RepeaterMsg {
     },
     Links(oneshot::Sender<Vec<LinkInfo>>),
     Stats(oneshot::Sender<RepeaterStats>),
+    GossipStats(oneshot::Sender<GossipStats>),
     Tick,
 }
 
@@ -341,6 +342,9 @@ impl Actor for RepeaterActor {
             }
             RepeaterMsg::Stats(reply) => {
                 let _ = reply.send(state.proto.stats());
+            }
+            RepeaterMsg::GossipStats(reply) => {
+                let _ = reply.send(state.proto.gossip_stats());
             }
             RepeaterMsg::Links(reply) => {
                 let mut links: Vec<_> = state.links.iter().collect();

@@ -148,6 +148,20 @@ pub struct RepeaterStats {
     pub buffer_overflow: u64,
 }
 
+/// Every counter of a node's gossip layers, read at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GossipStats {
+    /// The repeater: ops seen, duplicates, op messages sent.
+    pub relay: RepeaterStats,
+    /// The broadcast tree: pushes, prunes, announcements, grafts.
+    pub tree: TreeStats,
+    /// Anti-entropy: rounds, digests, ops repaired, snapshots.
+    pub anti_entropy: AntiEntropyStats,
+    /// The failure detector.
+    pub failure_detector: super::swim::SwimStats,
+}
+
 /// What the node keeps per object it has seen ops of.
 struct Route {
     /// The object's number in the broadcast tree.
@@ -263,6 +277,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// The broadcast tree's counters.
     pub fn tree_stats(&self) -> TreeStats {
         self.tree.stats()
+    }
+
+    /// Every counter at once.
+    pub fn gossip_stats(&self) -> GossipStats {
+        GossipStats {
+            relay: self.stats,
+            tree: self.tree.stats(),
+            anti_entropy: self.anti_entropy.stats(),
+            failure_detector: *self.swim.stats(),
+        }
     }
 
     /// The anti-entropy counters.
