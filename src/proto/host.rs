@@ -128,32 +128,11 @@ pub fn repair_of<T: Replicated>(
     if replica.needs_snapshot(held) {
         return export_frame(object, replica).map(Repair::Snapshot);
     }
-    let mut ops = Vec::new();
-    let mut bytes = 0;
     let wanted = replica
         .ops_missing(held)
         .filter(|(id, _)| upto.0.get(&id.origin).is_none_or(|limit| id.seq <= *limit))
-        .filter(|(id, _)| {
-            !above
-                .iter()
-                .any(|r| r.origin == id.origin && (r.first..=r.last).contains(&id.seq))
-        });
-    for (id, op) in wanted {
-        let payload = encode_value(op, "op").map_err(|source| HostError::Encode {
-            object: object.clone(),
-            source,
-        })?;
-        bytes += payload.len() + OpFrame::MAX_OVERHEAD + object.tag.len() + object.name.len();
-        ops.push(OpFrame {
-            object: object.clone(),
-            id,
-            payload: payload.into(),
-        });
-        if bytes >= budget {
-            break;
-        }
-    }
-    Ok(Repair::Ops(ops))
+        .filter(|(id, _)| !above.iter().any(|r| r.contains(id)));
+    frames(object, wanted, budget).map(Repair::Ops)
 }
 
 /// The ops of `runs` that `replica` holds unfolded, as frames (see
@@ -164,22 +143,31 @@ pub fn ops_in<T: Replicated>(
     runs: &[SeqRun],
     budget: usize,
 ) -> Result<Vec<OpFrame>, HostError> {
-    let mut ops = Vec::new();
-    let mut bytes = 0;
     if runs.iter().all(SeqRun::is_empty) {
-        return Ok(ops);
+        return Ok(Vec::new());
     }
-    let wanted = replica.tentative_ops().filter(|(id, _)| {
-        runs.iter()
-            .any(|r| r.origin == id.origin && (r.first..=r.last).contains(&id.seq))
-    });
-    for (id, op) in wanted {
+    let wanted = replica
+        .tentative_ops()
+        .filter(|(id, _)| runs.iter().any(|r| r.contains(id)));
+    frames(object, wanted, budget)
+}
+
+/// Encode `ops` of `object` as frames, stopping once about `budget` bytes
+/// are taken.
+fn frames<'a, O: serde::Serialize + 'a>(
+    object: &ObjectKey,
+    ops: impl Iterator<Item = (OpId, &'a O)>,
+    budget: usize,
+) -> Result<Vec<OpFrame>, HostError> {
+    let mut frames = Vec::new();
+    let mut bytes = 0;
+    for (id, op) in ops {
         let payload = encode_value(op, "op").map_err(|source| HostError::Encode {
             object: object.clone(),
             source,
         })?;
         bytes += payload.len() + OpFrame::MAX_OVERHEAD + object.tag.len() + object.name.len();
-        ops.push(OpFrame {
+        frames.push(OpFrame {
             object: object.clone(),
             id,
             payload: payload.into(),
@@ -188,7 +176,7 @@ pub fn ops_in<T: Replicated>(
             break;
         }
     }
-    Ok(ops)
+    Ok(frames)
 }
 
 /// Decode `state` and [`rebase`](Replica::rebase) `replica` onto it.

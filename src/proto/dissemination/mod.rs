@@ -48,7 +48,7 @@ use std::time::Duration;
 use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 
-use super::id::{NodeId, ObjectKey};
+use super::id::{NodeId, ObjectKey, OpId};
 use super::message::{Message, OpFrame};
 use super::time::Time;
 use missing::Missing;
@@ -74,6 +74,11 @@ impl SeqRun {
         } else {
             (self.last - self.first).saturating_add(1)
         }
+    }
+
+    /// Whether the run covers the op `id`.
+    pub fn contains(&self, id: &OpId) -> bool {
+        self.origin == id.origin && (self.first..=self.last).contains(&id.seq)
     }
 
     /// Whether the run covers no seq.
@@ -416,14 +421,8 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         if runs.iter().all(SeqRun::is_empty) {
             return;
         }
-        let asked = |(s, origin): &Group, seq: u64| {
-            *s == slot
-                && runs
-                    .iter()
-                    .any(|r| r.origin == *origin && (r.first..=r.last).contains(&seq))
-        };
-        for (group, frame) in &self.frames {
-            if asked(group, frame.id.seq) {
+        for ((s, _), frame) in &self.frames {
+            if *s == slot && runs.iter().any(|r| r.contains(&frame.id)) {
                 self.stats.pushed += 1;
                 self.out
                     .push_back((vec![from], Message::Op(frame.clone()), 1));

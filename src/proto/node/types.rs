@@ -1,0 +1,140 @@
+//! The public types of the routing state machine: its settings, its output
+//! events and its counters.
+
+use std::time::Duration;
+
+use super::super::anti_entropy::{AntiEntropyConfig, AntiEntropyStats};
+use super::super::data::VectorClock;
+use super::super::dissemination::{DisseminationConfig, TreeStats};
+use super::super::host::HostError;
+use super::super::id::{NodeId, ObjectKey, OpId};
+use super::super::membership::MembershipEvent;
+use super::super::message::{FetchId, Message, StateFrame};
+use super::super::replica::Applied;
+use super::super::swim::{SwimConfig, SwimStats};
+#[cfg(doc)]
+use super::RepeaterNode;
+
+/// Settings of the routing state machine.
+#[derive(Clone, Debug)]
+pub struct RepeaterConfig {
+    /// How long an `open` waits for some node to answer with the object's
+    /// state before it fails. Default: 5 s.
+    pub fetch_timeout: Duration,
+    /// How many ops are buffered per pending open; ops past this are dropped
+    /// from the buffer (counted in [`RepeaterStats::buffer_overflow`]).
+    /// Default: 65,536.
+    pub max_buffered_ops: usize,
+    /// Anti-entropy: repair rounds and stability.
+    pub anti_entropy: AntiEntropyConfig,
+    /// How ops travel: the broadcast tree over the links.
+    pub dissemination: DisseminationConfig,
+    /// The failure detector (SWIM) over the linked peers.
+    pub failure_detector: SwimConfig,
+}
+
+impl Default for RepeaterConfig {
+    fn default() -> Self {
+        Self {
+            fetch_timeout: Duration::from_secs(5),
+            max_buffered_ops: 1 << 16,
+            anti_entropy: AntiEntropyConfig::default(),
+            dissemination: DisseminationConfig::default(),
+            failure_detector: SwimConfig::default(),
+        }
+    }
+}
+
+/// What the node asks its driver to do, or tells it.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum OutEvent<L> {
+    /// Send `msg` on link `to`.
+    Send {
+        /// The link.
+        to: L,
+        /// The message.
+        msg: Message,
+    },
+    /// Send `msg` on every link in `to` (encode it once).
+    Multicast {
+        /// The links.
+        to: Vec<L>,
+        /// The message.
+        msg: Message,
+    },
+    /// An op from a peer was applied to a hosted object (or ignored as a
+    /// duplicate of one already applied).
+    Delivered {
+        /// The object.
+        object: ObjectKey,
+        /// The op.
+        op: OpId,
+        /// What the replica did.
+        applied: Applied,
+    },
+    /// A hosted object refused an op, or could not export its state for a
+    /// fetch. A refused op is still relayed: the repeater does not judge
+    /// payloads.
+    Rejected {
+        /// The link the op or fetch came from.
+        from: L,
+        /// The refused op (`None` for a failed export).
+        op: Option<OpId>,
+        /// Why.
+        error: HostError,
+    },
+    /// An open succeeded: build a replica from `state` and call
+    /// [`RepeaterNode::host`] (or [`RepeaterNode::abandon`]).
+    Opened {
+        /// The open's id.
+        fetch: FetchId,
+        /// The state to start from.
+        state: StateFrame,
+    },
+    /// Application data arrived (see [`RepeaterNode::send_data`]).
+    Data {
+        /// The node that sent it.
+        from: NodeId,
+        /// The bytes.
+        payload: Vec<u8>,
+        /// The sender's vector clock when it sent them.
+        clock: VectorClock,
+    },
+    /// Membership changed (lifecycle state, peers up or down or learned).
+    Membership(MembershipEvent),
+    /// An open found no node holding the object in time.
+    OpenFailed {
+        /// The open's id.
+        fetch: FetchId,
+        /// The object.
+        object: ObjectKey,
+    },
+}
+
+/// Counters of the routing state machine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RepeaterStats {
+    /// Ops relayed for the first time (received or local).
+    pub ops_seen: u64,
+    /// Duplicate ops dropped.
+    pub duplicates: u64,
+    /// Op messages sent.
+    pub ops_sent: u64,
+    /// Ops dropped from a full open buffer.
+    pub buffer_overflow: u64,
+}
+
+/// Every counter of a node's gossip layers, read at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GossipStats {
+    /// The repeater: ops seen, duplicates, op messages sent.
+    pub relay: RepeaterStats,
+    /// The broadcast tree: pushes, prunes, announcements, grafts.
+    pub tree: TreeStats,
+    /// Anti-entropy: rounds, digests, ops repaired, snapshots.
+    pub anti_entropy: AntiEntropyStats,
+    /// The failure detector.
+    pub failure_detector: SwimStats,
+}
