@@ -89,8 +89,9 @@ pub use plexus_derive::{replicated, shout, Replicated};
 pub use proto::anti_entropy::{AntiEntropyConfig, AntiEntropyStats};
 pub use proto::data::{Spread, SpreadError, VectorClock};
 pub use proto::dissemination::TreeStats;
+pub use proto::hyparview::HyParViewConfig;
 pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
-pub use proto::node::{GossipStats, RepeaterStats};
+pub use proto::node::{GossipStats, OverlayStats, RepeaterStats};
 pub use proto::replica::ReplicaStats;
 pub use proto::{Delivery, NodeId, ObjectKey, OpId, Operation, Replicated, TypeTag};
 

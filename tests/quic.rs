@@ -324,7 +324,7 @@ async fn joining_through_seeds_walks_the_lifecycle_and_learns_the_cluster() {
         .expect("joins");
     // The seed welcomed K with the peers it knows: K has heard of J.
     tokio::time::timeout(WAIT, async {
-        while !k.current_view().iter().any(|p| p.id == j.id()) {
+        while !k.known_peers().iter().any(|p| p.id == j.id()) {
             match k_events.recv().await {
                 Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                 Err(e) => panic!("event stream ended: {e}"),
@@ -333,7 +333,7 @@ async fn joining_through_seeds_walks_the_lifecycle_and_learns_the_cluster() {
     })
     .await
     .expect("k learns of j through the seed");
-    let view = k.current_view();
+    let view = k.known_peers();
     let seed_entry = view
         .iter()
         .find(|p| p.id == seed.id())

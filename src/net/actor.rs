@@ -17,7 +17,7 @@ use std::time::Instant;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use std::sync::Arc;
 
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
 use crate::error::OpenError;
 use crate::proto::host::Host;
@@ -72,6 +72,11 @@ pub(crate) enum RepeaterMsg {
         addr: Option<String>,
         dial: DialKey,
         out: Arc<Outbox>,
+        /// Whether the application made this link ([`Node::link`]): the
+        /// overlay keeps it.
+        ///
+        /// [`Node::link`]: crate::Node::link
+        pinned: bool,
         /// `true`: the link is kept; `false`: it duplicates a preferred
         /// connection to the same peer and must be closed.
         kept: oneshot::Sender<bool>,
@@ -84,6 +89,15 @@ pub(crate) enum RepeaterMsg {
     },
     LinkDown {
         link: LinkId,
+    },
+    /// With an overlay: join it through `peer`, just linked at `addr`.
+    Join {
+        peer: NodeId,
+        addr: String,
+    },
+    /// An overlay dial to `peer` failed.
+    DialFailed {
+        peer: NodeId,
     },
     Inbound {
         link: LinkId,
@@ -113,6 +127,10 @@ pub(crate) struct RepeaterArgs {
     pub(crate) config: RepeaterConfig,
     pub(crate) max_frame: usize,
     pub(crate) local: Arc<LocalOps>,
+    /// The address this node advertises.
+    pub(crate) addr: String,
+    /// Where the overlay's dial requests go.
+    pub(crate) dials: mpsc::UnboundedSender<(NodeId, String)>,
 }
 
 /// Ops shouted here, waiting for the actor. Shouters append under a short
@@ -194,6 +212,7 @@ pub(crate) struct RepeaterState {
     timer_at: Option<Time>,
     max_frame: usize,
     local: Arc<LocalOps>,
+    dials: mpsc::UnboundedSender<(NodeId, String)>,
     /// Reused for encoding outbound frames.
     scratch: Vec<u8>,
 }
@@ -218,6 +237,7 @@ impl Actor for RepeaterActor {
         args: RepeaterArgs,
     ) -> Result<RepeaterState, ActorProcessingErr> {
         let mut proto = RepeaterNode::new(args.me, args.config);
+        proto.set_addr(Some(args.addr));
         proto.handle_start(args.seeds);
         let mut state = RepeaterState {
             proto,
@@ -229,6 +249,7 @@ impl Actor for RepeaterActor {
             timer_at: None,
             max_frame: args.max_frame,
             local: args.local,
+            dials: args.dials,
             scratch: Vec::with_capacity(1024),
         };
         drain(&mut state);
@@ -277,6 +298,7 @@ impl Actor for RepeaterActor {
                 addr,
                 dial,
                 out,
+                pinned,
                 kept,
             } => {
                 let me = state.proto.me();
@@ -287,11 +309,17 @@ impl Actor for RepeaterActor {
                     tracing::debug!(?link, %peer, ?old_dial, "duplicate connection; keeping the other");
                     out.close();
                     let _ = kept.send(false);
+                    if let (true, Some((old, _))) = (pinned, old) {
+                        state.proto.pin(now, old);
+                    }
                 } else {
                     tracing::debug!(?link, %peer, ?addr, "link up");
                     let _ = kept.send(true);
                     state.links.insert(link, Link { peer, dial, out });
                     state.proto.handle_link_up(now, link, peer, addr);
+                    if pinned {
+                        state.proto.pin(now, link);
+                    }
                     if let Some((old, _)) = old {
                         // Dropping its sender closes the old connection.
                         tracing::debug!(?old, %peer, "duplicate connection replaced");
@@ -314,6 +342,8 @@ impl Actor for RepeaterActor {
                 }
                 state.proto.handle_link_down(now, link);
             }
+            RepeaterMsg::Join { peer, addr } => state.proto.join(now, peer, Some(addr)),
+            RepeaterMsg::DialFailed { peer } => state.proto.handle_dial_failed(now, peer),
             RepeaterMsg::Inbound { link, msgs } => {
                 if state.links.contains_key(&link) {
                     for msg in msgs {
@@ -379,6 +409,19 @@ fn drain(state: &mut RepeaterState) {
         match event {
             OutEvent::Send { to, msg } => send(state, &[to], &msg),
             OutEvent::Multicast { to, msg } => send(state, &to, &msg),
+            OutEvent::Dial { peer, addr } => {
+                if state.dials.send((peer, addr)).is_err() {
+                    state.proto.handle_dial_failed(state.now(), peer);
+                }
+            }
+            OutEvent::Close { link } => {
+                // The writer sends what is queued, then closes; the
+                // connection actor then reports the link down.
+                if let Some(l) = state.links.get(&link) {
+                    tracing::debug!(?link, peer = %l.peer, "overlay closes an unneeded link");
+                    l.out.close();
+                }
+            }
             OutEvent::Delivered {
                 object,
                 op,

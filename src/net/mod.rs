@@ -155,6 +155,24 @@ impl fmt::Display for PeerAddr {
     }
 }
 
+impl std::str::FromStr for PeerAddr {
+    type Err = crate::error::LinkError;
+
+    /// Parses what [`Display`](fmt::Display) writes: `mem:<n>` for a node
+    /// on a [`MemoryHub`], a socket address (`127.0.0.1:4000`) otherwise.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some(n) = s.strip_prefix("mem:") {
+            return n
+                .parse()
+                .map(|n| PeerAddr::Memory(MemoryAddr(n)))
+                .map_err(|_| crate::error::LinkError::Unreachable(format!("{s}: not an address")));
+        }
+        s.parse()
+            .map(PeerAddr::Socket)
+            .map_err(|_| crate::error::LinkError::Unreachable(format!("{s}: not an address")))
+    }
+}
+
 impl From<SocketAddr> for PeerAddr {
     fn from(a: SocketAddr) -> Self {
         PeerAddr::Socket(a)

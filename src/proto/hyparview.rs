@@ -307,6 +307,12 @@ where
         &self.me
     }
 
+    /// Sets the address this node advertises in joins, requests and
+    /// shuffles (one longer than [`MAX_ADDR_LEN`] is dropped).
+    pub fn set_addr(&mut self, addr: Option<String>) {
+        self.me.addr = sanitize(addr);
+    }
+
     /// The parameters.
     pub fn config(&self) -> &HyParViewConfig {
         &self.config
@@ -741,7 +747,8 @@ where
         pick(&mut self.rng, &candidates, 1).pop()
     }
 
-    fn is_pending(&self, peer: P) -> bool {
+    /// Whether a `Join` or `Neighbor` request to `peer` awaits its answer.
+    pub fn is_pending(&self, peer: P) -> bool {
         self.pending.iter().any(|r| r.to.id == peer)
     }
 

@@ -16,7 +16,13 @@
 //! CONNECTED at once. On every new link both sides send a
 //! [`Message::Welcome`](super::message::Message::Welcome) with the peers
 //! they know, so a joiner learns the cluster through any single seed.
-//! Gossip-based peer sampling (partial views) builds on this later.
+//!
+//! Every peer known carries whether it is in the node's **active view**:
+//! the neighbours the node keeps links to and gossips with. Without an
+//! overlay that is every linked peer; with one (HyParView, see
+//! [`hyparview`](super::hyparview)) it is the overlay's active view plus
+//! the links the application made itself, and changes to it are reported
+//! as [`MembershipEvent::NeighborUp`] and [`MembershipEvent::NeighborDown`].
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -48,6 +54,8 @@ pub struct PeerInfo {
     pub addr: Option<String>,
     /// How many links to it are up.
     pub links: usize,
+    /// Whether it is in this node's active view (a neighbour).
+    pub active: bool,
 }
 
 /// What changed.
@@ -69,6 +77,10 @@ pub enum MembershipEvent {
     Down(NodeId),
     /// A peer that was suspected or down is alive again.
     Back(NodeId),
+    /// With an overlay: a peer joined the node's active view.
+    NeighborUp(NodeId),
+    /// With an overlay: a peer left the node's active view.
+    NeighborDown(NodeId),
 }
 
 /// The membership state machine.
@@ -77,6 +89,8 @@ pub struct Membership {
     me: NodeId,
     state: NodeState,
     peers: BTreeMap<NodeId, PeerInfo>,
+    /// Whether an overlay decides the active view (else: the linked peers).
+    overlay: bool,
     out: VecDeque<MembershipEvent>,
 }
 
@@ -87,8 +101,15 @@ impl Membership {
             me,
             state: NodeState::Initialized,
             peers: BTreeMap::new(),
+            overlay: false,
             out: VecDeque::new(),
         }
+    }
+
+    /// From now on an overlay decides the active view, through
+    /// [`set_active`](Self::set_active).
+    pub fn use_overlay(&mut self) {
+        self.overlay = true;
     }
 
     /// The lifecycle state.
@@ -99,6 +120,31 @@ impl Membership {
     /// Every peer known, linked or only heard of, by id.
     pub fn view(&self) -> Vec<PeerInfo> {
         self.peers.values().cloned().collect()
+    }
+
+    /// The active view: the neighbours, by id.
+    pub fn active_view(&self) -> Vec<PeerInfo> {
+        self.peers.values().filter(|p| p.active).cloned().collect()
+    }
+
+    /// With an overlay: whether `peer` (at `addr`, if known) is in the
+    /// active view now. Reports a change as a neighbour event.
+    pub fn set_active(&mut self, peer: NodeId, addr: Option<String>, active: bool) {
+        if peer == self.me {
+            return;
+        }
+        self.learn(peer, addr);
+        let Some(entry) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if entry.active != active {
+            entry.active = active;
+            self.out.push_back(if active {
+                MembershipEvent::NeighborUp(peer)
+            } else {
+                MembershipEvent::NeighborDown(peer)
+            });
+        }
     }
 
     /// The node started; `seeds` is whether it has seeds to join through.
@@ -119,11 +165,15 @@ impl Membership {
             id: peer,
             addr: None,
             links: 0,
+            active: false,
         });
         if addr.is_some() {
             entry.addr = addr;
         }
         entry.links += 1;
+        if !self.overlay {
+            entry.active = true;
+        }
         if entry.links == 1 {
             if !known {
                 self.out.push_back(MembershipEvent::Learned(peer));
@@ -145,6 +195,9 @@ impl Membership {
         }
         entry.links -= 1;
         if entry.links == 0 {
+            if !self.overlay {
+                entry.active = false;
+            }
             self.out.push_back(MembershipEvent::PeerDown(peer));
             let linked = self.peers.values().any(|p| p.links > 0);
             if !linked && self.state == NodeState::Connected {
@@ -156,19 +209,30 @@ impl Membership {
     /// A peer told us of the peers it knows.
     pub fn handle_welcome(&mut self, peers: Vec<(NodeId, Option<String>)>) {
         for (id, addr) in peers {
-            if id == self.me {
-                continue;
+            self.learn(id, addr);
+        }
+    }
+
+    /// `id` exists and listens on `addr`, if given.
+    pub fn learn(&mut self, id: NodeId, addr: Option<String>) {
+        if id == self.me {
+            return;
+        }
+        match self.peers.get_mut(&id) {
+            Some(known) => {
+                if known.addr.is_none() {
+                    known.addr = addr;
+                }
             }
-            match self.peers.get_mut(&id) {
-                Some(known) => {
-                    if known.addr.is_none() {
-                        known.addr = addr;
-                    }
-                }
-                None => {
-                    self.peers.insert(id, PeerInfo { id, addr, links: 0 });
-                    self.out.push_back(MembershipEvent::Learned(id));
-                }
+            None => {
+                let info = PeerInfo {
+                    id,
+                    addr,
+                    links: 0,
+                    active: false,
+                };
+                self.peers.insert(id, info);
+                self.out.push_back(MembershipEvent::Learned(id));
             }
         }
     }

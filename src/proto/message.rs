@@ -101,6 +101,9 @@ pub enum Message {
     Tree(TreeMsg),
     /// The failure detector's probes (see [`swim`](super::swim)).
     Probe(SwimMessage<NodeId>),
+    /// The overlay's membership messages (see
+    /// [`hyparview`](super::hyparview)).
+    Overlay(super::hyparview::Message<NodeId>),
 }
 
 impl Message {
@@ -120,6 +123,7 @@ impl Message {
             Message::Tree(TreeMsg::Graft(_)) => "graft",
             Message::Tree(TreeMsg::Prune) => "prune",
             Message::Probe(_) => "probe",
+            Message::Overlay(_) => "overlay",
         }
     }
 }

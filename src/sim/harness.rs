@@ -143,6 +143,9 @@ struct SimNode<T: Replicated> {
     failures: Vec<(Time, MembershipEvent)>,
     /// The nodes it is linked to (kept across a crash, to relink).
     links: BTreeSet<usize>,
+    /// With an overlay: the node it joined through (joined again after a
+    /// restart).
+    contact: Option<usize>,
 }
 
 enum Event {
@@ -153,6 +156,16 @@ enum Event {
     },
     Timeout {
         node: usize,
+    },
+    /// An overlay dial completes (or fails, if `to` is down or cut off).
+    Connect {
+        from: usize,
+        to: usize,
+    },
+    /// `from` closes its link to `to`.
+    Close {
+        from: usize,
+        to: usize,
     },
 }
 
@@ -166,6 +179,9 @@ pub struct Traffic {
     /// Messages lost (loss, partition, or a crashed receiver).
     pub dropped: u64,
 }
+
+#[path = "overlay.rs"]
+mod overlay;
 
 /// Nodes of one replicated type `T`, linked by lossless links with random
 /// latency, in virtual time.
@@ -201,7 +217,12 @@ impl<T: Replicated> Harness<T> {
     pub fn new(n: usize, seed: u64, config: HarnessConfig) -> Self {
         let nodes = (1..=n as u64)
             .map(|i| SimNode {
-                proto: RepeaterNode::new(NodeId::from_u64(i), config.repeater.clone()),
+                proto: overlay::node_proto(
+                    NodeId::from_u64(i),
+                    &config.repeater,
+                    (i - 1) as usize,
+                    None,
+                ),
                 objects: BTreeMap::new(),
                 failed_opens: BTreeSet::new(),
                 timer_at: None,
@@ -209,6 +230,7 @@ impl<T: Replicated> Harness<T> {
                 alive: true,
                 failures: Vec::new(),
                 links: BTreeSet::new(),
+                contact: None,
             })
             .collect();
         Self {
@@ -349,12 +371,17 @@ impl<T: Replicated> Harness<T> {
         let me = self.id(node);
         let seed = self.rng.random();
         let n = &mut self.nodes[node];
-        n.proto = RepeaterNode::with_seed(me, self.config.repeater.clone(), seed);
+        n.proto = overlay::node_proto(me, &self.config.repeater, node, Some(seed));
         n.alive = true;
         for (name, shared) in &n.objects {
             let key = ObjectKey::new(T::TYPE_TAG, name);
             n.proto
                 .host(key.clone(), Box::new(SharedHost(key, shared.clone())));
+        }
+        if self.config.repeater.overlay.is_some() {
+            // The overlay remade its links; the restarted node joins again.
+            self.rejoin(node);
+            return;
         }
         let peers: Vec<usize> = n.links.iter().copied().collect();
         for peer in peers {
@@ -510,6 +537,8 @@ impl<T: Replicated> Harness<T> {
                 self.nodes[to].proto.handle_message(now, from, msg);
                 self.flush(to);
             }
+            Event::Connect { from, to } => self.connect(from, to),
+            Event::Close { from, to } => self.close(from, to),
             Event::Timeout { node } => {
                 if !self.nodes[node].alive {
                     return true;
@@ -562,7 +591,7 @@ impl<T: Replicated> Harness<T> {
         let in_flight = self
             .queue
             .values()
-            .any(|e| matches!(e, Event::Deliver { .. }));
+            .any(|e| matches!(e, Event::Deliver { .. } | Event::Connect { .. }));
         !in_flight && !self.nodes.iter().any(|n| n.alive && n.proto.is_waiting())
     }
 
@@ -597,6 +626,18 @@ impl<T: Replicated> Harness<T> {
                 ) => {
                     let now = self.now;
                     self.nodes[node].failures.push((now, event));
+                }
+                OutEvent::Dial { peer, addr } => self.dial(node, peer, &addr),
+                OutEvent::Close { link } => {
+                    // As a driver's writer does, send what is queued first.
+                    let at = self.now + self.config.max_latency;
+                    self.push(
+                        at,
+                        Event::Close {
+                            from: node,
+                            to: link,
+                        },
+                    );
                 }
                 OutEvent::Delivered { .. }
                 | OutEvent::Rejected { .. }

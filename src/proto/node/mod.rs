@@ -35,8 +35,12 @@ use super::swim::{FailureEvent, Swim, SwimConfig};
 use super::time::Time;
 use super::version::SeenSet;
 
+mod neighbors;
+mod overlay;
 mod types;
 
+use overlay::Overlay;
+pub use overlay::OverlayStats;
 pub use types::{GossipStats, OutEvent, RepeaterConfig, RepeaterStats};
 
 /// What the node keeps per object it has seen ops of.
@@ -66,7 +70,12 @@ struct FetchRoute<L> {
 pub struct RepeaterNode<L> {
     me: NodeId,
     config: RepeaterConfig,
+    /// Every link up, with its peer.
     links: BTreeMap<L, NodeId>,
+    /// The links ops, fetches, data and anti-entropy travel: every link
+    /// without an overlay; with one, the links to neighbours only (a
+    /// transient link carries overlay messages, nothing else).
+    mesh: BTreeMap<L, NodeId>,
     membership: Membership,
     data: DataSpreads,
     /// Per object: the ops seen (for dedupe) and the replica, if hosted.
@@ -79,6 +88,8 @@ pub struct RepeaterNode<L> {
     anti_entropy: AntiEntropy<L>,
     tree: Dissemination<L>,
     swim: Swim<NodeId, StdRng>,
+    /// HyParView and the links it needs, when the config asks for it.
+    overlay: Option<Overlay>,
     /// Draws gossip partners; seeded from the node id, so runs replay.
     rng: StdRng,
     out: VecDeque<OutEvent<L>>,
@@ -126,11 +137,17 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Swim::new(me, SwimConfig::default(), StdRng::seed_from_u64(seed))
                 .expect("the default failure detector settings are valid")
         });
+        let mut membership = Membership::new(me);
+        let overlay = config.overlay.clone().map(|c| {
+            membership.use_overlay();
+            Overlay::new(me, c, StdRng::seed_from_u64(rng.random()))
+        });
         Self {
             me,
             config,
             links: BTreeMap::new(),
-            membership: Membership::new(me),
+            mesh: BTreeMap::new(),
+            membership,
             data: DataSpreads::default(),
             objects: HashMap::new(),
             opens: HashMap::new(),
@@ -140,6 +157,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             anti_entropy,
             tree,
             swim,
+            overlay,
             rng,
             out: VecDeque::new(),
             stats: RepeaterStats::default(),
@@ -163,6 +181,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             tree: self.tree.stats(),
             anti_entropy: self.anti_entropy.stats(),
             failure_detector: *self.swim.stats(),
+            overlay: self
+                .overlay
+                .as_ref()
+                .map(Overlay::stats)
+                .unwrap_or_default(),
         }
     }
 
@@ -210,20 +233,43 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// is welcomed with the peers this node knows, and opens still waiting
     /// for an answer ask it too.
     pub fn handle_link_up(&mut self, now: Time, link: L, peer: NodeId, addr: Option<String>) {
-        let known: Vec<(NodeId, Option<String>)> = self
-            .membership
-            .welcome()
-            .into_iter()
-            .filter(|(id, _)| *id != peer)
-            .collect();
+        // With an overlay, a new link is welcomed with its views only: the
+        // full list of known peers grows with the cluster.
+        let known = match &self.overlay {
+            Some(overlay) => overlay.known(),
+            None => self.membership.welcome(),
+        };
+        let known: Vec<(NodeId, Option<String>)> =
+            known.into_iter().filter(|(id, _)| *id != peer).collect();
         self.out.push_back(OutEvent::Send {
             to: link,
             msg: Message::Welcome { peers: known },
         });
         self.links.insert(link, peer);
-        self.tree.handle_link_up(link);
-        self.swim.add_member(now, peer);
         self.membership.handle_link_up(peer, addr);
+        match &mut self.overlay {
+            None => {
+                // With an overlay, only neighbours are watched, and only
+                // their links join the mesh (see `pump_overlay`).
+                self.swim.add_member(now, peer);
+                self.join_mesh(link, peer);
+            }
+            Some(overlay) => {
+                overlay.handle_link_up(now, peer);
+                if overlay.is_neighbor(peer) {
+                    self.neighbor_changed(now, peer);
+                }
+                self.pump_overlay(now);
+            }
+        }
+    }
+
+    /// `link` carries ops from now on; opens still waiting ask it too.
+    fn join_mesh(&mut self, link: L, peer: NodeId) {
+        if self.mesh.insert(link, peer).is_some() {
+            return;
+        }
+        self.tree.handle_link_up(link);
         for (fetch, open) in &self.opens {
             if open.deadline.is_some() {
                 self.out.push_back(OutEvent::Send {
@@ -237,15 +283,31 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
     }
 
+    /// `link` carries no more ops (it may stay up for the overlay).
+    fn leave_mesh(&mut self, link: L) {
+        if self.mesh.remove(&link).is_some() {
+            self.anti_entropy.handle_link_down(link);
+            self.tree.handle_link_down(link);
+        }
+    }
+
     /// A link went down. Answers routed through it are dropped when they
     /// arrive.
     pub fn handle_link_down(&mut self, now: Time, link: L) {
         if let Some(peer) = self.links.remove(&link) {
             self.membership.handle_link_down(peer);
+            if let Some(overlay) = &mut self.overlay {
+                // Whether the link failed or was closed on purpose, the
+                // overlay replaces the neighbour; the failure detector
+                // watches neighbours over their links, so it forgets it.
+                overlay.handle_link_down(now, peer);
+                if link_to(&self.links, peer).is_none() {
+                    self.swim.remove_member(peer);
+                }
+                self.pump_overlay(now);
+            }
         }
-        self.anti_entropy.handle_link_down(link);
-        self.tree.handle_link_down(link);
-        let _ = now;
+        self.leave_mesh(link);
     }
 
     /// Hold `object` from now on: ops on it are delivered to `host`. Ops
@@ -294,7 +356,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         };
         self.next_fetch += 1;
         let deadline = now + self.config.fetch_timeout;
-        for to in self.links.keys() {
+        for to in self.mesh.keys() {
             self.out.push_back(OutEvent::Send {
                 to: *to,
                 msg: Message::Fetch {
@@ -339,6 +401,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 }
             }
             Message::Tree(TreeMsg::Prune) => self.tree.handle_prune(from),
+            Message::Overlay(msg) => self.handle_overlay(now, from, msg),
             Message::Probe(msg) => {
                 if let Some(peer) = self.links.get(&from) {
                     self.swim.handle_message(now, *peer, msg);
@@ -415,7 +478,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         payload: Vec<u8>,
         rng: &mut impl Rng,
     ) -> Result<(), SpreadError> {
-        let links = self.links.iter().map(|(l, p)| (*l, *p));
+        let links = self.mesh.iter().map(|(l, p)| (*l, *p));
         let view: Vec<NodeId> = self.membership.view().iter().map(|p| p.id).collect();
         for (to, frame) in self
             .data
@@ -439,7 +502,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             clock: frame.clock.clone(),
         });
         if frame.relay {
-            let to: Vec<L> = self.links.keys().copied().filter(|l| *l != from).collect();
+            let to: Vec<L> = self.mesh.keys().copied().filter(|l| *l != from).collect();
             if !to.is_empty() {
                 self.out.push_back(OutEvent::Multicast {
                     to,
@@ -452,12 +515,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// Time has reached a deadline from [`poll_timeout`](Self::poll_timeout)
     /// (calling it early or late is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
+        if let Some(overlay) = &mut self.overlay {
+            overlay.handle_timeout(now);
+            self.pump_overlay(now);
+        }
         self.tree.handle_timeout(now);
         self.swim.handle_timeout(now);
         let mut hosts = sorted_hosts(&mut self.objects);
         let summaries = self.anti_entropy.handle_timeout(
             now,
-            self.links.keys().copied(),
+            self.mesh.keys().copied(),
             &mut hosts,
             &mut self.rng,
         );
@@ -491,6 +558,15 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return Some(event);
         }
         if let Some(event) = self.swim.poll_event() {
+            if let (FailureEvent::Down(peer), Some(_)) = (event.clone(), &self.overlay) {
+                // A neighbour that stopped answering over a live link (a
+                // hung process): close its links, and the overlay replaces
+                // it when they go down.
+                self.swim.remove_member(peer);
+                for link in self.links_of(peer) {
+                    self.out.push_back(OutEvent::Close { link });
+                }
+            }
             return Some(OutEvent::Membership(match event {
                 FailureEvent::Suspected(p) => MembershipEvent::Suspected(p),
                 FailureEvent::Down(p) => MembershipEvent::Down(p),
@@ -501,7 +577,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         while let Some((peer, msg)) = self.swim.poll_transmit() {
             // Probes reach linked peers only; one to a peer without a link
             // is lost, as on a network that cannot reach it.
-            if let Some(to) = self.link_to(peer) {
+            if let Some(to) = link_to(&self.links, peer) {
                 return Some(OutEvent::Send {
                     to,
                     msg: Message::Probe(msg),
@@ -524,6 +600,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         !self.routes.is_empty()
             || self.opens.values().any(|o| o.deadline.is_some())
             || !self.tree.is_idle()
+            || self.overlay.as_ref().is_some_and(Overlay::is_dialing)
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) should next be called.
@@ -533,20 +610,14 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let round = std::iter::once(self.anti_entropy.next_round());
         let tree = self.tree.poll_timeout();
         let swim = self.swim.poll_timeout();
+        let overlay = self.overlay.as_ref().and_then(Overlay::poll_timeout);
         routes
             .chain(opens)
             .chain(round)
             .chain(tree)
             .chain(swim)
+            .chain(overlay)
             .min()
-    }
-
-    /// A link to `peer`, if one is up.
-    fn link_to(&self, peer: NodeId) -> Option<L> {
-        self.links
-            .iter()
-            .find(|(_, p)| **p == peer)
-            .map(|(l, _)| *l)
     }
 
     /// The object's route, made on first sight.
@@ -647,7 +718,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 deadline,
             },
         );
-        for to in self.links.keys().filter(|l| **l != from) {
+        for to in self.mesh.keys().filter(|l| **l != from) {
             self.out.push_back(OutEvent::Send {
                 to: *to,
                 msg: Message::Fetch {
@@ -681,6 +752,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
         }
     }
+}
+
+/// A link to `peer`, if one is up.
+fn link_to<L: Copy>(links: &BTreeMap<L, NodeId>, peer: NodeId) -> Option<L> {
+    links.iter().find(|(_, p)| **p == peer).map(|(l, _)| *l)
 }
 
 /// The hosted objects, sorted by key (anti-entropy walks them in order).

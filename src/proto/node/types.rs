@@ -7,11 +7,13 @@ use super::super::anti_entropy::{AntiEntropyConfig, AntiEntropyStats};
 use super::super::data::VectorClock;
 use super::super::dissemination::{DisseminationConfig, TreeStats};
 use super::super::host::HostError;
+use super::super::hyparview::HyParViewConfig;
 use super::super::id::{NodeId, ObjectKey, OpId};
 use super::super::membership::MembershipEvent;
 use super::super::message::{FetchId, Message, StateFrame};
 use super::super::replica::Applied;
 use super::super::swim::{SwimConfig, SwimStats};
+use super::overlay::OverlayStats;
 #[cfg(doc)]
 use super::RepeaterNode;
 
@@ -31,6 +33,13 @@ pub struct RepeaterConfig {
     pub dissemination: DisseminationConfig,
     /// The failure detector (SWIM) over the linked peers.
     pub failure_detector: SwimConfig,
+    /// The overlay: with `Some`, HyParView keeps a small symmetric active
+    /// view of peers (the node asks its driver to dial and close links for
+    /// it, see [`OutEvent::Dial`] and [`OutEvent::Close`]), so a large
+    /// cluster needs no full mesh and no hand-made topology. With `None`
+    /// (the default) the links are exactly the ones the driver makes.
+    /// Every node of a cluster must use the same choice.
+    pub overlay: Option<HyParViewConfig>,
 }
 
 impl Default for RepeaterConfig {
@@ -41,6 +50,7 @@ impl Default for RepeaterConfig {
             anti_entropy: AntiEntropyConfig::default(),
             dissemination: DisseminationConfig::default(),
             failure_detector: SwimConfig::default(),
+            overlay: None,
         }
     }
 }
@@ -110,6 +120,22 @@ pub enum OutEvent<L> {
         /// The object.
         object: ObjectKey,
     },
+    /// The overlay needs a link to `peer`, which advertised `addr`: open
+    /// one, then report [`RepeaterNode::handle_link_up`], or
+    /// [`RepeaterNode::handle_dial_failed`] if it cannot be reached.
+    Dial {
+        /// The peer.
+        peer: NodeId,
+        /// Where it said it listens.
+        addr: String,
+    },
+    /// The overlay no longer needs this link, which this node dialed for
+    /// it: close it once what is queued on it went out, then report
+    /// [`RepeaterNode::handle_link_down`].
+    Close {
+        /// The link.
+        link: L,
+    },
 }
 
 /// Counters of the routing state machine.
@@ -137,4 +163,6 @@ pub struct GossipStats {
     pub anti_entropy: AntiEntropyStats,
     /// The failure detector.
     pub failure_detector: SwimStats,
+    /// The overlay (all zero without one).
+    pub overlay: OverlayStats,
 }

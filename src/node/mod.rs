@@ -13,29 +13,28 @@ use std::time::Duration;
 use dashmap::DashMap;
 use parking_lot::Mutex;
 use ractor::{Actor, ActorRef};
-use tokio::sync::{broadcast, oneshot, watch};
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 
-use crate::error::{CreateError, LinkError, OpenError, RegisterError, SendError, StartError};
+use crate::error::{CreateError, OpenError, RegisterError, SendError, StartError};
 use crate::leaf::Leaf;
 use crate::net::actor::{
-    DialKey, LinkId, LinkInfo, LocalOps, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs,
-    RepeaterMsg,
+    LinkInfo, LocalOps, MembershipSink, ReceivedData, RepeaterActor, RepeaterArgs, RepeaterMsg,
 };
-use crate::net::connection::{ConnectionActor, ConnectionArgs};
 use crate::net::faults::Faults;
-use crate::net::{
-    handshake, Bound, Connection, Linker, PeerAddr, PeerHello, QuicConfig, Transport,
-};
+use crate::net::{Bound, Linker, PeerAddr, QuicConfig, Transport};
 use crate::object::{CellHost, ObjectCell};
 use crate::proto::anti_entropy::AntiEntropyConfig;
 use crate::proto::data::Spread;
 use crate::proto::host::replica_from_frame;
+use crate::proto::hyparview::HyParViewConfig;
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{OpFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{GossipStats, RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
 use crate::tls::{Identity, Trust};
+
+mod links;
 
 /// Bytes a data frame adds around its payload: the version byte, the
 /// message header, the sender's id and counter.
@@ -61,6 +60,16 @@ pub struct NodeConfig {
     /// what it holds, and how much it repairs at once (see
     /// [`AntiEntropyConfig`]).
     pub anti_entropy: AntiEntropyConfig,
+    /// The overlay. `None` (the default): the node's links are its seeds
+    /// and the ones made with [`Node::link`], as for a small cluster or
+    /// chained sites. `Some`: HyParView keeps a small symmetric active view
+    /// (5 peers by default) and a passive view of backups; the node joins
+    /// through any one live seed, dials and closes links as the active view
+    /// changes, and repairs it when a neighbour fails, so a large cluster
+    /// needs neither a full mesh nor a hand-made topology. Explicit
+    /// [`Node::link`]s still stay up. Every node of a cluster must make the
+    /// same choice.
+    pub overlay: Option<HyParViewConfig>,
 }
 
 impl Default for NodeConfig {
@@ -70,6 +79,7 @@ impl Default for NodeConfig {
             open_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             anti_entropy: AntiEntropyConfig::default(),
+            overlay: None,
         }
     }
 }
@@ -98,6 +108,19 @@ impl NodeConfig {
                 "anti_entropy.interval is {:?}; it must be at least 10 ms",
                 self.anti_entropy.interval
             )));
+        }
+        if let Some(overlay) = &self.overlay {
+            if overlay.active_size == 0 || overlay.neighbor_timeout.is_zero() {
+                return Err(StartError::Config(
+                    "overlay: active_size and neighbor_timeout must be greater than zero".into(),
+                ));
+            }
+            if overlay.shuffle_interval < Duration::from_millis(10) {
+                return Err(StartError::Config(format!(
+                    "overlay.shuffle_interval is {:?}; it must be at least 10 ms",
+                    overlay.shuffle_interval
+                )));
+            }
         }
         Ok(())
     }
@@ -176,6 +199,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Run the HyParView overlay with these settings (see
+    /// [`NodeConfig::overlay`]).
+    pub fn overlay(mut self, overlay: HyParViewConfig) -> Self {
+        self.config.overlay = Some(overlay);
+        self
+    }
+
     /// Inject faults under QUIC (with [`listen`](Self::listen)): the node's
     /// UDP socket loses, delays and partitions datagrams as `faults` says,
     /// for testing an application under a bad network (see
@@ -237,8 +267,10 @@ impl NodeBuilder {
         let repeater_config = RepeaterConfig {
             fetch_timeout: self.config.open_timeout,
             anti_entropy: self.config.anti_entropy.clone(),
+            overlay: self.config.overlay.clone(),
             ..RepeaterConfig::default()
         };
+        let (dials, dial_requests) = mpsc::unbounded_channel();
         let (events, _) = broadcast::channel(1024);
         let (data, _) = broadcast::channel(4096);
         let membership = MembershipSink {
@@ -255,6 +287,8 @@ impl NodeBuilder {
             config: repeater_config,
             max_frame: self.config.max_frame,
             local: local.clone(),
+            addr: bound.addr.to_string(),
+            dials,
         };
         let (actor, _handle) = Actor::spawn(None, RepeaterActor, args)
             .await
@@ -280,17 +314,31 @@ impl NodeBuilder {
         });
         let node = Node { inner };
         let weak = Arc::downgrade(&node.inner);
+        let accepting = weak.clone();
         tokio::spawn(async move {
             while let Some(conn) = listener.accept().await {
-                let Some(inner) = weak.upgrade() else { break };
+                let Some(inner) = accepting.upgrade() else {
+                    break;
+                };
                 let node = Node { inner };
                 tokio::spawn(async move {
-                    if let Err(error) = node.attach(conn).await {
+                    if let Err(error) = node.attach(conn, false).await {
                         tracing::warn!(%error, "inbound link refused");
                     }
                 });
             }
         });
+        tokio::spawn(links::run_dials(weak.clone(), dial_requests));
+        if node.inner.config.overlay.is_some() {
+            if !self.seeds.is_empty() {
+                tokio::spawn(links::join_through_seeds(
+                    weak,
+                    self.seeds,
+                    node.inner.backoff,
+                ));
+            }
+            return Ok(node);
+        }
         for seed in self.seeds {
             let node = node.clone();
             tokio::spawn(async move {
@@ -462,44 +510,6 @@ impl Node {
             .ok_or(OpenError::Stopped)
     }
 
-    /// Link this node's repeater to the node at `addr`: from now on ops flow
-    /// both ways over the link. Links can form any graph; each op still
-    /// reaches each node once.
-    ///
-    /// Over QUIC the link is kept: when its connection drops, this node
-    /// reconnects with exponential backoff and jitter until it succeeds or
-    /// the node shuts down. The first attempt's outcome is returned.
-    pub async fn link(&self, addr: impl Into<PeerAddr>) -> Result<NodeId, LinkError> {
-        if self.is_stopped() {
-            return Err(LinkError::Stopped);
-        }
-        let addr = addr.into();
-        if addr == self.inner.addr {
-            return Err(LinkError::SelfLink);
-        }
-        let conn = self.inner.linker.connect(&addr).await?;
-        let (peer, closed) = self.attach(conn).await?;
-        if let Some(backoff) = self.inner.backoff {
-            let weak = Arc::downgrade(&self.inner);
-            tokio::spawn(keep_link(weak, addr, Some(peer), closed, backoff));
-        }
-        Ok(peer)
-    }
-
-    /// Keep trying to link to `addr` in the background (with the
-    /// transport's backoff) until it succeeds, then keep the link as
-    /// [`link`](Self::link) does. For a peer that may not be up yet. Does
-    /// nothing on a transport whose links cannot drop (in-memory).
-    pub fn keep_linking(&self, addr: impl Into<PeerAddr>) {
-        let Some(backoff) = self.inner.backoff else {
-            return;
-        };
-        let (gone, closed) = oneshot::channel();
-        drop(gone);
-        let weak = Arc::downgrade(&self.inner);
-        tokio::spawn(keep_link(weak, addr.into(), None, closed, backoff));
-    }
-
     /// The nodes this node is linked to, in link order.
     pub async fn links(&self) -> Vec<LinkInfo> {
         let (tx, rx) = oneshot::channel();
@@ -528,9 +538,19 @@ impl Node {
         let _ = rx.wait_for(|s| *s == state).await;
     }
 
-    /// Every peer this node knows: the ones it is linked to and the ones it
-    /// heard of from them, with their advertised addresses.
+    /// The active view: the neighbours this node keeps links to and
+    /// gossips with, with their advertised addresses. With an overlay
+    /// ([`NodeConfig::overlay`]) that is HyParView's active view plus the
+    /// links made with [`link`](Self::link); without, every linked peer.
     pub fn current_view(&self) -> Vec<PeerInfo> {
+        let view = self.inner.membership.view.borrow();
+        view.iter().filter(|p| p.active).cloned().collect()
+    }
+
+    /// Every peer this node knows of: its neighbours and the peers it heard
+    /// of (through welcomes, or the overlay's passive view), with their
+    /// advertised addresses.
+    pub fn known_peers(&self) -> Vec<PeerInfo> {
         self.inner.membership.view.borrow().clone()
     }
 
@@ -613,151 +633,6 @@ impl Node {
     fn local_cell<T: Replicated>(&self, key: &ObjectKey) -> Option<Arc<ObjectCell<T>>> {
         let any = self.inner.objects.get(key)?.value().clone();
         any.downcast::<ObjectCell<T>>().ok()
-    }
-
-    /// Handshake on `conn`, register the link with the repeater, and pump
-    /// its inbound frames until it closes (the returned receiver fires then).
-    async fn attach(
-        &self,
-        mut conn: Connection,
-    ) -> Result<(NodeId, oneshot::Receiver<()>), LinkError> {
-        let max_frame = self.inner.config.max_frame;
-        let handshake_timeout = self.inner.config.handshake_timeout;
-        let advertised = Some(self.inner.addr.to_string());
-        let nonce: u64 = rand::random();
-        let hello = handshake(
-            &mut conn,
-            self.inner.id,
-            advertised,
-            nonce,
-            max_frame,
-            handshake_timeout,
-        );
-        let PeerHello {
-            id: peer,
-            addr,
-            nonce: peer_nonce,
-        } = match hello.await {
-            Ok(hello) => hello,
-            Err(e) => {
-                conn.close.close(&e.to_string());
-                return Err(e);
-            }
-        };
-        let dial = if conn.outbound {
-            DialKey {
-                dialer: self.inner.id,
-                nonce,
-            }
-        } else {
-            DialKey {
-                dialer: peer,
-                nonce: peer_nonce,
-            }
-        };
-        let link = LinkId(self.inner.next_link.fetch_add(1, Ordering::Relaxed));
-        let actor = self.inner.actor.clone();
-        let Connection {
-            out,
-            mut inbound,
-            close,
-            ..
-        } = conn;
-        let (kept_tx, kept_rx) = oneshot::channel();
-        actor
-            .cast(RepeaterMsg::LinkUp {
-                link,
-                peer,
-                addr,
-                dial,
-                out,
-                kept: kept_tx,
-            })
-            .map_err(|_| LinkError::Stopped)?;
-        if !kept_rx.await.map_err(|_| LinkError::Stopped)? {
-            // The pair already has the connection both ends prefer: this
-            // one goes, and the caller is linked through that one.
-            inbound.close();
-            close.close("duplicate connection: keeping the other one");
-            let (gone, closed) = oneshot::channel();
-            drop(gone);
-            return Ok((peer, closed));
-        }
-        let (closed_tx, closed_rx) = oneshot::channel();
-        let args = ConnectionArgs {
-            link,
-            peer,
-            inbound,
-            close,
-            repeater: actor.clone(),
-            closed: closed_tx,
-        };
-        // The repeater supervises the connection: stopping the node stops it.
-        if let Err(e) = Actor::spawn_linked(None, ConnectionActor, args, actor.get_cell()).await {
-            let _ = actor.cast(RepeaterMsg::LinkDown { link });
-            return Err(LinkError::Handshake(format!(
-                "could not start the connection actor: {e}"
-            )));
-        }
-        Ok((peer, closed_rx))
-    }
-}
-
-/// Re-establish a link whenever it drops, with exponential backoff and
-/// ±50 % jitter, until the node is gone or stopped. While the node is
-/// linked to the same peer by another connection (the pair kept the one the
-/// other side dialed), it waits for that peer to go down instead of dialing.
-async fn keep_link(
-    node: std::sync::Weak<NodeInner>,
-    addr: PeerAddr,
-    mut peer: Option<NodeId>,
-    mut closed: oneshot::Receiver<()>,
-    (initial, max): (Duration, Duration),
-) {
-    loop {
-        let _ = (&mut closed).await;
-        if let Some(peer) = peer {
-            let Some(inner) = node.upgrade() else { return };
-            let handle = Node { inner };
-            let mut events = handle.events();
-            if handle.links().await.iter().any(|l| l.peer == peer) {
-                drop(handle);
-                loop {
-                    match events.recv().await {
-                        Ok(MembershipEvent::PeerDown(p)) if p == peer => break,
-                        Ok(MembershipEvent::State(NodeState::Destroyed)) => return,
-                        Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            }
-        }
-        let mut delay = initial;
-        loop {
-            let jitter = rand::random_range(0.5..1.5);
-            tokio::time::sleep(delay.mul_f64(jitter)).await;
-            let Some(inner) = node.upgrade() else { return };
-            let node = Node { inner };
-            if node.is_stopped() {
-                return;
-            }
-            let attempt = match node.inner.linker.connect(&addr).await {
-                Ok(conn) => node.attach(conn).await,
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Ok((linked, next)) => {
-                    tracing::info!(%addr, peer = %linked, "link re-established");
-                    peer = Some(linked);
-                    closed = next;
-                    break;
-                }
-                Err(error) => {
-                    tracing::debug!(%addr, %error, ?delay, "reconnect failed");
-                    delay = (delay * 2).min(max);
-                }
-            }
-        }
     }
 }
 

@@ -1,0 +1,329 @@
+//! The overlay: HyParView's active view decides which peers a node keeps
+//! links to.
+//!
+//! [`HyParView`] speaks to peers by id and address; this module turns that
+//! into link work for the driver:
+//!
+//! * a message to a linked peer goes on the link;
+//! * a message to a peer with no link is queued, and the driver is asked to
+//!   dial the peer's advertised address; the queue goes out when the link
+//!   comes up, and a failed dial reports the peer down to HyParView (it
+//!   leaves both views and is replaced from the passive view);
+//! * links this node dialed for the overlay are *owned*: one whose peer is
+//!   neither a neighbour nor awaiting an answer is closed after a short
+//!   linger; the driver still sends what was queued on it (a
+//!   `ShuffleReply`, a `Disconnect`) before the connection goes;
+//! * links the node did not dial (the peer dialed, or the application
+//!   [pinned](super::RepeaterNode::pin) them) are never closed here: the
+//!   side that made a link decides when it goes;
+//! * a lost link to a neighbour is a failure: HyParView replaces it. A link
+//!   closed after a `Disconnect` is not.
+//!
+//! The node's active view, as the application sees it, is HyParView's
+//! active view plus the pinned links.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+
+use super::super::hyparview::{Contact, Event, HyParView, HyParViewConfig, Message};
+use super::super::id::NodeId;
+use super::super::time::Time;
+
+/// How long a dial may take before the peer counts as unreachable (the
+/// driver reports the outcome earlier; this is the safety net).
+const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long an owned link nobody needs stays up before it is closed: long
+/// enough that the overlay's next message to the same peer (a request
+/// after a shuffle's answer) does not dial again. What is queued on a link
+/// still goes out when it closes.
+const LINGER: Duration = Duration::from_millis(500);
+
+/// What the overlay asks of the node.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Action {
+    /// Send `msg` on the link to `peer` (there is one).
+    Send { peer: NodeId, msg: Message<NodeId> },
+    /// Ask the driver to open a link to `peer` at `addr`.
+    Dial { peer: NodeId, addr: String },
+    /// Ask the driver to close the link to `peer`.
+    Close { peer: NodeId },
+    /// `peer` may have joined or left the active view (see
+    /// [`Overlay::is_neighbor`]).
+    Neighbor { peer: NodeId },
+}
+
+/// A dial in progress: what waits for the link.
+#[derive(Debug)]
+struct Dialing {
+    queued: Vec<Message<NodeId>>,
+    deadline: Time,
+}
+
+/// Counters of the overlay.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OverlayStats {
+    /// Dials asked of the driver.
+    pub dials: u64,
+    /// Dials that failed or timed out.
+    pub dial_failures: u64,
+    /// Owned links closed because nobody needed them.
+    pub closes: u64,
+    /// Neighbours lost without a `Disconnect` (their link dropped).
+    pub neighbors_lost: u64,
+}
+
+/// HyParView plus the links it needs.
+#[derive(Debug)]
+pub(super) struct Overlay {
+    hpv: HyParView<NodeId, StdRng>,
+    /// Links up, per peer (two while a duplicate connection is replaced).
+    linked: BTreeMap<NodeId, usize>,
+    /// Peers the application linked to explicitly: always neighbours.
+    pinned: BTreeSet<NodeId>,
+    dialing: BTreeMap<NodeId, Dialing>,
+    /// Peers whose link this node dialed for the overlay.
+    owned: BTreeSet<NodeId>,
+    /// Owned links nobody needs, since when.
+    idle: BTreeMap<NodeId, Time>,
+    actions: VecDeque<Action>,
+    stats: OverlayStats,
+}
+
+impl Overlay {
+    pub(super) fn new(me: NodeId, config: HyParViewConfig, rng: StdRng) -> Self {
+        Self {
+            hpv: HyParView::new(me, None, config, rng, Time::ZERO),
+            linked: BTreeMap::new(),
+            pinned: BTreeSet::new(),
+            dialing: BTreeMap::new(),
+            owned: BTreeSet::new(),
+            idle: BTreeMap::new(),
+            actions: VecDeque::new(),
+            stats: OverlayStats::default(),
+        }
+    }
+
+    pub(super) fn set_addr(&mut self, addr: Option<String>) {
+        self.hpv.set_addr(addr);
+    }
+
+    pub(super) const fn stats(&self) -> OverlayStats {
+        self.stats
+    }
+
+    /// Whether `peer` is in the active view (HyParView's, or pinned).
+    pub(super) fn is_neighbor(&self, peer: NodeId) -> bool {
+        self.hpv.is_active(peer) || (self.pinned.contains(&peer) && self.linked.contains_key(&peer))
+    }
+
+    /// The active view: HyParView's neighbours, then the pinned peers.
+    pub(super) fn neighbors(&self) -> Vec<NodeId> {
+        let mut out: Vec<NodeId> = self.hpv.active().iter().map(|c| c.id).collect();
+        for p in &self.pinned {
+            if self.linked.contains_key(p) && !out.contains(p) {
+                out.push(*p);
+            }
+        }
+        out
+    }
+
+    /// Every peer of both views, with its address (what a new link is
+    /// welcomed with).
+    pub(super) fn known(&self) -> Vec<(NodeId, Option<String>)> {
+        let views = self.hpv.active().iter().chain(self.hpv.passive());
+        views.map(|c| (c.id, c.addr.clone())).collect()
+    }
+
+    /// Join the overlay through `contact` (its link, if up, is ours to
+    /// close once it is not needed).
+    pub(super) fn join(&mut self, now: Time, contact: NodeId, addr: Option<String>) {
+        if self.linked.contains_key(&contact) {
+            self.owned.insert(contact);
+        }
+        self.hpv.join(now, contact, addr);
+        self.pump(now);
+    }
+
+    /// The application linked to `peer` explicitly.
+    pub(super) fn pin(&mut self, now: Time, peer: NodeId) {
+        if self.linked.contains_key(&peer) && self.pinned.insert(peer) {
+            self.owned.remove(&peer);
+            self.idle.remove(&peer);
+            self.actions.push_back(Action::Neighbor { peer });
+        }
+        self.pump(now);
+    }
+
+    pub(super) fn handle_link_up(&mut self, now: Time, peer: NodeId) {
+        *self.linked.entry(peer).or_default() += 1;
+        if let Some(dialing) = self.dialing.remove(&peer) {
+            self.owned.insert(peer);
+            for msg in dialing.queued {
+                self.actions.push_back(Action::Send { peer, msg });
+            }
+        }
+        self.pump(now);
+    }
+
+    /// A link to `peer` went down. `true` if the peer was a neighbour lost
+    /// by failure (its link dropped without a `Disconnect`).
+    pub(super) fn handle_link_down(&mut self, now: Time, peer: NodeId) -> bool {
+        let Some(n) = self.linked.get_mut(&peer) else {
+            return false;
+        };
+        *n -= 1;
+        if *n > 0 {
+            return false;
+        }
+        self.linked.remove(&peer);
+        self.owned.remove(&peer);
+        self.idle.remove(&peer);
+        let failed = self.hpv.is_active(peer);
+        if self.pinned.remove(&peer) {
+            self.actions.push_back(Action::Neighbor { peer });
+        }
+        if failed || self.hpv.is_pending(peer) {
+            self.stats.neighbors_lost += u64::from(failed);
+            self.hpv.handle_peer_down(now, peer);
+        }
+        self.pump(now);
+        failed
+    }
+
+    /// The driver could not reach `peer`.
+    pub(super) fn handle_dial_failed(&mut self, now: Time, peer: NodeId) {
+        if self.dialing.remove(&peer).is_some() {
+            self.stats.dial_failures += 1;
+            self.hpv.handle_peer_down(now, peer);
+            self.pump(now);
+        }
+    }
+
+    pub(super) fn handle_message(&mut self, now: Time, from: NodeId, msg: Message<NodeId>) {
+        self.hpv.handle_message(now, from, msg);
+        self.pump(now);
+    }
+
+    pub(super) fn handle_timeout(&mut self, now: Time) {
+        let expired: Vec<NodeId> = self
+            .dialing
+            .iter()
+            .filter(|(_, d)| d.deadline <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in expired {
+            self.handle_dial_failed(now, peer);
+        }
+        self.hpv.handle_timeout(now);
+        self.pump(now);
+        let due: Vec<NodeId> = self
+            .idle
+            .iter()
+            .filter(|(_, since)| **since + LINGER <= now)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in due {
+            self.idle.remove(&peer);
+            self.stats.closes += 1;
+            self.actions.push_back(Action::Close { peer });
+        }
+    }
+
+    pub(super) fn poll_timeout(&self) -> Option<Time> {
+        let dials = self.dialing.values().map(|d| d.deadline);
+        let idle = self.idle.values().map(|since| *since + LINGER);
+        dials.chain(idle).chain(self.hpv.poll_timeout()).min()
+    }
+
+    /// Whether a dial is in progress.
+    pub(super) fn is_dialing(&self) -> bool {
+        !self.dialing.is_empty()
+    }
+
+    pub(super) fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// Turn HyParView's events into actions, then mark the owned links
+    /// nobody needs.
+    fn pump(&mut self, now: Time) {
+        loop {
+            let mut unreachable = Vec::new();
+            while let Some(event) = self.hpv.poll_event() {
+                match event {
+                    Event::Send { to, msg } => {
+                        if let Some(peer) = self.send(now, to, msg) {
+                            unreachable.push(peer);
+                        }
+                    }
+                    Event::NeighborUp(c) => {
+                        self.actions.push_back(Action::Neighbor { peer: c.id });
+                        if !self.linked.contains_key(&c.id) && !self.dialing.contains_key(&c.id) {
+                            match c.addr {
+                                Some(addr) => self.dial(now, c.id, addr, Vec::new()),
+                                None => unreachable.push(c.id),
+                            }
+                        }
+                    }
+                    Event::NeighborDown(peer) => {
+                        self.actions.push_back(Action::Neighbor { peer });
+                    }
+                }
+            }
+            if unreachable.is_empty() {
+                break;
+            }
+            for peer in unreachable {
+                self.hpv.handle_peer_down(now, peer);
+            }
+        }
+        for peer in &self.owned {
+            let needed = self.hpv.is_active(*peer) || self.hpv.is_pending(*peer);
+            if needed {
+                self.idle.remove(peer);
+            } else {
+                self.idle.entry(*peer).or_insert(now);
+            }
+        }
+    }
+
+    /// Send `msg` to `to`, dialing it if need be; `Some(peer)` if it cannot
+    /// be reached (no link and no address).
+    fn send(&mut self, now: Time, to: Contact<NodeId>, msg: Message<NodeId>) -> Option<NodeId> {
+        let peer = to.id;
+        if self.linked.contains_key(&peer) {
+            self.actions.push_back(Action::Send { peer, msg });
+            return None;
+        }
+        if let Some(dialing) = self.dialing.get_mut(&peer) {
+            dialing.queued.push(msg);
+            return None;
+        }
+        if matches!(msg, Message::Disconnect { .. }) {
+            // Never dial only to say goodbye: no link, nothing to undo.
+            return None;
+        }
+        match to.addr {
+            Some(addr) => {
+                self.dial(now, peer, addr, vec![msg]);
+                None
+            }
+            None => Some(peer),
+        }
+    }
+
+    fn dial(&mut self, now: Time, peer: NodeId, addr: String, queued: Vec<Message<NodeId>>) {
+        self.stats.dials += 1;
+        self.dialing.insert(
+            peer,
+            Dialing {
+                queued,
+                deadline: now + DIAL_TIMEOUT,
+            },
+        );
+        self.actions.push_back(Action::Dial { peer, addr });
+    }
+}
