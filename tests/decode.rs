@@ -6,6 +6,7 @@ mod common;
 
 use plexus::proto::dissemination::{ObjectRuns, SeqRun, TreeMsg};
 use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
+use plexus::proto::hyparview;
 use plexus::proto::message::{
     encode_value, FetchId, Message, ObjectDigest, OpFrame, StateFrame, TentativeOp,
     DEFAULT_MAX_FRAME,
@@ -105,6 +106,18 @@ fn valid_frames() -> Vec<Vec<u8>> {
             }],
         }])),
         Message::Tree(TreeMsg::Prune),
+        Message::Overlay(hyparview::Message::Shuffle {
+            origin: hyparview::Contact {
+                id: NodeId::from_u64(5),
+                addr: Some("127.0.0.1:7001".into()),
+            },
+            ttl: 6,
+            nodes: vec![hyparview::Contact {
+                id: NodeId::from_u64(6),
+                addr: None,
+            }],
+        }),
+        Message::Overlay(hyparview::Message::NeighborReply { accepted: true }),
     ]
     .iter()
     .map(|m| m.encode(DEFAULT_MAX_FRAME).expect("encodes"))

@@ -264,33 +264,6 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
     }
 
-    /// `link` carries ops from now on; opens still waiting ask it too.
-    fn join_mesh(&mut self, link: L, peer: NodeId) {
-        if self.mesh.insert(link, peer).is_some() {
-            return;
-        }
-        self.tree.handle_link_up(link);
-        for (fetch, open) in &self.opens {
-            if open.deadline.is_some() {
-                self.out.push_back(OutEvent::Send {
-                    to: link,
-                    msg: Message::Fetch {
-                        fetch: *fetch,
-                        object: open.object.clone(),
-                    },
-                });
-            }
-        }
-    }
-
-    /// `link` carries no more ops (it may stay up for the overlay).
-    fn leave_mesh(&mut self, link: L) {
-        if self.mesh.remove(&link).is_some() {
-            self.anti_entropy.handle_link_down(link);
-            self.tree.handle_link_down(link);
-        }
-    }
-
     /// A link went down. Answers routed through it are dropped when they
     /// arrive.
     pub fn handle_link_down(&mut self, now: Time, link: L) {
@@ -558,7 +531,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return Some(event);
         }
         if let Some(event) = self.swim.poll_event() {
-            if let (FailureEvent::Down(peer), Some(_)) = (event.clone(), &self.overlay) {
+            if let (FailureEvent::Down(peer), Some(_)) = (event, &self.overlay) {
                 // A neighbour that stopped answering over a live link (a
                 // hung process): close its links, and the overlay replaces
                 // it when they go down.

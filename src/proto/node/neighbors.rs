@@ -131,6 +131,33 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.membership.set_active(peer, None, active);
     }
 
+    /// `link` carries ops from now on; opens still waiting ask it too.
+    pub(super) fn join_mesh(&mut self, link: L, peer: NodeId) {
+        if self.mesh.insert(link, peer).is_some() {
+            return;
+        }
+        self.tree.handle_link_up(link);
+        for (fetch, open) in &self.opens {
+            if open.deadline.is_some() {
+                self.out.push_back(OutEvent::Send {
+                    to: link,
+                    msg: Message::Fetch {
+                        fetch: *fetch,
+                        object: open.object.clone(),
+                    },
+                });
+            }
+        }
+    }
+
+    /// `link` carries no more ops (it may stay up for the overlay).
+    pub(super) fn leave_mesh(&mut self, link: L) {
+        if self.mesh.remove(&link).is_some() {
+            self.anti_entropy.handle_link_down(link);
+            self.tree.handle_link_down(link);
+        }
+    }
+
     pub(super) fn links_of(&self, peer: NodeId) -> Vec<L> {
         let links = self.links.iter().filter(|(_, p)| **p == peer);
         links.map(|(l, _)| *l).collect()

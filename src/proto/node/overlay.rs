@@ -327,3 +327,150 @@ impl Overlay {
         self.actions.push_back(Action::Dial { peer, addr });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+
+    use super::*;
+
+    fn id(n: u64) -> NodeId {
+        NodeId::from_u64(n)
+    }
+
+    fn overlay() -> Overlay {
+        let mut o = Overlay::new(id(1), HyParViewConfig::default(), StdRng::seed_from_u64(7));
+        o.set_addr(Some("sim:1".into()));
+        o
+    }
+
+    fn actions(o: &mut Overlay) -> Vec<Action> {
+        std::iter::from_fn(|| o.poll_action()).collect()
+    }
+
+    #[test]
+    fn a_message_to_an_unlinked_peer_waits_for_the_dial() {
+        let mut o = overlay();
+        o.join(Time::ZERO, id(2), Some("sim:2".into()));
+        let out = actions(&mut o);
+        assert_eq!(
+            out,
+            vec![Action::Dial {
+                peer: id(2),
+                addr: "sim:2".into()
+            }]
+        );
+        assert!(o.is_dialing());
+        o.handle_link_up(Time::from_micros(10), id(2));
+        let out = actions(&mut o);
+        assert!(
+            matches!(&out[..], [Action::Send { peer, msg: Message::Join { .. } }] if *peer == id(2)),
+            "{out:?}"
+        );
+        assert!(!o.is_dialing());
+    }
+
+    #[test]
+    fn a_failed_dial_drops_the_queue_and_the_peer() {
+        let mut o = overlay();
+        o.join(Time::ZERO, id(2), Some("sim:2".into()));
+        actions(&mut o);
+        o.handle_dial_failed(Time::from_micros(10), id(2));
+        assert!(!o.is_dialing());
+        assert_eq!(o.stats().dial_failures, 1);
+        // The link coming up late carries nothing of the dropped queue.
+        o.handle_link_up(Time::from_micros(20), id(2));
+        assert!(actions(&mut o)
+            .iter()
+            .all(|a| !matches!(a, Action::Send { .. })));
+    }
+
+    #[test]
+    fn a_dial_that_never_answers_times_out() {
+        let mut o = overlay();
+        o.join(Time::ZERO, id(2), Some("sim:2".into()));
+        actions(&mut o);
+        let due = o.poll_timeout().expect("a deadline");
+        assert!(due <= Time::ZERO + DIAL_TIMEOUT);
+        o.handle_timeout(Time::ZERO + DIAL_TIMEOUT);
+        // (HyParView may already be trying its contact again.)
+        assert_eq!(o.stats().dial_failures, 1);
+    }
+
+    #[test]
+    fn an_owned_link_nobody_needs_closes_after_the_linger_and_a_pinned_one_never() {
+        let mut o = overlay();
+        // Linked to 2 through a join it answered, then 2 leaves for good
+        // (so it is no backup to ask again).
+        o.handle_link_up(Time::ZERO, id(2));
+        o.join(Time::ZERO, id(2), Some("sim:2".into()));
+        o.handle_message(
+            Time::from_micros(1),
+            id(2),
+            Message::NeighborReply { accepted: true },
+        );
+        assert!(o.is_neighbor(id(2)));
+        // (A second contact, so that being alone does not send us back
+        // to 2.)
+        o.join(Time::from_micros(1), id(9), Some("sim:9".into()));
+        o.handle_message(
+            Time::from_micros(2),
+            id(2),
+            Message::Disconnect { alive: false },
+        );
+        assert!(!o.is_neighbor(id(2)));
+        actions(&mut o);
+        let early = Time::from_micros(2) + LINGER / 2;
+        o.handle_timeout(early);
+        assert!(!actions(&mut o).contains(&Action::Close { peer: id(2) }));
+        o.handle_timeout(Time::from_micros(2) + LINGER);
+        assert!(actions(&mut o).contains(&Action::Close { peer: id(2) }));
+
+        // A pinned link (the application's) is a neighbour and stays.
+        o.handle_link_up(Time::ZERO, id(3));
+        o.pin(Time::ZERO, id(3));
+        assert!(o.is_neighbor(id(3)));
+        assert!(o.neighbors().contains(&id(3)));
+        o.handle_timeout(Time::from_micros(3) + LINGER * 4);
+        assert!(!actions(&mut o).contains(&Action::Close { peer: id(3) }));
+    }
+
+    #[test]
+    fn an_inbound_link_is_never_closed_here() {
+        let mut o = overlay();
+        o.handle_link_up(Time::ZERO, id(4));
+        o.handle_timeout(Time::ZERO + LINGER * 4);
+        assert!(!actions(&mut o).contains(&Action::Close { peer: id(4) }));
+    }
+
+    #[test]
+    fn a_goodbye_to_an_unlinked_peer_dials_nobody() {
+        let mut o = overlay();
+        let gone = Contact {
+            id: id(5),
+            addr: Some("sim:5".into()),
+        };
+        assert_eq!(
+            o.send(Time::ZERO, gone, Message::Disconnect { alive: true }),
+            None
+        );
+        assert!(actions(&mut o).is_empty());
+    }
+
+    #[test]
+    fn a_lost_neighbour_link_is_a_failure_a_closed_one_is_not() {
+        let mut o = overlay();
+        o.handle_link_up(Time::ZERO, id(2));
+        o.join(Time::ZERO, id(2), None);
+        o.handle_message(
+            Time::from_micros(1),
+            id(2),
+            Message::NeighborReply { accepted: true },
+        );
+        assert!(o.handle_link_down(Time::from_micros(2), id(2)));
+        assert_eq!(o.stats().neighbors_lost, 1);
+        assert!(!o.is_neighbor(id(2)));
+        o.handle_link_up(Time::from_micros(3), id(6));
+        assert!(!o.handle_link_down(Time::from_micros(4), id(6)));
+    }
+}
