@@ -52,6 +52,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
             node: NodeId::from_u64(1),
             addr: Some("127.0.0.1:7001".into()),
             nonce: 7,
+            pinned: true,
         },
         Message::Welcome {
             peers: vec![(NodeId::from_u64(2), None)],

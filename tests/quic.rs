@@ -157,6 +157,7 @@ async fn misbehave(ca: &ClusterCa, target: SocketAddr, after_hello: &[u8], finis
         node: identity.node_id(),
         addr: None,
         nonce: 1,
+        pinned: false,
     }
     .encode(1 << 20)
     .expect("hello");

@@ -197,4 +197,19 @@ async fn nodes_join_through_one_live_seed_and_keep_a_sound_overlay() {
     seed.shutdown();
     views_settle(&nodes, "after the seed left").await;
     shout_and_converge(&leaves, 2, 10).await;
+
+    // An explicit link is a neighbour at both ends, whatever the overlay
+    // chose, and carries ops both ways.
+    let (a, b) = (&nodes[0], &nodes[nodes.len() - 1]);
+    let mut events = b.events();
+    a.link(quic_addr(b)).await.expect("linked");
+    tokio::time::timeout(WAIT, async {
+        while !b.current_view().iter().any(|p| p.id == a.id()) {
+            let _ = events.recv().await;
+        }
+    })
+    .await
+    .expect("the linked peer is a neighbour at the other end too");
+    assert!(a.current_view().iter().any(|p| p.id == b.id()));
+    shout_and_converge(&leaves, 3, 5).await;
 }

@@ -306,6 +306,7 @@ mod tests {
             node: NodeId::from_u64(n),
             addr: None,
             nonce: n,
+            pinned: false,
         }
     }
 

@@ -262,6 +262,8 @@ pub(crate) struct PeerHello {
     pub(crate) id: NodeId,
     pub(crate) addr: Option<String>,
     pub(crate) nonce: u64,
+    /// Whether the peer's application made this link.
+    pub(crate) pinned: bool,
 }
 
 /// Exchange hellos: send ours (with the address we listen on and this
@@ -271,6 +273,7 @@ pub(crate) async fn handshake(
     me: NodeId,
     addr: Option<String>,
     nonce: u64,
+    pinned: bool,
     max_frame: usize,
     timeout: Duration,
 ) -> Result<PeerHello, LinkError> {
@@ -278,6 +281,7 @@ pub(crate) async fn handshake(
         node: me,
         addr,
         nonce,
+        pinned,
     }
     .encode(max_frame)
     .map_err(|e| LinkError::Handshake(e.to_string()))?;
@@ -291,12 +295,18 @@ pub(crate) async fn handshake(
         .ok_or_else(|| LinkError::Handshake("connection closed before hello".into()))?;
     match first {
         Message::Hello { node, .. } if node == me => Err(LinkError::SelfLink),
-        Message::Hello { node, addr, nonce } => {
+        Message::Hello {
+            node,
+            addr,
+            nonce,
+            pinned,
+        } => {
             quic::check_hello(conn.authenticated, node)?;
             Ok(PeerHello {
                 id: node,
                 addr,
                 nonce,
+                pinned,
             })
         }
         other => Err(LinkError::Handshake(format!(

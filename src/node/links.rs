@@ -97,6 +97,7 @@ impl Node {
             self.inner.id,
             advertised,
             nonce,
+            pinned,
             max_frame,
             handshake_timeout,
         );
@@ -104,6 +105,7 @@ impl Node {
             id: peer,
             addr,
             nonce: peer_nonce,
+            pinned: peer_pinned,
         } = match hello.await {
             Ok(hello) => hello,
             Err(e) => {
@@ -138,7 +140,8 @@ impl Node {
                 addr,
                 dial,
                 out,
-                pinned,
+                // Made by either end's application: a neighbour at both.
+                pinned: pinned || peer_pinned,
                 kept: kept_tx,
             })
             .map_err(|_| LinkError::Stopped)?;

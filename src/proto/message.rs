@@ -47,6 +47,11 @@ pub enum Message {
         /// connections, both keep the one whose dialer is the smaller node
         /// id and, among those, whose dialer sent the smaller nonce.
         nonce: u64,
+        /// Whether the sender's application made this link
+        /// (`Node::link`): both ends then keep it as a neighbour, outside
+        /// the overlay's choices. Absent (false) from older senders.
+        #[serde(default)]
+        pinned: bool,
     },
     /// Sent on every new link after the hellos: the peers the sender knows
     /// and their addresses, so a joiner learns the cluster from any seed.
@@ -574,6 +579,7 @@ mod tests {
             node: NodeId::from_u64(1),
             addr: Some("127.0.0.1:9".into()),
             nonce: 5,
+            pinned: false,
         };
         let bytes = hello.encode(DEFAULT_MAX_FRAME).expect("encodes");
         assert_eq!(&bytes[..3], &[WIRE_VERSION, 0x82, 0x01]);
