@@ -201,15 +201,19 @@ async fn nodes_join_through_one_live_seed_and_keep_a_sound_overlay() {
     // An explicit link is a neighbour at both ends, whatever the overlay
     // chose, and carries ops both ways.
     let (a, b) = (&nodes[0], &nodes[nodes.len() - 1]);
-    let mut events = b.events();
+    let mut a_events = a.events();
+    let mut b_events = b.events();
     a.link(quic_addr(b)).await.expect("linked");
+    let sees = |x: &Node, y: &Node| x.current_view().iter().any(|p| p.id == y.id());
     tokio::time::timeout(WAIT, async {
-        while !b.current_view().iter().any(|p| p.id == a.id()) {
-            let _ = events.recv().await;
+        while !(sees(a, b) && sees(b, a)) {
+            tokio::select! {
+                _ = a_events.recv() => {}
+                _ = b_events.recv() => {}
+            }
         }
     })
     .await
-    .expect("the linked peer is a neighbour at the other end too");
-    assert!(a.current_view().iter().any(|p| p.id == b.id()));
+    .expect("the linked peers are neighbours at both ends");
     shout_and_converge(&leaves, 3, 5).await;
 }
