@@ -201,8 +201,8 @@ fn joins_through_one_contact_make_a_small_symmetric_connected_overlay() {
     }
 }
 
-#[test]
-fn ops_reach_every_replica_over_the_overlay() {
+/// [`overlay`] settled, the doc created on node 0 and opened everywhere.
+fn overlay_with_doc() -> Harness<Doc> {
     let mut h = overlay(N);
     settle(&mut h, Duration::from_secs(30), "after the joins");
     h.create(0, "doc", Doc::default());
@@ -210,6 +210,12 @@ fn ops_reach_every_replica_over_the_overlay() {
         h.open(i, "doc");
     }
     h.drive();
+    h
+}
+
+#[test]
+fn ops_reach_every_replica_over_the_overlay() {
+    let mut h = overlay_with_doc();
     let mut ops = Vec::new();
     shout_and_converge(&mut h, 300, &mut ops);
     let t = h.traffic();
@@ -223,13 +229,7 @@ fn ops_reach_every_replica_over_the_overlay() {
 
 #[test]
 fn crashed_neighbours_are_replaced_and_restarted_nodes_rejoin() {
-    let mut h = overlay(N);
-    settle(&mut h, Duration::from_secs(30), "after the joins");
-    h.create(0, "doc", Doc::default());
-    for i in 1..N {
-        h.open(i, "doc");
-    }
-    h.drive();
+    let mut h = overlay_with_doc();
     let mut ops = Vec::new();
     shout_and_converge(&mut h, 50, &mut ops);
 

@@ -127,13 +127,13 @@ impl Membership {
         self.peers.values().filter(|p| p.active).cloned().collect()
     }
 
-    /// With an overlay: whether `peer` (at `addr`, if known) is in the
-    /// active view now. Reports a change as a neighbour event.
-    pub fn set_active(&mut self, peer: NodeId, addr: Option<String>, active: bool) {
+    /// With an overlay: whether `peer` is in the active view now. Reports
+    /// a change as a neighbour event.
+    pub fn set_active(&mut self, peer: NodeId, active: bool) {
         if peer == self.me {
             return;
         }
-        self.learn(peer, addr);
+        self.learn(peer, None);
         let Some(entry) = self.peers.get_mut(&peer) else {
             return;
         };

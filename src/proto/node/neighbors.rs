@@ -128,7 +128,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         } else if !active && !links.is_empty() {
             self.swim.remove_member(peer);
         }
-        self.membership.set_active(peer, None, active);
+        self.membership.set_active(peer, active);
     }
 
     /// `link` carries ops from now on; opens still waiting ask it too.
