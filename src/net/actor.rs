@@ -306,8 +306,9 @@ impl Actor for RepeaterActor {
                 let old = existing.map(|(id, l)| (*id, l.dial));
                 if let Some((_, old_dial)) = old.filter(|(_, d)| !dial.preferred_over(*d, me, peer))
                 {
+                    // The linker closes it once the peer has had our hello.
                     tracing::debug!(?link, %peer, ?old_dial, "duplicate connection; keeping the other");
-                    out.close();
+                    drop(out);
                     let _ = kept.send(false);
                     if let (true, Some((old, _))) = (pinned, old) {
                         state.proto.pin(now, old);

@@ -132,6 +132,7 @@ impl Node {
             close,
             ..
         } = conn;
+        let writer = out.clone();
         let (kept_tx, kept_rx) = oneshot::channel();
         actor
             .cast(RepeaterMsg::LinkUp {
@@ -148,8 +149,16 @@ impl Node {
         if !kept_rx.await.map_err(|_| LinkError::Stopped)? {
             // The pair already has the connection both ends prefer: this
             // one goes, and the caller is linked through that one.
+            // The peer drops it too, once it has read our hello: closing
+            // at once could cut the hello off and fail the peer's link
+            // call. Close when the peer does, or after the handshake
+            // timeout.
             inbound.close();
-            close.close("duplicate connection: keeping the other one");
+            tokio::spawn(async move {
+                let _ = tokio::time::timeout(handshake_timeout, close.closed()).await;
+                writer.close();
+                close.close("duplicate connection: keeping the other one");
+            });
             let (gone, closed) = oneshot::channel();
             drop(gone);
             return Ok((peer, closed));
