@@ -141,8 +141,9 @@ struct SimNode<T: Replicated> {
     alive: bool,
     /// What its failure detector said, when.
     failures: Vec<(Time, MembershipEvent)>,
-    /// The nodes it is linked to (kept across a crash, to relink).
-    links: BTreeSet<usize>,
+    /// The nodes it is linked to, each since when (kept across a crash, to
+    /// relink).
+    links: BTreeMap<usize, Time>,
     /// With an overlay: the node it joined through (joined again after a
     /// restart).
     contact: Option<usize>,
@@ -229,7 +230,7 @@ impl<T: Replicated> Harness<T> {
                 received: Vec::new(),
                 alive: true,
                 failures: Vec::new(),
-                links: BTreeSet::new(),
+                links: BTreeMap::new(),
                 contact: None,
             })
             .collect();
@@ -293,15 +294,16 @@ impl<T: Replicated> Harness<T> {
     /// Link nodes `a` and `b` both ways.
     pub fn link(&mut self, a: usize, b: usize) {
         assert_ne!(a, b, "a node cannot link to itself");
-        if !self.nodes[a].links.insert(b) {
+        if self.nodes[a].links.contains_key(&b) {
             return;
         }
-        self.nodes[b].links.insert(a);
+        let now = self.now;
+        self.nodes[a].links.insert(b, now);
+        self.nodes[b].links.insert(a, now);
         if !(self.nodes[a].alive && self.nodes[b].alive) {
             return;
         }
         let (ida, idb) = (self.id(a), self.id(b));
-        let now = self.now;
         self.nodes[a].proto.handle_link_up(now, b, idb, None);
         self.nodes[b].proto.handle_link_up(now, a, ida, None);
         self.flush(a);
@@ -319,7 +321,13 @@ impl<T: Replicated> Harness<T> {
 
     /// The nodes `node` is linked to.
     pub fn links_of(&self, node: usize) -> impl Iterator<Item = usize> + '_ {
-        self.nodes[node].links.iter().copied()
+        self.nodes[node].links.keys().copied()
+    }
+
+    /// Since when `a` and `b` are linked (a link closed and opened again
+    /// counts from the new one), or `None` if they are not.
+    pub fn linked_since(&self, a: usize, b: usize) -> Option<Time> {
+        self.nodes[a].links.get(&b).copied()
     }
 
     /// Split the nodes into `groups`: messages between groups are lost
@@ -355,7 +363,7 @@ impl<T: Replicated> Harness<T> {
         }
         self.nodes[node].alive = false;
         self.nodes[node].timer_at = None;
-        let peers: Vec<usize> = self.nodes[node].links.iter().copied().collect();
+        let peers: Vec<usize> = self.nodes[node].links.keys().copied().collect();
         for peer in peers {
             self.nodes[peer].proto.handle_link_down(self.now, node);
             self.flush(peer);
@@ -383,7 +391,7 @@ impl<T: Replicated> Harness<T> {
             self.rejoin(node);
             return;
         }
-        let peers: Vec<usize> = n.links.iter().copied().collect();
+        let peers: Vec<usize> = n.links.keys().copied().collect();
         for peer in peers {
             if self.nodes[peer].alive {
                 let idp = self.id(peer);
@@ -523,7 +531,7 @@ impl<T: Replicated> Harness<T> {
                     .expect("frames made by the harness decode");
                 let traffic = self.traffic.entry(msg.kind()).or_default();
                 if !self.nodes[to].alive
-                    || !self.nodes[to].links.contains(&from)
+                    || !self.nodes[to].links.contains_key(&from)
                     || self.blocked.contains(&(to.min(from), to.max(from)))
                 {
                     traffic.dropped += 1;

@@ -65,7 +65,7 @@ impl<T: Replicated> Harness<T> {
     /// down at the crash) and joins again.
     pub(super) fn rejoin(&mut self, node: usize) {
         let stale: Vec<usize> = std::mem::take(&mut self.nodes[node].links)
-            .into_iter()
+            .into_keys()
             .collect();
         for peer in stale {
             self.nodes[peer].links.remove(&node);
@@ -110,7 +110,7 @@ impl<T: Replicated> Harness<T> {
     }
 
     pub(super) fn close(&mut self, from: usize, to: usize) {
-        if self.nodes[from].links.contains(&to) {
+        if self.nodes[from].links.contains_key(&to) {
             self.unlink(from, to);
             self.flush(from);
             self.flush(to);
