@@ -117,12 +117,14 @@ impl<T: Replicated> Leaf<T> {
         if self.node.is_stopped() {
             return Err(ShoutError::Stopped);
         }
-        Ok(self.cell.shout(op, |id| {
-            self.node.relay_local(OpFrame {
-                object: key.clone(),
-                id,
-                payload: payload.into(),
-            });
+        Ok(self.cell.shout(op, |id, relay| {
+            if relay {
+                self.node.relay_local(OpFrame {
+                    object: key.clone(),
+                    id,
+                    payload: payload.into(),
+                });
+            }
             id
         }))
     }

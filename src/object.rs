@@ -12,7 +12,8 @@ use tokio::sync::watch;
 
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, Host, HostError, Repair,
+    deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, restamped_frames, Host,
+    HostError, Repair,
 };
 use crate::proto::message::{ObjectDigest, OpFrame, StateFrame};
 use crate::proto::replica::{Applied, Replica};
@@ -75,13 +76,15 @@ impl<T: Replicated> ObjectCell<T> {
     }
 
     /// Make a local op, apply it, notify observers; `then` runs under the
-    /// lock with the new id (the caller hands the op to the repeater there,
-    /// so one origin's ops leave in seq order).
-    pub(crate) fn shout<R>(&self, op: T::Op, then: impl FnOnce(OpId) -> R) -> R {
+    /// lock with the new id and whether the op may be relayed now (the
+    /// caller hands the op to the repeater there, so one origin's ops leave
+    /// in seq order). An op made while the replica's new origin awaits
+    /// admission stays here until it is re-stamped.
+    pub(crate) fn shout<R>(&self, op: T::Op, then: impl FnOnce(OpId, bool) -> R) -> R {
         let mut replica = self.state.write();
         let me = replica.me();
         let id = replica.shout(op, |state, op, id| self.notify(state, op, id, me));
-        let out = then(id);
+        let out = then(id, replica.is_admitted());
         drop(replica);
         self.bump();
         out
@@ -213,5 +216,25 @@ impl<T: Replicated> Host for CellHost<T> {
             self.0.bump();
         }
         Ok(moved)
+    }
+
+    fn awaits_admission(&self) -> bool {
+        !self.0.state.read().is_admitted()
+    }
+
+    fn origins_of(&self, node: NodeId) -> Vec<NodeId> {
+        self.0.state.read().origins_of(node)
+    }
+
+    fn evict_gone(&mut self, gone: &dyn Fn(NodeId) -> bool) -> usize {
+        let evicted = self.0.state.write().evict_gone(gone);
+        if evicted > 0 {
+            self.0.bump();
+        }
+        evicted
+    }
+
+    fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError> {
+        restamped_frames(&self.0.key, &mut self.0.state.write())
     }
 }

@@ -37,11 +37,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
             payload: payload.clone(),
         }],
         lamport: 9,
-        acks: AckTable(
-            [(NodeId::from_u64(4), Ack::from((9, 3, 9)))]
-                .into_iter()
-                .collect(),
-        ),
+        acks: AckTable::from_acks([(NodeId::from_u64(4), Ack::from((9, 3, 9)))]),
     };
     let fetch = FetchId {
         requester: NodeId::from_u64(2),

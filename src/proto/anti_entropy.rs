@@ -335,7 +335,11 @@ fn root_hash(
         let hash = match hashes.get(*key) {
             Some((at, hash)) if *at == revision => *hash,
             _ => {
-                let hash = digest_hash(&host.digest(key));
+                // A replica whose new origin awaits admission never
+                // matches a peer: digests flow until a peer's table,
+                // showing the origin, comes back.
+                let salt = if host.awaits_admission() { u64::MAX } else { 0 };
+                let hash = digest_hash(&host.digest(key)) ^ salt;
                 hashes.insert((*key).clone(), (revision, hash));
                 hash
             }
@@ -370,11 +374,24 @@ fn digest_hash(digest: &ObjectDigest) -> u64 {
         ctx.update(&seq.to_be_bytes());
     }
     ctx.update(&[0xff]);
-    for (member, ack) in &digest.acks.0 {
+    for (member, ack) in digest.acks.iter() {
         ctx.update(member.as_bytes());
         for n in [ack.clock, ack.seq, ack.complete] {
             ctx.update(&n.to_be_bytes());
         }
+    }
+    // Evictions and epochs must spread: tables that differ only in them
+    // must not hash alike.
+    ctx.update(&[0xfe]);
+    for (origin, e) in digest.acks.evictions() {
+        ctx.update(origin.as_bytes());
+        ctx.update(&e.cut.to_be_bytes());
+    }
+    ctx.update(&[0xfd]);
+    for (origin, (node, epoch)) in digest.acks.epochs() {
+        ctx.update(origin.as_bytes());
+        ctx.update(node.as_bytes());
+        ctx.update(&epoch.to_be_bytes());
     }
     first_u64(ctx.finish().as_ref())
 }
@@ -390,5 +407,7 @@ fn estimate(digest: &ObjectDigest) -> usize {
     16 + digest.object.tag.len()
         + digest.object.name.len()
         + 44 * digest.held.0.len()
-        + 60 * digest.acks.0.len()
+        + 60 * digest.acks.len()
+        + 48 * digest.acks.evictions().count()
+        + 72 * digest.acks.epochs().count()
 }

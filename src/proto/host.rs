@@ -91,10 +91,28 @@ pub trait Host: Send {
     /// Move onto a peer's newer snapshot (see [`Replica::rebase`]); `false`
     /// when it is not ahead of this replica.
     fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError>;
+
+    /// Whether the replica's new origin awaits admission (see
+    /// [`Replica::is_admitted`]).
+    fn awaits_admission(&self) -> bool;
+
+    /// The members (origins) of the replica set that belong to `node`.
+    fn origins_of(&self, node: NodeId) -> Vec<NodeId>;
+
+    /// Evict every member (origin) of the replica set that `gone` says is
+    /// gone (see [`Replica::evict_gone`]); returns how many were.
+    fn evict_gone(&mut self, gone: &dyn Fn(NodeId) -> bool) -> usize;
+
+    /// The ops re-stamped when the replica's new origin was admitted, as
+    /// frames to relay like local ops (see [`Replica::take_restamped`]).
+    fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError>;
 }
 
 /// What anti-entropy sends a peer that lacks ops.
 #[derive(Debug)]
+// A repair is built and consumed at once, never stored: boxing the
+// snapshot would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Repair {
     /// These ops, in order (possibly not all it lacks: the rest next round).
     Ops(Vec<OpFrame>),
@@ -150,6 +168,22 @@ pub fn ops_in<T: Replicated>(
         .tentative_ops()
         .filter(|(id, _)| runs.iter().any(|r| r.contains(id)));
     frames(object, wanted, budget)
+}
+
+/// The ops `replica` re-stamped on admission, as frames (see
+/// [`Host::take_restamped`]).
+pub fn restamped_frames<T: Replicated>(
+    object: &ObjectKey,
+    replica: &mut Replica<T>,
+) -> Result<Vec<OpFrame>, HostError> {
+    if !replica.has_restamped() {
+        return Ok(Vec::new());
+    }
+    let ids = replica.take_restamped();
+    let wanted = replica
+        .tentative_ops()
+        .filter(|(id, _)| ids.binary_search(id).is_ok());
+    frames(object, wanted, usize::MAX)
 }
 
 /// Encode `ops` of `object` as frames, stopping once about `budget` bytes

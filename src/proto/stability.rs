@@ -21,6 +21,26 @@
 //! or below it, and no op at or below it can be made any more. Ops at or
 //! below the frontier fold into the snapshot.
 //!
+//! **Eviction.** A member gone for good would hold the frontier back
+//! forever. A node that saw it down longer than
+//! [`RepeaterConfig::evict_after`](super::node::RepeaterConfig::evict_after)
+//! evicts it with a *cut*, the top of the member's ops it holds
+//! contiguously: the member's ops up to the cut stay, later ones are void
+//! everywhere (refused, and rolled back where they were applied). The
+//! eviction spreads in the table; two evictions of one member merge to the
+//! lower cut, which is safe because every op stable anywhere is at or
+//! below each evicter's cut. An evicted member no longer counts for the
+//! frontier; every member still waits until it holds the evicted member's
+//! ops up to the cut.
+//!
+//! **Restart epochs.** A node whose origin was evicted (it was partitioned
+//! away, or down, for longer than the period) cannot go on with it: its
+//! later ops are void. It takes the origin of its next *restart epoch*
+//! ([`epoch_origin`]), re-stamps its own void ops under it, and relays
+//! them once a peer's table shows the new origin (see
+//! [`Replica`](super::replica::Replica)): its clock is then past every
+//! frontier that could have passed without it.
+//!
 //! Unknown members cannot break this: a node that joins through a state
 //! transfer is entered in the exporter's table (with `complete = 0`) before
 //! the state leaves, and any report that lets the frontier pass the
@@ -73,19 +93,99 @@ impl From<Ack> for (u64, u64, u64) {
     }
 }
 
-/// The acks of an object's replica set, by member.
+/// A member of a replica set that is no longer one: its ops after `cut`
+/// are void everywhere.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(u64, u32)", into = "(u64, u32)")]
+pub struct Eviction {
+    /// The member's ops with a seq at most this stay; later ones are void.
+    pub cut: u64,
+    /// Unused, reserved (zero): a reason code for a later release.
+    reserved: u32,
+}
+
+impl Eviction {
+    /// An eviction keeping the member's ops up to `cut`.
+    pub const fn new(cut: u64) -> Self {
+        Self { cut, reserved: 0 }
+    }
+}
+
+impl From<(u64, u32)> for Eviction {
+    fn from((cut, reserved): (u64, u32)) -> Self {
+        Self { cut, reserved }
+    }
+}
+
+impl From<Eviction> for (u64, u32) {
+    fn from(e: Eviction) -> Self {
+        (e.cut, e.reserved)
+    }
+}
+
+/// The acks of an object's replica set, by member, plus the members it
+/// evicted and the restart epochs of the nodes that came back.
+///
+/// A member is an *origin*: the id its ops carry. A node's first origin on
+/// an object is its node id; a node whose origin was evicted takes a new
+/// one, [`epoch_origin`]`(node, epoch)`, recorded in `epochs` so its peers
+/// know whose it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AckTable(pub BTreeMap<NodeId, Ack>);
+pub struct AckTable {
+    #[serde(rename = "a")]
+    acks: BTreeMap<NodeId, Ack>,
+    #[serde(rename = "e", default, skip_serializing_if = "BTreeMap::is_empty")]
+    evicted: BTreeMap<NodeId, Eviction>,
+    #[serde(rename = "n", default, skip_serializing_if = "BTreeMap::is_empty")]
+    epochs: BTreeMap<NodeId, (NodeId, u32)>,
+}
+
+/// The origin a node takes on an object in its restart epoch `epoch`:
+/// the node id itself for epoch 0, else a hash of both.
+pub fn epoch_origin(node: NodeId, epoch: u32) -> NodeId {
+    if epoch == 0 {
+        return node;
+    }
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    ctx.update(b"plexus/epoch");
+    ctx.update(node.as_bytes());
+    ctx.update(&epoch.to_be_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    NodeId::from_bytes(out)
+}
 
 impl AckTable {
-    /// Merge another table; returns whether anything changed.
+    /// A table of these acks (no evictions).
+    pub fn from_acks(acks: impl IntoIterator<Item = (NodeId, Ack)>) -> Self {
+        Self {
+            acks: acks.into_iter().collect(),
+            ..Self::default()
+        }
+    }
+
+    /// Merge another table; returns whether anything changed. Evictions
+    /// merge to the lowest cut (see [`evict`](Self::evict)), and an evicted
+    /// member's acks are dropped.
     pub fn merge(&mut self, other: &AckTable) -> bool {
         let mut changed = false;
-        for (member, ack) in &other.0 {
-            match self.0.get_mut(member) {
+        for (origin, e) in &other.evicted {
+            changed |= self.evict(*origin, e.cut);
+        }
+        for (origin, owner) in &other.epochs {
+            if !self.epochs.contains_key(origin) {
+                self.epochs.insert(*origin, *owner);
+                changed = true;
+            }
+        }
+        for (member, ack) in &other.acks {
+            if self.evicted.contains_key(member) {
+                continue;
+            }
+            match self.acks.get_mut(member) {
                 Some(mine) => changed |= mine.merge(*ack),
                 None => {
-                    self.0.insert(*member, *ack);
+                    self.acks.insert(*member, *ack);
                     changed = true;
                 }
             }
@@ -93,36 +193,119 @@ impl AckTable {
         changed
     }
 
+    /// Evict `origin`, keeping its ops up to `cut`; returns whether the
+    /// table changed. Two evictions of the same origin merge to the lower
+    /// cut: every op of it that is stable anywhere is at or below both
+    /// (each evicter held it when it evicted), so nothing stable is undone.
+    pub fn evict(&mut self, origin: NodeId, cut: u64) -> bool {
+        let removed = self.acks.remove(&origin).is_some();
+        match self.evicted.get_mut(&origin) {
+            Some(e) if e.cut <= cut => removed,
+            Some(e) => {
+                e.cut = cut;
+                true
+            }
+            None => {
+                self.evicted.insert(origin, Eviction::new(cut));
+                true
+            }
+        }
+    }
+
+    /// The eviction of `origin`, if it was evicted.
+    pub fn eviction(&self, origin: &NodeId) -> Option<Eviction> {
+        self.evicted.get(origin).copied()
+    }
+
+    /// Every evicted origin, with its eviction.
+    pub fn evictions(&self) -> impl Iterator<Item = (NodeId, Eviction)> + '_ {
+        self.evicted.iter().map(|(o, e)| (*o, *e))
+    }
+
+    /// The node that `origin` belongs to (itself, unless it is a later
+    /// epoch's origin).
+    pub fn owner(&self, origin: &NodeId) -> NodeId {
+        self.epochs.get(origin).map_or(*origin, |(node, _)| *node)
+    }
+
+    /// The origin `node` takes now: that of its first epoch not evicted.
+    /// Records the epoch when it is not the first.
+    pub fn origin_for(&mut self, node: NodeId) -> NodeId {
+        let mut epoch = 0;
+        loop {
+            let origin = epoch_origin(node, epoch);
+            if !self.evicted.contains_key(&origin) {
+                if epoch > 0 {
+                    self.epochs.insert(origin, (node, epoch));
+                }
+                return origin;
+            }
+            epoch += 1;
+        }
+    }
+
     /// Make sure `member` has an entry (a zero one if new, which holds the
     /// frontier back until the member reports); returns whether it was new.
+    /// An evicted member gets none.
     pub fn ensure(&mut self, member: NodeId) -> bool {
-        if self.0.contains_key(&member) {
+        if self.acks.contains_key(&member) || self.evicted.contains_key(&member) {
             return false;
         }
-        self.0.insert(member, Ack::default());
+        self.acks.insert(member, Ack::default());
         true
+    }
+
+    /// Merge `ack` into `member`'s entry (made if missing, unless the member
+    /// was evicted); returns whether it grew.
+    pub fn report(&mut self, member: NodeId, ack: Ack) -> bool {
+        if self.evicted.contains_key(&member) {
+            return false;
+        }
+        match self.acks.get_mut(&member) {
+            Some(mine) => mine.merge(ack),
+            None => {
+                self.acks.insert(member, ack);
+                true
+            }
+        }
     }
 
     /// The ack of `member`, if any.
     pub fn get(&self, member: &NodeId) -> Option<Ack> {
-        self.0.get(member).copied()
+        self.acks.get(member).copied()
     }
 
-    /// The number of members.
+    /// Every live member with its ack.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeId, Ack)> + '_ {
+        self.acks.iter().map(|(m, a)| (*m, *a))
+    }
+
+    /// Every restart epoch recorded: `(origin, (node, epoch))`.
+    pub fn epochs(&self) -> impl Iterator<Item = (NodeId, (NodeId, u32))> + '_ {
+        self.epochs.iter().map(|(o, e)| (*o, *e))
+    }
+
+    /// The number of live members.
     pub fn len(&self) -> usize {
-        self.0.len()
+        self.acks.len()
     }
 
-    /// Whether no member is known.
+    /// Whether no live member is known.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.acks.is_empty()
+    }
+
+    /// The largest clock any member reported.
+    pub fn max_clock(&self) -> u64 {
+        self.acks.values().map(|a| a.clock).max().unwrap_or(0)
     }
 
     /// The Lamport time up to which `me`, which has seen `seen` and whose
-    /// clock is `clock`, holds every op (see the module docs).
+    /// clock is `clock`, holds every op (see the module docs). An evicted
+    /// origin bounds it until `me` holds its ops up to the cut.
     pub fn complete_at(&self, me: NodeId, clock: u64, seen: &SeenSet) -> u64 {
         let mut complete = clock;
-        for (member, ack) in &self.0 {
+        for (member, ack) in &self.acks {
             if *member == me {
                 continue;
             }
@@ -135,13 +318,19 @@ impl AckTable {
             };
             complete = complete.min(bound);
         }
+        for (origin, e) in &self.evicted {
+            let held = seen.origin(origin);
+            if held.map_or(0, |s| s.contiguous()) < e.cut {
+                complete = complete.min(held.map_or(0, |s| s.top_lamport()));
+            }
+        }
         complete
     }
 
-    /// The stable frontier: the smallest `complete` of any member. `None`
-    /// for an empty table.
+    /// The stable frontier: the smallest `complete` of any live member.
+    /// `None` for an empty table.
     pub fn frontier(&self) -> Option<u64> {
-        self.0.values().map(|a| a.complete).min()
+        self.acks.values().map(|a| a.complete).min()
     }
 }
 
@@ -175,7 +364,7 @@ mod tests {
         let me = id(1);
         let mut table = AckTable::default();
         // Member 2 made two ops, the second at Lamport 7, and its clock is 9.
-        table.0.insert(id(2), Ack::from((9, 2, 0)));
+        table.report(id(2), Ack::from((9, 2, 0)));
         let mut seen = SeenSet::default();
         seen.insert_op(&op(3, 2, 1));
         // We lack member 2's second op: we hold its ops up to Lamport 3.
@@ -194,11 +383,11 @@ mod tests {
     fn the_frontier_is_the_least_complete_member() {
         let mut table = AckTable::default();
         assert_eq!(table.frontier(), None);
-        table.0.insert(id(1), Ack::from((9, 1, 6)));
-        table.0.insert(id(2), Ack::from((9, 1, 4)));
+        table.report(id(1), Ack::from((9, 1, 6)));
+        table.report(id(2), Ack::from((9, 1, 4)));
         assert_eq!(table.frontier(), Some(4));
         let mut other = AckTable::default();
-        other.0.insert(id(2), Ack::from((9, 1, 8)));
+        other.report(id(2), Ack::from((9, 1, 8)));
         assert!(table.merge(&other));
         assert_eq!(table.frontier(), Some(6));
         assert_eq!(table.len(), 2);

@@ -76,6 +76,17 @@ impl SeqSet {
         }
     }
 
+    /// Forget every seq above `cut` (the ops of an evicted origin after its
+    /// cut are void); `lamport` is a lower bound of the Lamport time of op
+    /// `cut`, used when the contiguous prefix shrinks to it.
+    pub fn truncate(&mut self, cut: u64, lamport: u64) {
+        self.above.retain(|seq, _| *seq <= cut);
+        if self.contiguous > cut {
+            self.contiguous = cut;
+            self.top_lamport = if cut == 0 { 0 } else { lamport };
+        }
+    }
+
     /// The highest seq in the set (0 if empty).
     pub fn max(&self) -> u64 {
         self.above
@@ -175,6 +186,13 @@ impl SeenSet {
             .entry(origin)
             .or_default()
             .insert_prefix(upto, lamport);
+    }
+
+    /// Forget every seq of `origin` above `cut` (see [`SeqSet::truncate`]).
+    pub fn truncate(&mut self, origin: &NodeId, cut: u64, lamport: u64) {
+        if let Some(set) = self.origins.get_mut(origin) {
+            set.truncate(cut, lamport);
+        }
     }
 
     /// Runs `(origin, first, last)` held above the contiguous prefixes, at

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
     deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, replica_from_frame,
-    Host, HostError, Repair,
+    restamped_frames, Host, HostError, Repair,
 };
 use crate::proto::membership::MembershipEvent;
 use crate::proto::message::{Message, ObjectDigest, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
@@ -128,6 +128,22 @@ impl<T: Replicated> Host for SharedHost<T> {
 
     fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {
         rebase_onto(&mut self.1.lock().replica, state)
+    }
+
+    fn awaits_admission(&self) -> bool {
+        !self.1.lock().replica.is_admitted()
+    }
+
+    fn origins_of(&self, node: NodeId) -> Vec<NodeId> {
+        self.1.lock().replica.origins_of(node)
+    }
+
+    fn evict_gone(&mut self, gone: &dyn Fn(NodeId) -> bool) -> usize {
+        self.1.lock().replica.evict_gone(gone)
+    }
+
+    fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError> {
+        restamped_frames(&self.0, &mut self.1.lock().replica)
     }
 }
 
@@ -450,11 +466,16 @@ impl<T: Replicated> Harness<T> {
             panic!("node {node} does not hold {name}");
         });
         let payload = crate::proto::message::encode_value(&op, "op").expect("test ops encode");
-        let id = {
+        let (id, relay) = {
             let mut host = shared.lock();
             let SimHost { replica, fired, .. } = &mut *host;
-            replica.shout(op, |_, _, id| fired.push(id))
+            let id = replica.shout(op, |_, _, id| fired.push(id));
+            (id, replica.is_admitted())
         };
+        if !relay {
+            // Provisional: relayed once re-stamped (see `Replica`).
+            return id;
+        }
         let frame = OpFrame {
             object: ObjectKey::new(T::TYPE_TAG, name),
             id,

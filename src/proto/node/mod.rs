@@ -29,16 +29,19 @@ use super::dissemination::{Dissemination, ObjectRuns, SeqRun, Slot, TreeMsg, Tre
 use super::host::{Host, HostError};
 use super::id::{NodeId, ObjectKey};
 use super::membership::{Membership, MembershipEvent};
-use super::message::{FetchId, Message, ObjectDigest, OpFrame, StateFrame};
+use super::message::{FetchId, Message, ObjectDigest, OpFrame};
 use super::replica::Applied;
 use super::swim::{FailureEvent, Swim, SwimConfig};
 use super::time::Time;
 use super::version::SeenSet;
 
+mod eviction;
+mod fetch;
 mod neighbors;
 mod overlay;
 mod types;
 
+use eviction::Departures;
 use overlay::Overlay;
 pub use overlay::OverlayStats;
 pub use types::{GossipStats, OutEvent, RepeaterConfig, RepeaterStats};
@@ -90,6 +93,10 @@ pub struct RepeaterNode<L> {
     swim: Swim<NodeId, StdRng>,
     /// HyParView and the links it needs, when the config asks for it.
     overlay: Option<Overlay>,
+    /// Peers seen gone, for eviction.
+    departed: Departures,
+    /// The latest time given to a `handle_*` call.
+    clock: Time,
     /// Draws gossip partners; seeded from the node id, so runs replay.
     rng: StdRng,
     out: VecDeque<OutEvent<L>>,
@@ -158,6 +165,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             tree,
             swim,
             overlay,
+            departed: Departures::default(),
+            clock: Time::ZERO,
             rng,
             out: VecDeque::new(),
             stats: RepeaterStats::default(),
@@ -246,6 +255,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             msg: Message::Welcome { peers: known },
         });
         self.links.insert(link, peer);
+        self.departed.back(peer);
         self.membership.handle_link_up(peer, addr);
         match &mut self.overlay {
             None => {
@@ -267,17 +277,23 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// A link went down. Answers routed through it are dropped when they
     /// arrive.
     pub fn handle_link_down(&mut self, now: Time, link: L) {
+        self.clock = now;
         if let Some(peer) = self.links.remove(&link) {
             self.membership.handle_link_down(peer);
+            let last = link_to(&self.links, peer).is_none();
             if let Some(overlay) = &mut self.overlay {
                 // Whether the link failed or was closed on purpose, the
                 // overlay replaces the neighbour; the failure detector
                 // watches neighbours over their links, so it forgets it.
-                overlay.handle_link_down(now, peer);
-                if link_to(&self.links, peer).is_none() {
+                if overlay.handle_link_down(now, peer) {
+                    self.note_departure(peer, now);
+                }
+                if last {
                     self.swim.remove_member(peer);
                 }
                 self.pump_overlay(now);
+            } else if last {
+                self.note_departure(peer, now);
             }
         }
         self.leave_mesh(link);
@@ -296,13 +312,6 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.route(&object).host = Some(host);
     }
 
-    /// Stop waiting for an open whose answer the driver could not use.
-    pub fn abandon(&mut self, fetch: FetchId) {
-        if let Some(open) = self.opens.remove(&fetch) {
-            self.opening.remove(&open.object);
-        }
-    }
-
     /// A local op was made (and applied) on a hosted object: relay it.
     pub fn handle_local_op(&mut self, now: Time, frame: OpFrame) {
         if !self
@@ -318,40 +327,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         self.tree.broadcast(now, slot, frame);
     }
 
-    /// Ask the network for `object`'s state. The answer comes as
-    /// [`OutEvent::Opened`] or, if no node answers within the fetch timeout,
-    /// [`OutEvent::OpenFailed`], with the returned id. Links that come up
-    /// while the open waits are asked too.
-    pub fn open(&mut self, now: Time, object: ObjectKey) -> FetchId {
-        let fetch = FetchId {
-            requester: self.me,
-            n: self.next_fetch,
-        };
-        self.next_fetch += 1;
-        let deadline = now + self.config.fetch_timeout;
-        for to in self.mesh.keys() {
-            self.out.push_back(OutEvent::Send {
-                to: *to,
-                msg: Message::Fetch {
-                    fetch,
-                    object: object.clone(),
-                },
-            });
-        }
-        self.opening.insert(object.clone(), fetch);
-        self.opens.insert(
-            fetch,
-            PendingOpen {
-                object,
-                deadline: Some(deadline),
-                buffered: Vec::new(),
-            },
-        );
-        fetch
-    }
-
     /// A message arrived on `from`.
     pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
+        self.clock = now;
         match msg {
             Message::Hello { .. } => {}
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
@@ -394,10 +372,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 reply,
                 first,
                 last,
-            } => self.handle_digest(from, objects, (reply, first, last)),
+            } => self.handle_digest(now, from, objects, (reply, first, last)),
             Message::Snapshot(state) => {
                 let mut hosts = sorted_hosts(&mut self.objects);
                 self.anti_entropy.handle_snapshot(&state, &mut hosts);
+                self.relay_restamped(now, [&state.object]);
             }
         }
     }
@@ -430,12 +409,21 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
     }
 
-    fn handle_digest(&mut self, from: L, objects: Vec<ObjectDigest>, flags: (bool, bool, bool)) {
+    fn handle_digest(
+        &mut self,
+        now: Time,
+        from: L,
+        objects: Vec<ObjectDigest>,
+        flags: (bool, bool, bool),
+    ) {
+        let keys: Vec<ObjectKey> = objects.iter().map(|d| d.object.clone()).collect();
         let mut hosts = sorted_hosts(&mut self.objects);
         let replies = self
             .anti_entropy
             .handle_digest(from, objects, flags, &mut hosts);
         self.send_all(from, replies);
+        // A peer's acks may have admitted a replica's new origin.
+        self.relay_restamped(now, &keys);
     }
 
     fn send_all(&mut self, to: L, msgs: Vec<Message>) {
@@ -488,6 +476,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// Time has reached a deadline from [`poll_timeout`](Self::poll_timeout)
     /// (calling it early or late is harmless).
     pub fn handle_timeout(&mut self, now: Time) {
+        self.clock = now;
+        self.evict_departed(now);
         if let Some(overlay) = &mut self.overlay {
             overlay.handle_timeout(now);
             self.pump_overlay(now);
@@ -531,6 +521,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             return Some(event);
         }
         if let Some(event) = self.swim.poll_event() {
+            match event {
+                FailureEvent::Down(peer) => self.note_departure(peer, self.clock),
+                FailureEvent::Alive(peer) => self.departed.back(peer),
+                _ => {}
+            }
             if let (FailureEvent::Down(peer), Some(_)) = (event, &self.overlay) {
                 // A neighbour that stopped answering over a live link (a
                 // hung process): close its links, and the overlay replaces
@@ -584,7 +579,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let tree = self.tree.poll_timeout();
         let swim = self.swim.poll_timeout();
         let overlay = self.overlay.as_ref().and_then(Overlay::poll_timeout);
+        let eviction = self.next_eviction();
         routes
+            .chain(eviction)
             .chain(opens)
             .chain(round)
             .chain(tree)
@@ -610,6 +607,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     fn handle_op(&mut self, now: Time, from: L, frame: OpFrame) {
+        if !self.departed.is_empty() {
+            // Its ops still arrive: the origin's node is not gone.
+            self.departed.back(frame.id.origin);
+        }
         let route = match self.objects.get_mut(&frame.object) {
             Some(route) => route,
             None => {
@@ -652,78 +653,6 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
         }
         self.tree.received(now, from, slot, frame, true);
-    }
-
-    fn handle_fetch(&mut self, now: Time, from: L, fetch: FetchId, object: ObjectKey) {
-        if fetch.requester == self.me || self.routes.contains_key(&fetch) {
-            return;
-        }
-        let deadline = now + self.config.fetch_timeout;
-        if let Some(host) = self
-            .objects
-            .get_mut(&object)
-            .and_then(|r| r.host.as_deref_mut())
-        {
-            self.routes.insert(
-                fetch,
-                FetchRoute {
-                    back: None,
-                    deadline,
-                },
-            );
-            match host.export(fetch.requester) {
-                Ok(state) => self.out.push_back(OutEvent::Send {
-                    to: from,
-                    msg: Message::State { fetch, state },
-                }),
-                Err(error) => self.out.push_back(OutEvent::Rejected {
-                    from,
-                    op: None,
-                    error,
-                }),
-            }
-            return;
-        }
-        self.routes.insert(
-            fetch,
-            FetchRoute {
-                back: Some(from),
-                deadline,
-            },
-        );
-        for to in self.mesh.keys().filter(|l| **l != from) {
-            self.out.push_back(OutEvent::Send {
-                to: *to,
-                msg: Message::Fetch {
-                    fetch,
-                    object: object.clone(),
-                },
-            });
-        }
-    }
-
-    fn handle_state(&mut self, fetch: FetchId, state: StateFrame) {
-        if fetch.requester == self.me {
-            if let Some(open) = self.opens.get_mut(&fetch) {
-                if open.deadline.is_some() && open.object == state.object {
-                    // Answered: keep buffering until the driver hosts it.
-                    open.deadline = None;
-                    self.out.push_back(OutEvent::Opened { fetch, state });
-                }
-            }
-            return;
-        }
-        let Some(route) = self.routes.get_mut(&fetch) else {
-            return;
-        };
-        if let Some(back) = route.back.take() {
-            if self.links.contains_key(&back) {
-                self.out.push_back(OutEvent::Send {
-                    to: back,
-                    msg: Message::State { fetch, state },
-                });
-            }
-        }
     }
 }
 

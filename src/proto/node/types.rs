@@ -40,6 +40,17 @@ pub struct RepeaterConfig {
     /// (the default) the links are exactly the ones the driver makes.
     /// Every node of a cluster must use the same choice.
     pub overlay: Option<HyParViewConfig>,
+    /// Evict a member of an object's replica set once this node has seen
+    /// its node down (declared down by the failure detector, or its last
+    /// link lost without a goodbye) for this long, with nothing heard of it
+    /// since. An evicted member no longer holds the stable frontier back;
+    /// its later ops are void, and if it comes back it takes a new restart
+    /// epoch and re-stamps them (see [`stability`](super::super::stability)).
+    /// Too short a period only costs a live but cut-off member that
+    /// re-stamping. `None` never evicts: a member gone for good then holds
+    /// every object's frontier, and its tentative log, forever.
+    /// Default: 10 minutes.
+    pub evict_after: Option<Duration>,
 }
 
 impl Default for RepeaterConfig {
@@ -51,6 +62,7 @@ impl Default for RepeaterConfig {
             dissemination: DisseminationConfig::default(),
             failure_detector: SwimConfig::default(),
             overlay: None,
+            evict_after: Some(Duration::from_secs(600)),
         }
     }
 }
@@ -149,6 +161,12 @@ pub struct RepeaterStats {
     pub ops_sent: u64,
     /// Ops dropped from a full open buffer.
     pub buffer_overflow: u64,
+    /// Members of replica sets this node evicted (see
+    /// [`RepeaterConfig::evict_after`]).
+    pub evicted: u64,
+    /// This node's ops re-stamped and relayed after its origin on an object
+    /// was evicted and the new one admitted.
+    pub restamped: u64,
 }
 
 /// Every counter of a node's gossip layers, read at one moment.

@@ -23,6 +23,8 @@ use super::replicated::{Operation, Replicated};
 use super::stability::{Ack, AckTable};
 use super::version::{SeenSet, VersionVector};
 
+mod eviction;
+
 /// What [`Replica::apply`] did with an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
@@ -55,6 +57,15 @@ pub enum ApplyError {
         op: OpId,
         /// The frontier it violates.
         frontier: OpId,
+    },
+    /// The op's origin was evicted from the replica set, and the op comes
+    /// after its cut: it is void everywhere.
+    #[error("op {op} comes after the cut {cut} of its evicted origin")]
+    Evicted {
+        /// The refused op.
+        op: OpId,
+        /// The last seq of the origin that counts.
+        cut: u64,
     },
 }
 
@@ -116,7 +127,18 @@ pub struct ReplicaState<T: Replicated> {
 /// One replica of one object.
 #[derive(Clone, Debug)]
 pub struct Replica<T: Replicated> {
+    /// The node holding it.
+    node: NodeId,
+    /// The origin its ops carry: the node's, in its current restart epoch.
     me: NodeId,
+    /// Whether a peer's table showed `me`: until then, ops made here stay
+    /// provisional (applied here, never sent, not in `seen`), and nothing
+    /// folds. See [`stability`](super::stability).
+    admitted: bool,
+    /// Per evicted origin, the cut already enforced here.
+    enforced: BTreeMap<NodeId, u64>,
+    /// Ops re-stamped on admission, still to be relayed.
+    restamped: Vec<OpId>,
     config: ReplicaConfig,
     /// `(id, state after every op up to and including id)`, ascending; every
     /// id is in the log.
@@ -150,7 +172,11 @@ impl<T: Replicated> Replica<T> {
     /// A new object, with tuning.
     pub fn with_config(me: NodeId, initial: T, config: ReplicaConfig) -> Self {
         Self {
+            node: me,
             me,
+            admitted: true,
+            enforced: BTreeMap::new(),
+            restamped: Vec::new(),
             config,
             checkpoints: VecDeque::new(),
             since_checkpoint: 0,
@@ -162,7 +188,7 @@ impl<T: Replicated> Replica<T> {
             seen: SeenSet::default(),
             clock: LamportClock::default(),
             next_seq: 1,
-            acks: AckTable(std::iter::once((me, Ack::default())).collect()),
+            acks: AckTable::from_acks([(me, Ack::default())]),
             revision: 0,
             refreshed: None,
             stats: ReplicaStats::default(),
@@ -183,6 +209,18 @@ impl<T: Replicated> Replica<T> {
         state: ReplicaState<T>,
         config: ReplicaConfig,
     ) -> Self {
+        Self::build(me, None, state, config)
+    }
+
+    /// A replica of `node` from `state`, with the origin `origin` (by
+    /// default, the first of the node's epochs not evicted).
+    fn build(
+        node: NodeId,
+        origin: Option<NodeId>,
+        mut state: ReplicaState<T>,
+        config: ReplicaConfig,
+    ) -> Self {
+        let me = origin.unwrap_or_else(|| state.acks.origin_for(node));
         let mut seen = SeenSet::default();
         // Every folded op sorts at or before the frontier, and every op after
         // a folded one sorts after it: the frontier's Lamport time bounds the
@@ -195,7 +233,11 @@ impl<T: Replicated> Replica<T> {
         clock.witness(state.lamport);
         let mut log = BTreeMap::new();
         for (id, op) in state.tentative {
-            if id.seq == 0 || state.frontier.is_some_and(|f| id <= f) {
+            let void = state
+                .acks
+                .eviction(&id.origin)
+                .is_some_and(|e| id.seq > e.cut);
+            if id.seq == 0 || void || state.frontier.is_some_and(|f| id <= f) {
                 continue;
             }
             if seen.insert_op(&id) {
@@ -210,7 +252,11 @@ impl<T: Replicated> Replica<T> {
             acks.ensure(*origin);
         }
         let mut replica = Self {
+            node,
             me,
+            admitted: true,
+            enforced: BTreeMap::new(),
+            restamped: Vec::new(),
             config,
             checkpoints: VecDeque::new(),
             since_checkpoint: 0,
@@ -228,6 +274,7 @@ impl<T: Replicated> Replica<T> {
             stats: ReplicaStats::default(),
         };
         replica.replay_after(None, |_, _, _| {});
+        replica.enforce_evictions();
         replica
     }
 
@@ -293,7 +340,9 @@ impl<T: Replicated> Replica<T> {
             seq: self.next_seq,
         };
         self.next_seq += 1;
-        self.seen.insert_op(&id);
+        if self.admitted {
+            self.seen.insert_op(&id);
+        }
         self.revision += 1;
         self.current.apply(&op);
         on_applied(&self.current, &op, id);
@@ -319,6 +368,9 @@ impl<T: Replicated> Replica<T> {
         if self.seen.contains(&id.origin, id.seq) {
             self.stats.duplicates += 1;
             return Ok(Applied::Duplicate);
+        }
+        if let Some(e) = self.acks.eviction(&id.origin).filter(|e| id.seq > e.cut) {
+            return Err(ApplyError::Evicted { op: id, cut: e.cut });
         }
         if let Some(frontier) = self.frontier.filter(|f| id <= *f) {
             return Err(ApplyError::BelowStable { op: id, frontier });
@@ -354,20 +406,7 @@ impl<T: Replicated> Replica<T> {
             return Ok(Applied::Commuted);
         }
         self.log.insert(id, op);
-        // Checkpoints after the late op are wrong now; roll back to the last
-        // one before it (or to the stable snapshot) and replay from there.
-        let keep = self.checkpoints.partition_point(|(cp, _)| *cp < id);
-        self.checkpoints.truncate(keep);
-        let after = match self.checkpoints.back() {
-            Some((cp, state)) => {
-                self.current.clone_from(state);
-                Some(*cp)
-            }
-            None => {
-                self.current.clone_from(&self.stable);
-                None
-            }
-        };
+        let after = self.rewind_before(id);
         let mut on_applied = Some(on_applied);
         let replayed = self.replay_after(after, |state, entry_op, entry_id| {
             if entry_id == id {
@@ -379,6 +418,24 @@ impl<T: Replicated> Replica<T> {
         self.stats.rollbacks += 1;
         self.stats.replayed_ops += replayed as u64;
         Ok(Applied::Replayed { replayed })
+    }
+
+    /// Checkpoints at or after `id` are wrong now: drop them and reset
+    /// `current` to the last one before it (or to the stable snapshot);
+    /// returns where to replay from.
+    fn rewind_before(&mut self, id: OpId) -> Option<OpId> {
+        let keep = self.checkpoints.partition_point(|(cp, _)| *cp < id);
+        self.checkpoints.truncate(keep);
+        match self.checkpoints.back() {
+            Some((cp, state)) => {
+                self.current.clone_from(state);
+                Some(*cp)
+            }
+            None => {
+                self.current.clone_from(&self.stable);
+                None
+            }
+        }
     }
 
     /// Append an op already applied to `current`; checkpoint when due.
@@ -486,8 +543,11 @@ impl<T: Replicated> Replica<T> {
             seq: self.next_seq - 1,
             complete,
         };
-        let grew = self.acks.0.entry(self.me).or_default().merge(mine);
+        let grew = self.acks.report(self.me, mine);
         let folded = match self.acks.frontier() {
+            // Nothing folds before admission: this replica's provisional
+            // ops are in its log, and no peer counts them yet.
+            Some(_) if !self.admitted => 0,
             Some(stable) if self.frontier.is_none_or(|f| stable > f.lamport) && stable > 0 => {
                 // Every op with a Lamport time up to `stable` is here and
                 // held by every member: fold them all.
@@ -516,19 +576,29 @@ impl<T: Replicated> Replica<T> {
         if self.acks.merge(acks) {
             self.revision += 1;
         }
+        self.enforce_evictions();
+        if !self.admitted && acks.get(&self.me).is_some() {
+            // A peer merged our new origin: its clock, and every frontier
+            // that passed without us, is behind the table's clocks.
+            self.admit_self(acks.max_clock());
+        }
         self.refresh(on_stable)
     }
 
     /// Enter `member` in the replica set before it is sent this replica's
     /// state: its clock will be at least ours, its own ops are those we
     /// hold, and it holds the frontier back until it reports.
+    ///
+    /// `member` is the joiner's node id; it is entered under the origin it
+    /// will take (that of its first restart epoch not evicted).
     pub fn admit(&mut self, member: NodeId) {
+        let origin = self.acks.origin_for(member);
         let ack = Ack {
             clock: self.clock.now(),
-            seq: self.seen.max_seq(&member),
+            seq: self.seen.max_seq(&origin),
             complete: 0,
         };
-        if self.acks.0.entry(member).or_default().merge(ack) {
+        if self.acks.report(origin, ack) {
             self.revision += 1;
         }
     }
@@ -554,6 +624,7 @@ impl<T: Replicated> Replica<T> {
         self.log
             .iter()
             .take_while(move |_| ahead)
+            .filter(move |(id, _)| self.is_shareable(id))
             .filter(move |(id, _)| id.seq > held.get(&id.origin))
             .map(|(id, op)| (*id, op))
     }
@@ -574,9 +645,19 @@ impl<T: Replicated> Replica<T> {
         if !ahead {
             return false;
         }
+        // Evictions the snapshot knows of first: this replica's own void
+        // ops must become provisional, not be dropped by the new base.
+        if self.acks.merge(&state.acks) {
+            self.enforce_evictions();
+        }
         let frontier = state.frontier;
-        let mut rebased = Self::from_state_with_config(self.me, state, self.config);
+        let mut rebased = Self::build(self.node, Some(self.me), state, self.config);
+        let mut provisional = Vec::new();
         for (id, op) in std::mem::take(&mut self.log) {
+            if !self.is_shareable(&id) {
+                provisional.push(op);
+                continue;
+            }
             if frontier.is_some_and(|f| id <= f) || rebased.has_seen(&id.origin, id.seq) {
                 continue;
             }
@@ -585,6 +666,14 @@ impl<T: Replicated> Replica<T> {
         rebased.acks.merge(&self.acks);
         rebased.next_seq = rebased.next_seq.max(self.next_seq);
         rebased.clock.witness(self.clock.now());
+        rebased.admitted = self.admitted;
+        rebased.enforced = std::mem::take(&mut self.enforced);
+        rebased.restamped = std::mem::take(&mut self.restamped);
+        rebased.enforce_evictions();
+        if !provisional.is_empty() {
+            rebased.next_seq = 1;
+            rebased.push_provisional(provisional);
+        }
         rebased.stats = self.stats;
         rebased.revision = self.revision + 1;
         *self = rebased;
@@ -597,15 +686,23 @@ impl<T: Replicated> Replica<T> {
             stable: self.stable.clone(),
             frontier: self.frontier,
             folded: self.folded.clone(),
-            tentative: self.log.iter().map(|(id, op)| (*id, op.clone())).collect(),
+            tentative: self
+                .tentative_ops()
+                .map(|(id, op)| (id, op.clone()))
+                .collect(),
             lamport: self.clock.now(),
             acks: self.acks.clone(),
         }
     }
 
     /// The tentative ops, in order.
+    /// Provisional ops (made before this replica's new origin was
+    /// admitted) are left out: they never leave the node as they are.
     pub fn tentative_ops(&self) -> impl Iterator<Item = (OpId, &T::Op)> + '_ {
-        self.log.iter().map(|(id, op)| (*id, op))
+        self.log
+            .iter()
+            .filter(|(id, _)| self.is_shareable(id))
+            .map(|(id, op)| (*id, op))
     }
 
     /// The ids of the tentative ops, in order.

@@ -1,0 +1,182 @@
+//! Departed peers: which nodes this node saw go, since when, and the
+//! eviction of their origins from the replica sets once they stayed gone
+//! for [`RepeaterConfig::evict_after`](super::RepeaterConfig::evict_after).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::hash::Hash;
+
+use super::super::id::{NodeId, ObjectKey};
+use super::super::time::Time;
+use super::RepeaterNode;
+
+/// A peer seen gone.
+#[derive(Debug)]
+struct Departure {
+    since: Time,
+    /// The origins it had in the replica sets hosted here when it went:
+    /// what is evicted. An origin it takes later (a new restart epoch,
+    /// after someone else evicted it) proves it alive, so is not.
+    origins: BTreeSet<NodeId>,
+    evicted: bool,
+}
+
+/// Peers seen gone, and whether they were evicted already.
+#[derive(Debug, Default)]
+pub(super) struct Departures {
+    gone: BTreeMap<NodeId, Departure>,
+}
+
+impl Departures {
+    /// `peer`, with `origins`, went (down, or its last link lost without a
+    /// goodbye); the first time counts.
+    fn gone(&mut self, peer: NodeId, now: Time, origins: BTreeSet<NodeId>) {
+        self.gone.entry(peer).or_insert(Departure {
+            since: now,
+            origins,
+            evicted: false,
+        });
+    }
+
+    /// `peer` was heard from again.
+    pub(super) fn back(&mut self, peer: NodeId) {
+        self.gone.remove(&peer);
+    }
+
+    /// Whether `peer` is gone.
+    fn is_gone(&self, peer: &NodeId) -> bool {
+        self.gone.contains_key(peer)
+    }
+
+    /// How many peers are gone and not evicted yet.
+    fn pending(&self) -> usize {
+        self.gone.values().filter(|d| !d.evicted).count()
+    }
+
+    /// Whether no peer is gone.
+    pub(super) fn is_empty(&self) -> bool {
+        self.gone.is_empty()
+    }
+
+    /// The origins of the peers gone at least `period` by `now` and not
+    /// evicted yet (now marked evicted), and how many peers they are.
+    fn due(&mut self, now: Time, period: std::time::Duration) -> (BTreeSet<NodeId>, usize) {
+        let mut origins = BTreeSet::new();
+        let mut peers = 0;
+        for d in self.gone.values_mut() {
+            if !d.evicted && d.since + period <= now {
+                d.evicted = true;
+                peers += 1;
+                origins.extend(d.origins.iter().copied());
+            }
+        }
+        (origins, peers)
+    }
+
+    /// When the next peer becomes due.
+    fn next_due(&self, period: std::time::Duration) -> Option<Time> {
+        self.gone
+            .values()
+            .filter(|d| !d.evicted)
+            .map(|d| d.since + period)
+            .min()
+    }
+}
+
+impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
+    /// Evict, from every hosted object, the origins of peers gone for the
+    /// eviction period.
+    pub(super) fn evict_departed(&mut self, now: Time) {
+        let Some(period) = self.config.evict_after else {
+            return;
+        };
+        if self.departed.is_empty() || !self.may_evict() {
+            return;
+        }
+        let (due, peers) = self.departed.due(now, period);
+        if due.is_empty() {
+            return;
+        }
+        let gone = |origin: NodeId| due.contains(&origin);
+        let mut evicted = 0;
+        for route in self.objects.values_mut() {
+            if let Some(host) = route.host.as_deref_mut() {
+                evicted += host.evict_gone(&gone);
+            }
+        }
+        if evicted > 0 {
+            tracing::info!(
+                peers,
+                members = evicted,
+                "evicted members gone longer than {period:?} from the replica sets"
+            );
+        }
+        self.stats.evicted += evicted as u64;
+    }
+
+    /// Whether this node may evict: only while it hears from at least as
+    /// many linked peers as it saw go (and has not evicted yet), and from
+    /// one at least. The side of a
+    /// partition that is cut off from most of its peers waits for the heal
+    /// instead of evicting the rest (which would be safe, but would make
+    /// every node on the other side re-stamp its ops).
+    fn may_evict(&self) -> bool {
+        let mut live: Vec<NodeId> = self.links.values().copied().collect();
+        live.sort_unstable();
+        live.dedup();
+        let live = live.iter().filter(|p| !self.departed.is_gone(p)).count();
+        live > 0 && live >= self.departed.pending()
+    }
+
+    /// `peer` went: remember since when, and its origins in the hosted
+    /// replica sets.
+    pub(super) fn note_departure(&mut self, peer: NodeId, now: Time) {
+        if self.config.evict_after.is_none() || self.departed.is_gone(&peer) {
+            return;
+        }
+        let origins = self
+            .objects
+            .values()
+            .filter_map(|r| r.host.as_deref())
+            .flat_map(|h| h.origins_of(peer))
+            .collect();
+        self.departed.gone(peer, now, origins);
+    }
+
+    /// When the next departed peer becomes due for eviction.
+    pub(super) fn next_eviction(&self) -> Option<Time> {
+        let period = self.config.evict_after?;
+        if self.departed.is_empty() || !self.may_evict() {
+            // Checked again at the next anti-entropy round.
+            return None;
+        }
+        self.departed.next_due(period)
+    }
+
+    /// Relay, as local ops, what the hosts of `objects` re-stamped (their
+    /// origin was evicted and the new one just admitted).
+    pub(super) fn relay_restamped<'a>(
+        &mut self,
+        now: Time,
+        objects: impl IntoIterator<Item = &'a ObjectKey>,
+    ) {
+        let mut frames = Vec::new();
+        for object in objects {
+            let Some(host) = self
+                .objects
+                .get_mut(object)
+                .and_then(|r| r.host.as_deref_mut())
+            else {
+                continue;
+            };
+            match host.take_restamped() {
+                Ok(f) => frames.extend(f),
+                Err(e) => tracing::error!("re-stamped ops of {object} cannot be relayed: {e}"),
+            }
+        }
+        for frame in frames {
+            self.stats.restamped += 1;
+            self.handle_local_op(now, frame);
+        }
+    }
+}
