@@ -5,6 +5,9 @@ use super::super::id::{NodeId, OpId};
 use super::super::replicated::Replicated;
 use super::Replica;
 
+/// Ops taken out of the log, in order, and where to replay from.
+type Taken<T> = (Vec<(OpId, <T as Replicated>::Op)>, Option<OpId>);
+
 impl<T: Replicated> Replica<T> {
     /// The node holding this replica. Its ops carry [`me`](Self::me): the
     /// node id itself, or the origin of a later restart epoch once an
@@ -91,28 +94,33 @@ impl<T: Replicated> Replica<T> {
     /// seen, rolling back and replaying if any was applied; returns them,
     /// in order.
     fn void_after(&mut self, origin: NodeId, cut: u64) -> Vec<T::Op> {
-        let ids: Vec<OpId> = self
-            .log
-            .keys()
-            .filter(|id| id.origin == origin && id.seq > cut)
-            .copied()
-            .collect();
         let lamport = self
             .log
             .keys()
             .find(|id| id.origin == origin && id.seq == cut)
             .map_or_else(|| self.frontier.map_or(0, |f| f.lamport), |id| id.lamport);
         self.seen.truncate(&origin, cut, lamport);
-        let Some(first) = ids.first().copied() else {
+        let Some((voided, after)) = self.take_ops(|id| id.origin == origin && id.seq > cut) else {
             return Vec::new();
         };
-        let voided = ids.iter().filter_map(|id| self.log.remove(id)).collect();
-        let after = self.rewind_before(first);
         let replayed = self.replay_after(after, |_, _, _| {});
         self.stats.rollbacks += 1;
         self.stats.replayed_ops += replayed as u64;
         self.revision += 1;
-        voided
+        voided.into_iter().map(|(_, op)| op).collect()
+    }
+
+    /// Remove the ops `which` picks from the log and rewind `current` to
+    /// before the first of them; returns them, in order, and where to
+    /// replay from (`None` if none was picked).
+    fn take_ops(&mut self, which: impl Fn(&OpId) -> bool) -> Option<Taken<T>> {
+        let ids: Vec<OpId> = self.log.keys().filter(|id| which(id)).copied().collect();
+        let first = *ids.first()?;
+        let ops = ids
+            .iter()
+            .filter_map(|id| self.log.remove(id).map(|op| (*id, op)))
+            .collect();
+        Some((ops, self.rewind_before(first)))
     }
 
     /// This replica's origin was evicted: take the node's next restart
@@ -129,20 +137,10 @@ impl<T: Replicated> Replica<T> {
              moving to a new restart epoch"
         );
         // Provisional ops still under the evicted origin (never sent) go too.
-        let provisional: Vec<OpId> = if self.admitted {
-            Vec::new()
-        } else {
-            let me = self.me;
-            self.log
-                .keys()
-                .filter(|id| id.origin == me)
-                .copied()
-                .collect()
-        };
         let mut ops: Vec<T::Op> = Vec::new();
-        if let Some(first) = provisional.first().copied() {
-            ops.extend(provisional.iter().filter_map(|id| self.log.remove(id)));
-            let after = self.rewind_before(first);
+        let (me, admitted) = (self.me, self.admitted);
+        if let Some((provisional, after)) = self.take_ops(|id| !admitted && id.origin == me) {
+            ops.extend(provisional.into_iter().map(|(_, op)| op));
             self.replay_after(after, |_, _, _| {});
         }
         ops.extend(voided);
@@ -176,18 +174,7 @@ impl<T: Replicated> Replica<T> {
     pub(super) fn admit_self(&mut self, clock: u64) {
         self.clock.witness(clock);
         let me = self.me;
-        let mine: Vec<OpId> = self
-            .log
-            .keys()
-            .filter(|id| id.origin == me)
-            .copied()
-            .collect();
-        if let Some(first) = mine.first().copied() {
-            let ops: Vec<(OpId, T::Op)> = mine
-                .iter()
-                .filter_map(|id| self.log.remove(id).map(|op| (*id, op)))
-                .collect();
-            let after = self.rewind_before(first);
+        if let Some((ops, after)) = self.take_ops(|id| id.origin == me) {
             for (old, op) in ops {
                 let id = OpId {
                     lamport: self.clock.tick(),
