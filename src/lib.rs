@@ -93,6 +93,7 @@ pub use proto::hyparview::HyParViewConfig;
 pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
 pub use proto::node::{GossipStats, OverlayStats, RepeaterStats};
 pub use proto::replica::ReplicaStats;
+pub use proto::sampling::{Descriptor, PeerSelection, Propagation, SamplingConfig};
 pub use proto::{Delivery, NodeId, ObjectKey, OpId, Operation, Replicated, TypeTag};
 
 /// Items the macros' generated code uses. Not part of the public API.

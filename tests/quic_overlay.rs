@@ -2,6 +2,8 @@
 //! through one seed list (a dead address, then the first node), end in
 //! small symmetric connected active views with no hub at the seed, converge
 //! on shouts over those links, and stay connected when the seed shuts down.
+//! With peer sampling beside the overlay, every node's sample fills with
+//! peers beyond its links, and a node that shut down leaves every sample.
 #![allow(missing_docs)]
 
 use std::collections::{BTreeSet, VecDeque};
@@ -9,7 +11,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use plexus::tls::{ClusterCa, Identity, Trust};
-use plexus::{replicated, HyParViewConfig, Leaf, Node, NodeId, Replicated};
+use plexus::{replicated, HyParViewConfig, Leaf, Node, NodeId, Replicated, SamplingConfig};
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -53,17 +55,27 @@ fn overlay() -> HyParViewConfig {
 }
 
 async fn start(ca: &ClusterCa, name: &str, seeds: Vec<SocketAddr>) -> Node {
+    start_with(ca, name, seeds, None).await
+}
+
+async fn start_with(
+    ca: &ClusterCa,
+    name: &str,
+    seeds: Vec<SocketAddr>,
+    sampling: Option<SamplingConfig>,
+) -> Node {
     let identity = Identity::generate().expect("a fresh key");
     let identity = ca.issue(identity, name).expect("the CA signs");
-    Node::builder()
+    let mut builder = Node::builder()
         .listen(any_addr())
         .identity(identity)
         .trust(Trust::ca(ca.certificate()))
         .overlay(overlay())
-        .seeds(seeds)
-        .start()
-        .await
-        .expect("the node starts")
+        .seeds(seeds);
+    if let Some(sampling) = sampling {
+        builder = builder.sampling(sampling);
+    }
+    builder.start().await.expect("the node starts")
 }
 
 /// Why the nodes' active views are not small, symmetric and connected, if
@@ -216,4 +228,75 @@ async fn nodes_join_through_one_live_seed_and_keep_a_sound_overlay() {
     .await
     .expect("the linked peers are neighbours at both ends");
     shout_and_converge(&leaves, 3, 5).await;
+}
+
+/// Why the nodes' samples are not full of live peers, some beyond the
+/// node's neighbours, if they are not.
+async fn sample_problem(nodes: &[Node], view: usize) -> Option<String> {
+    let live: BTreeSet<NodeId> = nodes.iter().map(Node::id).collect();
+    for (i, node) in nodes.iter().enumerate() {
+        let sample = node.peer_sample().await;
+        if sample.len() != view {
+            return Some(format!("node {i}'s sample holds {} peers", sample.len()));
+        }
+        if let Some(d) = sample.iter().find(|d| !live.contains(&d.peer)) {
+            return Some(format!("node {i}'s sample holds {} (gone)", d.peer));
+        }
+        let neighbors: BTreeSet<NodeId> = node.current_view().iter().map(|p| p.id).collect();
+        if sample.iter().all(|d| neighbors.contains(&d.peer)) {
+            return Some(format!("node {i} samples its neighbours only"));
+        }
+    }
+    None
+}
+
+async fn samples_settle(nodes: &[Node], view: usize, what: &str) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut why = None;
+    let settled = tokio::time::timeout(WAIT, async {
+        loop {
+            tick.tick().await;
+            why = sample_problem(nodes, view).await;
+            if why.is_none() {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(settled.is_ok(), "{what}: samples not sound: {why:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_samples_reach_beyond_the_links_and_drop_a_node_that_left() {
+    const VIEW: usize = 4;
+    let sampling = SamplingConfig {
+        period: Duration::from_millis(200),
+        ..SamplingConfig::balanced(VIEW)
+    };
+    let ca = ClusterCa::generate("sampling").expect("a CA");
+    let mut nodes = vec![start_with(&ca, "s0", Vec::new(), Some(sampling.clone())).await];
+    for i in 1..8 {
+        let seeds = vec![quic_addr(&nodes[0])];
+        nodes.push(start_with(&ca, &format!("s{i}"), seeds, Some(sampling.clone())).await);
+    }
+    samples_settle(&nodes, VIEW, "after the joins").await;
+    let stats = nodes[1].gossip_stats().await;
+    eprintln!(
+        "node 1: {} sampling cycles, {} dials, {} closes",
+        stats.overlay.sampling_cycles, stats.overlay.dials, stats.overlay.closes
+    );
+    // The node (but the seed) in the most samples leaves.
+    let mut held = vec![0; nodes.len()];
+    for node in &nodes {
+        for d in node.peer_sample().await {
+            if let Some(j) = nodes.iter().position(|n| n.id() == d.peer) {
+                held[j] += 1;
+            }
+        }
+    }
+    let leaving = (1..nodes.len()).max_by_key(|j| held[*j]).expect("nodes");
+    assert!(held[leaving] > 0, "nobody samples anybody: {held:?}");
+    let gone = nodes.remove(leaving);
+    gone.shutdown();
+    samples_settle(&nodes, VIEW, "after a node left").await;
 }

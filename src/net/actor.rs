@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use rustc_hash::FxHashMap;
 use std::sync::Arc;
 
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
@@ -31,6 +32,7 @@ use parking_lot::Mutex;
 
 use super::frames::Outbox;
 use crate::proto::node::{GossipStats, OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
+use crate::proto::sampling::Descriptor;
 use crate::proto::time::Time;
 use crate::proto::{NodeId, ObjectKey};
 
@@ -117,6 +119,7 @@ pub(crate) enum RepeaterMsg {
     Links(oneshot::Sender<Vec<LinkInfo>>),
     Stats(oneshot::Sender<RepeaterStats>),
     GossipStats(oneshot::Sender<GossipStats>),
+    PeerSample(oneshot::Sender<Vec<Descriptor<NodeId>>>),
     Tick,
 }
 
@@ -206,7 +209,7 @@ pub(crate) struct RepeaterState {
     proto: RepeaterNode<LinkId>,
     rng: StdRng,
     membership: MembershipSink,
-    links: HashMap<LinkId, Link>,
+    links: FxHashMap<LinkId, Link>,
     opens: HashMap<FetchId, PendingOpen>,
     epoch: Instant,
     timer_at: Option<Time>,
@@ -243,7 +246,7 @@ impl Actor for RepeaterActor {
             proto,
             rng: StdRng::from_os_rng(),
             membership: args.membership,
-            links: HashMap::new(),
+            links: FxHashMap::default(),
             opens: HashMap::new(),
             epoch: Instant::now(),
             timer_at: None,
@@ -376,6 +379,9 @@ impl Actor for RepeaterActor {
             }
             RepeaterMsg::GossipStats(reply) => {
                 let _ = reply.send(state.proto.gossip_stats());
+            }
+            RepeaterMsg::PeerSample(reply) => {
+                let _ = reply.send(state.proto.peer_sample());
             }
             RepeaterMsg::Links(reply) => {
                 let mut links: Vec<_> = state.links.iter().collect();

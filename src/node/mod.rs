@@ -31,6 +31,7 @@ use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{OpFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{GossipStats, RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
+use crate::proto::sampling::{Descriptor, SamplingConfig};
 use crate::proto::{NodeId, ObjectKey, Replicated};
 use crate::tls::{Identity, Trust};
 
@@ -70,6 +71,15 @@ pub struct NodeConfig {
     /// [`Node::link`]s still stay up. Every node of a cluster must make the
     /// same choice.
     pub overlay: Option<HyParViewConfig>,
+    /// Peer sampling beside the overlay (Jelasity et al.; see
+    /// [`SamplingConfig`] for the view size `c`, the healer `H`, the
+    /// swapper `S`, peer selection and propagation). `Some` (it needs
+    /// [`overlay`](Self::overlay)): every cycle the node swaps part of its
+    /// sample with a sampled peer, dialing it if not linked, so
+    /// [`Node::peer_sample`] is a small, ever-changing random view of the
+    /// live cluster, and the overlay replaces a lost neighbour from it.
+    /// Default: `None`.
+    pub sampling: Option<SamplingConfig>,
 }
 
 impl Default for NodeConfig {
@@ -80,6 +90,7 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             anti_entropy: AntiEntropyConfig::default(),
             overlay: None,
+            sampling: None,
         }
     }
 }
@@ -119,6 +130,19 @@ impl NodeConfig {
                 return Err(StartError::Config(format!(
                     "overlay.shuffle_interval is {:?}; it must be at least 10 ms",
                     overlay.shuffle_interval
+                )));
+            }
+        }
+        if let Some(sampling) = &self.sampling {
+            if self.overlay.is_none() {
+                return Err(StartError::Config(
+                    "sampling runs beside the overlay: set overlay too".into(),
+                ));
+            }
+            if sampling.view_size == 0 || sampling.period < Duration::from_millis(10) {
+                return Err(StartError::Config(format!(
+                    "sampling: view_size is {} and period {:?}; they must be at least 1 and 10 ms",
+                    sampling.view_size, sampling.period
                 )));
             }
         }
@@ -206,6 +230,13 @@ impl NodeBuilder {
         self
     }
 
+    /// Run peer sampling beside the overlay with these settings (see
+    /// [`NodeConfig::sampling`]; it needs [`overlay`](Self::overlay)).
+    pub fn sampling(mut self, sampling: SamplingConfig) -> Self {
+        self.config.sampling = Some(sampling);
+        self
+    }
+
     /// Inject faults under QUIC (with [`listen`](Self::listen)): the node's
     /// UDP socket loses, delays and partitions datagrams as `faults` says,
     /// for testing an application under a bad network (see
@@ -268,6 +299,7 @@ impl NodeBuilder {
             fetch_timeout: self.config.open_timeout,
             anti_entropy: self.config.anti_entropy.clone(),
             overlay: self.config.overlay.clone(),
+            sampling: self.config.sampling.clone(),
             ..RepeaterConfig::default()
         };
         let (dials, dial_requests) = mpsc::unbounded_channel();
@@ -552,6 +584,18 @@ impl Node {
     /// advertised addresses.
     pub fn known_peers(&self) -> Vec<PeerInfo> {
         self.inner.membership.view.borrow().clone()
+    }
+
+    /// Peer sampling's view (see [`NodeConfig::sampling`]): a few random
+    /// live peers of the whole cluster, linked or not, with their addresses
+    /// and ages in cycles, renewed every cycle. Empty without sampling, or
+    /// once the node is shut down.
+    pub async fn peer_sample(&self) -> Vec<Descriptor<NodeId>> {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.actor.cast(RepeaterMsg::PeerSample(tx)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Send raw application data (outside any object) by `spread`:

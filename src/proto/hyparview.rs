@@ -736,6 +736,12 @@ where
         self.passive.push(peer);
     }
 
+    /// Offers `peer`, learnt elsewhere (from peer sampling), to the
+    /// passive view: kept unless known; a full view drops a random backup.
+    pub fn learn(&mut self, peer: Contact<P>) {
+        self.add_passive(clean(peer), &[]);
+    }
+
     /// A random neighbour other than `except`.
     fn random_active(&mut self, except: &[P]) -> Option<Contact<P>> {
         let candidates: Vec<_> = self

@@ -109,6 +109,8 @@ pub enum Message {
     /// The overlay's membership messages (see
     /// [`hyparview`](super::hyparview)).
     Overlay(super::hyparview::Message<NodeId>),
+    /// Peer sampling's exchanges (see [`sampling`](super::sampling)).
+    Sampling(super::sampling::Message<NodeId>),
 }
 
 impl Message {
@@ -129,6 +131,7 @@ impl Message {
             Message::Tree(TreeMsg::Prune) => "prune",
             Message::Probe(_) => "probe",
             Message::Overlay(_) => "overlay",
+            Message::Sampling(_) => "sampling",
         }
     }
 }

@@ -31,7 +31,8 @@
 //! between the two parties, which balances in-degrees. The paper requires
 //! `H <= c/2` and `S <= c/2 - H` (larger values are clamped). The named
 //! presets are [`SamplingConfig::blind`] `(0, 0)`, [`SamplingConfig::healer`]
-//! `(c/2, 0)` and [`SamplingConfig::swapper`] `(0, c/2)`.
+//! `(c/2, 0)`, [`SamplingConfig::swapper`] `(0, c/2)` and
+//! [`SamplingConfig::balanced`] `(1, c/2 - 1)`, the default.
 //!
 //! # Adapting the paper to an asynchronous, sans-IO world
 //!
@@ -144,6 +145,19 @@ impl SamplingConfig {
         }
     }
 
+    /// The `balanced` preset `(H, S) = (1, c/2 - 1)`: one old descriptor
+    /// goes first, so dead peers still age out within a few cycles, and the
+    /// rest of the room goes to swapping, so no peer becomes a hub (the
+    /// healer alone lets a few peers into three times the mean number of
+    /// views). Otherwise as [`Self::blind`].
+    pub fn balanced(view_size: usize) -> Self {
+        Self {
+            healer: 1,
+            swapper: (view_size / 2).saturating_sub(1),
+            ..Self::blind(view_size)
+        }
+    }
+
     fn c(&self) -> usize {
         self.view_size.max(1)
     }
@@ -166,10 +180,10 @@ impl SamplingConfig {
 }
 
 impl Default for SamplingConfig {
-    /// [`SamplingConfig::healer`] with the paper's `c = 30`: random peer
+    /// [`SamplingConfig::balanced`] with the paper's `c = 30`: random peer
     /// selection, push-pull, a 5 s cycle.
     fn default() -> Self {
-        Self::healer(30)
+        Self::balanced(30)
     }
 }
 
@@ -272,6 +286,16 @@ where
     /// The parameters.
     pub fn config(&self) -> &SamplingConfig {
         &self.config
+    }
+
+    /// Sets the address this node advertises in its own descriptor.
+    pub fn set_addr(&mut self, addr: Option<String>) {
+        self.addr = sanitize(addr);
+    }
+
+    /// Whether the active thread's exchange waits on `peer`'s answer.
+    pub fn is_pending(&self, peer: P) -> bool {
+        self.pending.as_ref().is_some_and(|ex| ex.peer == peer)
     }
 
     /// The current view, in its internal order.

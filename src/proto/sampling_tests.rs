@@ -305,7 +305,9 @@ fn presets_and_clamping() {
         ..SamplingConfig::blind(0)
     };
     assert_eq!((tiny.c(), tiny.h(), tiny.s()), (1, 0, 0));
-    assert_eq!(SamplingConfig::default(), SamplingConfig::healer(30));
+    assert_eq!(SamplingConfig::default(), SamplingConfig::balanced(30));
+    let b = SamplingConfig::balanced(30);
+    assert_eq!((b.h(), b.s()), (1, 14));
 }
 
 fn unit_node(config: SamplingConfig, ages: &[u32]) -> Node {

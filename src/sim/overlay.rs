@@ -48,6 +48,16 @@ impl<T: Replicated> Harness<T> {
         ids.into_iter().filter_map(|id| self.index_of(id)).collect()
     }
 
+    /// Node `node`'s peer sample, as node indices (see
+    /// [`RepeaterNode::peer_sample`]).
+    pub fn peer_sample(&self, node: usize) -> Vec<usize> {
+        let sample = self.nodes[node].proto.peer_sample();
+        sample
+            .iter()
+            .filter_map(|d| self.index_of(d.peer))
+            .collect()
+    }
+
     /// Node `node`'s overlay counters.
     pub fn overlay_stats(&self, node: usize) -> OverlayStats {
         self.nodes[node].proto.gossip_stats().overlay

@@ -22,6 +22,7 @@ use std::hash::Hash;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rustc_hash::FxHashMap;
 
 use super::anti_entropy::{AntiEntropy, AntiEntropyStats, HostRef};
 use super::data::{DataFrame, DataSpreads, Spread, SpreadError};
@@ -82,8 +83,9 @@ pub struct RepeaterNode<L> {
     membership: Membership,
     data: DataSpreads,
     /// Per object: the ops seen (for dedupe) and the replica, if hosted.
-    /// One map, so an op costs one lookup.
-    objects: HashMap<ObjectKey, Route>,
+    /// One map, so an op costs one lookup; Fx-hashed (the keys come from
+    /// authenticated peers only).
+    objects: FxHashMap<ObjectKey, Route>,
     opens: HashMap<FetchId, PendingOpen>,
     opening: HashMap<ObjectKey, FetchId>,
     routes: HashMap<FetchId, FetchRoute<L>>,
@@ -147,7 +149,8 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let mut membership = Membership::new(me);
         let overlay = config.overlay.clone().map(|c| {
             membership.use_overlay();
-            Overlay::new(me, c, StdRng::seed_from_u64(rng.random()))
+            let sampling = config.sampling.clone();
+            Overlay::new(me, c, sampling, StdRng::seed_from_u64(rng.random()))
         });
         Self {
             me,
@@ -156,7 +159,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             mesh: BTreeMap::new(),
             membership,
             data: DataSpreads::default(),
-            objects: HashMap::new(),
+            objects: FxHashMap::default(),
             opens: HashMap::new(),
             opening: HashMap::new(),
             routes: HashMap::new(),
@@ -353,6 +356,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
             Message::Tree(TreeMsg::Prune) => self.tree.handle_prune(from),
             Message::Overlay(msg) => self.handle_overlay(now, from, msg),
+            Message::Sampling(msg) => self.handle_sampling(now, from, msg),
             Message::Probe(msg) => {
                 if let Some(peer) = self.links.get(&from) {
                     self.swim.handle_message(now, *peer, msg);
@@ -662,7 +666,7 @@ fn link_to<L: Copy>(links: &BTreeMap<L, NodeId>, peer: NodeId) -> Option<L> {
 }
 
 /// The hosted objects, sorted by key (anti-entropy walks them in order).
-fn sorted_hosts(objects: &mut HashMap<ObjectKey, Route>) -> Vec<HostRef<'_>> {
+fn sorted_hosts(objects: &mut FxHashMap<ObjectKey, Route>) -> Vec<HostRef<'_>> {
     let mut hosts: Vec<HostRef<'_>> = objects
         .iter_mut()
         .filter_map(|(k, r)| r.host.as_deref_mut().map(|h| (k, h)))

@@ -7,8 +7,9 @@ use std::hash::Hash;
 use super::super::hyparview::Message as OverlayMsg;
 use super::super::id::NodeId;
 use super::super::message::Message;
+use super::super::sampling::{Descriptor, Message as SampleMsg};
 use super::super::time::Time;
-use super::overlay::Action;
+use super::overlay::{Action, Outgoing};
 use super::{link_to, OutEvent, RepeaterNode};
 
 impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
@@ -33,6 +34,15 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 peers
             }
         }
+    }
+
+    /// Peer sampling's view: a small random sample of the live cluster,
+    /// renewed every cycle (empty without an overlay with sampling, see
+    /// [`RepeaterConfig::sampling`](super::RepeaterConfig::sampling)).
+    pub fn peer_sample(&self) -> Vec<Descriptor<NodeId>> {
+        self.overlay
+            .as_ref()
+            .map_or_else(Vec::new, super::overlay::Overlay::sample)
     }
 
     /// With an overlay: join it through `contact` (reachable at `addr`),
@@ -72,6 +82,13 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
     }
 
+    pub(super) fn handle_sampling(&mut self, now: Time, from: L, msg: SampleMsg<NodeId>) {
+        if let (Some(overlay), Some(peer)) = (&mut self.overlay, self.links.get(&from)) {
+            overlay.handle_sample(now, *peer, msg);
+            self.pump_overlay(now);
+        }
+    }
+
     /// Carry out what the overlay asks: messages, dials, closes, and the
     /// active view as membership and the failure detector see it.
     pub(super) fn pump_overlay(&mut self, now: Time) {
@@ -84,10 +101,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             match action {
                 Action::Send { peer, msg } => {
                     if let Some(to) = link_to(&self.links, peer) {
-                        self.out.push_back(OutEvent::Send {
-                            to,
-                            msg: Message::Overlay(msg),
-                        });
+                        let msg = match msg {
+                            Outgoing::View(msg) => Message::Overlay(msg),
+                            Outgoing::Sample(msg) => Message::Sampling(msg),
+                        };
+                        self.out.push_back(OutEvent::Send { to, msg });
                     }
                 }
                 Action::Dial { peer, addr } => self.out.push_back(OutEvent::Dial { peer, addr }),

@@ -21,14 +21,24 @@
 //!
 //! The node's active view, as the application sees it, is HyParView's
 //! active view plus the pinned links.
+//!
+//! With peer sampling configured, a [`Sampling`] service runs beside
+//! HyParView over the same machinery: its exchanges go to peers of its view
+//! (dialed when not linked, the link closed after the answer and the
+//! linger), it is seeded with the contacts and the neighbours, a peer that
+//! cannot be reached leaves it, and every merge offers the sampled peers to
+//! HyParView's passive view, so the backups a lost neighbour is replaced
+//! from are a fresh, uniform sample of the live cluster.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 use super::super::hyparview::{Contact, Event, HyParView, HyParViewConfig, Message};
 use super::super::id::NodeId;
+use super::super::sampling::{self, Descriptor, Sampling, SamplingConfig};
 use super::super::time::Time;
 
 /// How long a dial may take before the peer counts as unreachable (the
@@ -41,11 +51,20 @@ const DIAL_TIMEOUT: Duration = Duration::from_secs(30);
 /// still goes out when it closes.
 const LINGER: Duration = Duration::from_millis(500);
 
+/// A message of the overlay's protocols.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Outgoing {
+    /// HyParView's.
+    View(Message<NodeId>),
+    /// Peer sampling's.
+    Sample(sampling::Message<NodeId>),
+}
+
 /// What the overlay asks of the node.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Action {
     /// Send `msg` on the link to `peer` (there is one).
-    Send { peer: NodeId, msg: Message<NodeId> },
+    Send { peer: NodeId, msg: Outgoing },
     /// Ask the driver to open a link to `peer` at `addr`.
     Dial { peer: NodeId, addr: String },
     /// Ask the driver to close the link to `peer`.
@@ -58,7 +77,7 @@ pub(super) enum Action {
 /// A dial in progress: what waits for the link.
 #[derive(Debug)]
 struct Dialing {
-    queued: Vec<Message<NodeId>>,
+    queued: Vec<Outgoing>,
     deadline: Time,
 }
 
@@ -73,12 +92,15 @@ pub struct OverlayStats {
     pub closes: u64,
     /// Neighbours lost without a `Disconnect` (their link dropped).
     pub neighbors_lost: u64,
+    /// Cycles peer sampling has run (0 without it).
+    pub sampling_cycles: u64,
 }
 
 /// HyParView plus the links it needs.
 #[derive(Debug)]
 pub(super) struct Overlay {
     hpv: HyParView<NodeId, StdRng>,
+    sampling: Option<Sampling<NodeId, StdRng>>,
     /// Links up, per peer (two while a duplicate connection is replaced).
     linked: BTreeMap<NodeId, usize>,
     /// Peers the application linked to explicitly: always neighbours.
@@ -93,9 +115,19 @@ pub(super) struct Overlay {
 }
 
 impl Overlay {
-    pub(super) fn new(me: NodeId, config: HyParViewConfig, rng: StdRng) -> Self {
+    pub(super) fn new(
+        me: NodeId,
+        config: HyParViewConfig,
+        sampling: Option<SamplingConfig>,
+        mut rng: StdRng,
+    ) -> Self {
+        let sampling = sampling.map(|c| {
+            let rng = StdRng::seed_from_u64(rng.random());
+            Sampling::new(me, None, c, rng, Time::ZERO)
+        });
         Self {
             hpv: HyParView::new(me, None, config, rng, Time::ZERO),
+            sampling,
             linked: BTreeMap::new(),
             pinned: BTreeSet::new(),
             dialing: BTreeMap::new(),
@@ -107,11 +139,24 @@ impl Overlay {
     }
 
     pub(super) fn set_addr(&mut self, addr: Option<String>) {
+        if let Some(sampling) = &mut self.sampling {
+            sampling.set_addr(addr.clone());
+        }
         self.hpv.set_addr(addr);
     }
 
-    pub(super) const fn stats(&self) -> OverlayStats {
-        self.stats
+    pub(super) fn stats(&self) -> OverlayStats {
+        OverlayStats {
+            sampling_cycles: self.sampling.as_ref().map_or(0, Sampling::cycles),
+            ..self.stats
+        }
+    }
+
+    /// Peer sampling's view (empty without it).
+    pub(super) fn sample(&self) -> Vec<Descriptor<NodeId>> {
+        self.sampling
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.view().to_vec())
     }
 
     /// Whether `peer` is in the active view (HyParView's, or pinned).
@@ -142,6 +187,9 @@ impl Overlay {
     pub(super) fn join(&mut self, now: Time, contact: NodeId, addr: Option<String>) {
         if self.linked.contains_key(&contact) {
             self.owned.insert(contact);
+        }
+        if let Some(sampling) = &mut self.sampling {
+            sampling.add_seed(contact, addr.clone());
         }
         self.hpv.join(now, contact, addr);
         self.pump(now);
@@ -188,6 +236,7 @@ impl Overlay {
         if failed || self.hpv.is_pending(peer) {
             self.stats.neighbors_lost += u64::from(failed);
             self.hpv.handle_peer_down(now, peer);
+            self.sampling_lost(peer);
         }
         self.pump(now);
         failed
@@ -198,8 +247,39 @@ impl Overlay {
         if self.dialing.remove(&peer).is_some() {
             self.stats.dial_failures += 1;
             self.hpv.handle_peer_down(now, peer);
+            self.sampling_lost(peer);
             self.pump(now);
         }
+    }
+
+    /// `peer` cannot be reached: it leaves the sample.
+    fn sampling_lost(&mut self, peer: NodeId) {
+        if let Some(sampling) = &mut self.sampling {
+            sampling.handle_peer_down(peer);
+        }
+    }
+
+    /// A peer-sampling message from `from`; the sample it leaves is offered
+    /// to HyParView's passive view.
+    pub(super) fn handle_sample(
+        &mut self,
+        now: Time,
+        from: NodeId,
+        msg: sampling::Message<NodeId>,
+    ) {
+        let Some(sampling) = &mut self.sampling else {
+            return;
+        };
+        sampling.handle_message(now, from, msg);
+        for d in sampling.view() {
+            if d.addr.is_some() {
+                self.hpv.learn(Contact {
+                    id: d.peer,
+                    addr: d.addr.clone(),
+                });
+            }
+        }
+        self.pump(now);
     }
 
     pub(super) fn handle_message(&mut self, now: Time, from: NodeId, msg: Message<NodeId>) {
@@ -218,6 +298,9 @@ impl Overlay {
             self.handle_dial_failed(now, peer);
         }
         self.hpv.handle_timeout(now);
+        if let Some(sampling) = &mut self.sampling {
+            sampling.handle_timeout(now);
+        }
         self.pump(now);
         let due: Vec<NodeId> = self
             .idle
@@ -235,7 +318,9 @@ impl Overlay {
     pub(super) fn poll_timeout(&self) -> Option<Time> {
         let dials = self.dialing.values().map(|d| d.deadline);
         let idle = self.idle.values().map(|since| *since + LINGER);
-        dials.chain(idle).chain(self.hpv.poll_timeout()).min()
+        let sampling = self.sampling.as_ref().and_then(Sampling::poll_timeout);
+        let timers = self.hpv.poll_timeout().into_iter().chain(sampling);
+        dials.chain(idle).chain(timers).min()
     }
 
     /// Whether a dial is in progress.
@@ -255,11 +340,14 @@ impl Overlay {
             while let Some(event) = self.hpv.poll_event() {
                 match event {
                     Event::Send { to, msg } => {
-                        if let Some(peer) = self.send(now, to, msg) {
+                        if let Some(peer) = self.send(now, to, Outgoing::View(msg)) {
                             unreachable.push(peer);
                         }
                     }
                     Event::NeighborUp(c) => {
+                        if let Some(sampling) = &mut self.sampling {
+                            sampling.add_seed(c.id, c.addr.clone());
+                        }
                         self.actions.push_back(Action::Neighbor { peer: c.id });
                         if !self.linked.contains_key(&c.id) && !self.dialing.contains_key(&c.id) {
                             match c.addr {
@@ -273,15 +361,30 @@ impl Overlay {
                     }
                 }
             }
+            let transmits: Vec<_> = match &mut self.sampling {
+                Some(sampling) => std::iter::from_fn(|| sampling.poll_transmit()).collect(),
+                None => Vec::new(),
+            };
+            for t in transmits {
+                let to = Contact {
+                    id: t.to,
+                    addr: t.addr,
+                };
+                if let Some(peer) = self.send(now, to, Outgoing::Sample(t.msg)) {
+                    self.sampling_lost(peer);
+                }
+            }
             if unreachable.is_empty() {
                 break;
             }
             for peer in unreachable {
                 self.hpv.handle_peer_down(now, peer);
+                self.sampling_lost(peer);
             }
         }
         for peer in &self.owned {
-            let needed = self.hpv.is_active(*peer) || self.hpv.is_pending(*peer);
+            let sampling = self.sampling.as_ref().is_some_and(|s| s.is_pending(*peer));
+            let needed = self.hpv.is_active(*peer) || self.hpv.is_pending(*peer) || sampling;
             if needed {
                 self.idle.remove(peer);
             } else {
@@ -292,7 +395,7 @@ impl Overlay {
 
     /// Send `msg` to `to`, dialing it if need be; `Some(peer)` if it cannot
     /// be reached (no link and no address).
-    fn send(&mut self, now: Time, to: Contact<NodeId>, msg: Message<NodeId>) -> Option<NodeId> {
+    fn send(&mut self, now: Time, to: Contact<NodeId>, msg: Outgoing) -> Option<NodeId> {
         let peer = to.id;
         if self.linked.contains_key(&peer) {
             self.actions.push_back(Action::Send { peer, msg });
@@ -302,7 +405,7 @@ impl Overlay {
             dialing.queued.push(msg);
             return None;
         }
-        if matches!(msg, Message::Disconnect { .. }) {
+        if matches!(msg, Outgoing::View(Message::Disconnect { .. })) {
             // Never dial only to say goodbye: no link, nothing to undo.
             return None;
         }
@@ -315,7 +418,7 @@ impl Overlay {
         }
     }
 
-    fn dial(&mut self, now: Time, peer: NodeId, addr: String, queued: Vec<Message<NodeId>>) {
+    fn dial(&mut self, now: Time, peer: NodeId, addr: String, queued: Vec<Outgoing>) {
         self.stats.dials += 1;
         self.dialing.insert(
             peer,
@@ -330,8 +433,6 @@ impl Overlay {
 
 #[cfg(test)]
 mod tests {
-    use rand::SeedableRng;
-
     use super::*;
 
     fn id(n: u64) -> NodeId {
@@ -339,7 +440,12 @@ mod tests {
     }
 
     fn overlay() -> Overlay {
-        let mut o = Overlay::new(id(1), HyParViewConfig::default(), StdRng::seed_from_u64(7));
+        let mut o = Overlay::new(
+            id(1),
+            HyParViewConfig::default(),
+            None,
+            StdRng::seed_from_u64(7),
+        );
         o.set_addr(Some("sim:1".into()));
         o
     }
@@ -364,7 +470,7 @@ mod tests {
         o.handle_link_up(Time::from_micros(10), id(2));
         let out = actions(&mut o);
         assert!(
-            matches!(&out[..], [Action::Send { peer, msg: Message::Join { .. } }] if *peer == id(2)),
+            matches!(&out[..], [Action::Send { peer, msg: Outgoing::View(Message::Join { .. }) }] if *peer == id(2)),
             "{out:?}"
         );
         assert!(!o.is_dialing());
@@ -451,10 +557,122 @@ mod tests {
             addr: Some("sim:5".into()),
         };
         assert_eq!(
-            o.send(Time::ZERO, gone, Message::Disconnect { alive: true }),
+            o.send(
+                Time::ZERO,
+                gone,
+                Outgoing::View(Message::Disconnect { alive: true })
+            ),
             None
         );
         assert!(actions(&mut o).is_empty());
+    }
+
+    #[test]
+    fn a_sampling_exchange_dials_an_unlinked_peer_and_closes_the_link_after_the_answer() {
+        let config = SamplingConfig {
+            period: Duration::from_secs(10),
+            ..SamplingConfig::balanced(4)
+        };
+        // No backups: HyParView wants no link of its own here.
+        let hpv = HyParViewConfig {
+            passive_size: 0,
+            ..HyParViewConfig::default()
+        };
+        let mut o = Overlay::new(id(1), hpv, Some(config), StdRng::seed_from_u64(7));
+        o.set_addr(Some("sim:1".into()));
+        o.sampling
+            .as_mut()
+            .expect("sampling is on")
+            .add_seed(id(3), Some("sim:3".into()));
+        let (mut cycle, mut out) = (Time::ZERO, Vec::new());
+        for _ in 0..100 {
+            cycle = o.poll_timeout().expect("a timer is due");
+            o.handle_timeout(cycle);
+            out = actions(&mut o);
+            if !out.is_empty() {
+                break;
+            }
+        }
+        assert_eq!(
+            out,
+            vec![Action::Dial {
+                peer: id(3),
+                addr: "sim:3".into()
+            }]
+        );
+        let up = cycle + Duration::from_millis(1);
+        o.handle_link_up(up, id(3));
+        let out = actions(&mut o);
+        assert!(
+            matches!(&out[..], [Action::Send { peer, msg: Outgoing::Sample(sampling::Message::Request { .. }) }] if *peer == id(3)),
+            "{out:?}"
+        );
+        // Still waiting for the answer: the link stays past the linger.
+        o.handle_timeout(up + LINGER * 2);
+        assert!(!actions(&mut o).contains(&Action::Close { peer: id(3) }));
+        let answer = vec![
+            Descriptor {
+                peer: id(3),
+                addr: Some("sim:3".into()),
+                age: 0,
+            },
+            Descriptor {
+                peer: id(4),
+                addr: Some("sim:4".into()),
+                age: 2,
+            },
+        ];
+        let at = up + LINGER * 2;
+        o.handle_sample(at, id(3), sampling::Message::Reply { buffer: answer });
+        let peers: Vec<NodeId> = o.sample().iter().map(|d| d.peer).collect();
+        assert!(peers.contains(&id(4)), "{peers:?}");
+        o.handle_timeout(at + LINGER);
+        assert!(actions(&mut o).contains(&Action::Close { peer: id(3) }));
+        assert_eq!(o.stats().sampling_cycles, 1);
+    }
+
+    #[test]
+    fn sampled_peers_are_offered_to_the_passive_view() {
+        let mut o = Overlay::new(
+            id(1),
+            HyParViewConfig::default(),
+            Some(SamplingConfig::balanced(4)),
+            StdRng::seed_from_u64(7),
+        );
+        let buffer = vec![Descriptor {
+            peer: id(4),
+            addr: Some("sim:4".into()),
+            age: 0,
+        }];
+        o.handle_sample(Time::ZERO, id(4), sampling::Message::Push { buffer });
+        assert!(o.hpv.passive().iter().any(|c| c.id == id(4)));
+    }
+
+    #[test]
+    fn a_sampled_peer_that_cannot_be_dialed_leaves_the_sample() {
+        let config = SamplingConfig {
+            period: Duration::from_secs(1),
+            ..SamplingConfig::balanced(4)
+        };
+        let mut o = Overlay::new(
+            id(1),
+            HyParViewConfig::default(),
+            Some(config),
+            StdRng::seed_from_u64(7),
+        );
+        let sampling = o.sampling.as_mut().expect("sampling is on");
+        sampling.add_seed(id(3), Some("sim:3".into()));
+        sampling.add_seed(id(5), None);
+        let cycle = o.poll_timeout().expect("a cycle is due");
+        o.handle_timeout(cycle);
+        o.handle_timeout(cycle + Duration::from_secs(1));
+        for action in actions(&mut o) {
+            if let Action::Dial { peer, .. } = action {
+                o.handle_dial_failed(cycle + Duration::from_secs(1), peer);
+            }
+        }
+        // 5 has no address (unreachable at once), 3's dial failed.
+        assert!(o.sample().is_empty(), "{:?}", o.sample());
     }
 
     #[test]

@@ -12,6 +12,7 @@ use super::super::id::{NodeId, ObjectKey, OpId};
 use super::super::membership::MembershipEvent;
 use super::super::message::{FetchId, Message, StateFrame};
 use super::super::replica::Applied;
+use super::super::sampling::SamplingConfig;
 use super::super::swim::{SwimConfig, SwimStats};
 use super::overlay::OverlayStats;
 #[cfg(doc)]
@@ -40,6 +41,14 @@ pub struct RepeaterConfig {
     /// (the default) the links are exactly the ones the driver makes.
     /// Every node of a cluster must use the same choice.
     pub overlay: Option<HyParViewConfig>,
+    /// Peer sampling (Jelasity et al.; see [`sampling`](super::super::sampling))
+    /// beside the overlay: with `Some` and an overlay, every node keeps a
+    /// small random view of the live cluster, renewed every cycle by
+    /// exchanges with sampled peers (dialed when not linked), readable as
+    /// [`RepeaterNode::peer_sample`](super::RepeaterNode::peer_sample), and
+    /// HyParView's passive view is refreshed from it. Ignored without an
+    /// overlay. Default: `None`.
+    pub sampling: Option<SamplingConfig>,
     /// Evict a member of an object's replica set once this node has seen
     /// its node down (declared down by the failure detector, or its last
     /// link lost without a goodbye) for this long, with nothing heard of it
@@ -62,6 +71,7 @@ impl Default for RepeaterConfig {
             dissemination: DisseminationConfig::default(),
             failure_detector: SwimConfig::default(),
             overlay: None,
+            sampling: None,
             evict_after: Some(Duration::from_secs(600)),
         }
     }
