@@ -19,7 +19,7 @@ use plexus::sim::{Harness, HarnessConfig};
 use plexus::{MembershipEvent, OpId};
 use rand::Rng;
 
-use common::{random_op, reference, Doc, DocOp};
+use common::{random_op, reference, settle, Doc, DocOp};
 
 const N: usize = 100;
 const ACTIVE: usize = 5;
@@ -110,20 +110,6 @@ fn describe(h: &Harness<Doc>, what: &str) {
     );
 }
 
-/// Run until the views are sound, at most `limit`; the time it took.
-fn settle(h: &mut Harness<Doc>, limit: Duration, what: &str) -> Duration {
-    let start = h.now();
-    while let Some(why) = view_problem(h) {
-        assert!(
-            h.now().since(start) < limit,
-            "{what}: views not sound after {limit:?}: {why} (seed {})",
-            h.seed()
-        );
-        h.run_for(Duration::from_millis(100));
-    }
-    h.now().since(start)
-}
-
 fn converged(h: &Harness<Doc>, ops: &[(OpId, DocOp)]) -> Option<String> {
     let expected = plexus::proto::message::encode_value(&reference(ops.to_vec()), "state")
         .expect("states encode");
@@ -162,7 +148,12 @@ fn shout_and_converge(h: &mut Harness<Doc>, count: usize, ops: &mut Vec<(OpId, D
 #[test]
 fn joins_through_one_contact_make_a_small_symmetric_connected_overlay() {
     let mut h = overlay(N);
-    let took = settle(&mut h, Duration::from_secs(30), "after the joins");
+    let took = settle(
+        &mut h,
+        Duration::from_secs(30),
+        "after the joins",
+        view_problem,
+    );
     describe(&h, &format!("100 joins, sound {took:?} after 30 s"));
     // No hub: the first node, which everyone's walks started from, holds
     // no more neighbours than anyone.
@@ -208,7 +199,12 @@ fn joins_through_one_contact_make_a_small_symmetric_connected_overlay() {
 /// [`overlay`] settled, the doc created on node 0 and opened everywhere.
 fn overlay_with_doc() -> Harness<Doc> {
     let mut h = overlay(N);
-    settle(&mut h, Duration::from_secs(30), "after the joins");
+    settle(
+        &mut h,
+        Duration::from_secs(30),
+        "after the joins",
+        view_problem,
+    );
     h.create(0, "doc", Doc::default());
     for i in 1..N {
         h.open(i, "doc");
@@ -244,14 +240,24 @@ fn crashed_neighbours_are_replaced_and_restarted_nodes_rejoin() {
             h.crash(i);
         }
     }
-    let took = settle(&mut h, Duration::from_secs(30), "after 10 crashes");
+    let took = settle(
+        &mut h,
+        Duration::from_secs(30),
+        "after 10 crashes",
+        view_problem,
+    );
     describe(&h, &format!("10 crashed, views sound after {took:?}"));
     shout_and_converge(&mut h, 100, &mut ops);
 
     for &i in &crashed {
         h.restart(i);
     }
-    let took = settle(&mut h, Duration::from_secs(30), "after the restarts");
+    let took = settle(
+        &mut h,
+        Duration::from_secs(30),
+        "after the restarts",
+        view_problem,
+    );
     describe(&h, &format!("10 restarted, views sound after {took:?}"));
     shout_and_converge(&mut h, 100, &mut ops);
 }

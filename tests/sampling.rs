@@ -17,7 +17,7 @@ use plexus::proto::sampling::SamplingConfig;
 use plexus::sim::{Harness, HarnessConfig};
 use rand::Rng;
 
-use common::Doc;
+use common::{settle, Doc};
 
 const N: usize = 100;
 const VIEW: usize = 12;
@@ -71,20 +71,6 @@ fn sample_problem(h: &Harness<Doc>) -> Option<String> {
         .map(|i| format!("live node {i} is in nobody's sample"))
 }
 
-/// Run until the samples are sound, at most `limit`; the time it took.
-fn settle(h: &mut Harness<Doc>, limit: Duration, what: &str) -> Duration {
-    let start = h.now();
-    while let Some(why) = sample_problem(h) {
-        assert!(
-            h.now().since(start) < limit,
-            "{what}: samples not sound after {limit:?}: {why} (seed {})",
-            h.seed()
-        );
-        h.run_for(Duration::from_millis(100));
-    }
-    h.now().since(start)
-}
-
 fn describe(h: &Harness<Doc>, what: &str) {
     let live: Vec<usize> = (0..h.len()).filter(|i| h.is_alive(*i)).collect();
     let degree = in_degrees(h);
@@ -123,7 +109,12 @@ fn samples_fill_with_live_peers_beyond_the_neighbours_and_heal_after_crashes() {
         h.join(i, contact);
         h.run_for(Duration::from_millis(50));
     }
-    let took = settle(&mut h, Duration::from_secs(60), "after the joins");
+    let took = settle(
+        &mut h,
+        Duration::from_secs(60),
+        "after the joins",
+        sample_problem,
+    );
     describe(
         &h,
         &format!("100 joins, samples sound {took:?} after the last"),
@@ -163,7 +154,7 @@ fn samples_fill_with_live_peers_beyond_the_neighbours_and_heal_after_crashes() {
             h.crash(i);
         }
     }
-    let took = settle(&mut h, PERIOD * 30, "after 10 crashes");
+    let took = settle(&mut h, PERIOD * 30, "after 10 crashes", sample_problem);
     describe(
         &h,
         &format!("10 crashed, dead peers gone from every sample in {took:?}"),
@@ -172,6 +163,6 @@ fn samples_fill_with_live_peers_beyond_the_neighbours_and_heal_after_crashes() {
     for &i in &crashed {
         h.restart(i);
     }
-    let took = settle(&mut h, PERIOD * 30, "after the restarts");
+    let took = settle(&mut h, PERIOD * 30, "after the restarts", sample_problem);
     describe(&h, &format!("10 restarted, back in samples in {took:?}"));
 }

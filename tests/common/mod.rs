@@ -97,3 +97,23 @@ pub fn reference(mut ops: Vec<(plexus::OpId, DocOp)>) -> Doc {
     }
     doc
 }
+
+/// Run `h` until `problem` finds nothing wrong, for at most `limit` of
+/// virtual time (checked every 100 ms); returns the time it took.
+pub fn settle<T: Replicated>(
+    h: &mut plexus::sim::Harness<T>,
+    limit: std::time::Duration,
+    what: &str,
+    problem: impl Fn(&plexus::sim::Harness<T>) -> Option<String>,
+) -> std::time::Duration {
+    let start = h.now();
+    while let Some(why) = problem(h) {
+        assert!(
+            h.now().since(start) < limit,
+            "{what}: not sound after {limit:?}: {why} (seed {})",
+            h.seed()
+        );
+        h.run_for(std::time::Duration::from_millis(100));
+    }
+    h.now().since(start)
+}
