@@ -736,8 +736,7 @@ where
         self.passive.push(peer);
     }
 
-    /// Offers `peer`, learnt elsewhere (from peer sampling), to the
-    /// passive view: kept unless known; a full view drops a random backup.
+    /// Offers `peer` (from peer sampling) to the passive view, as a backup.
     pub fn learn(&mut self, peer: Contact<P>) {
         self.add_passive(clean(peer), &[]);
     }
