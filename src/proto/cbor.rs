@@ -40,6 +40,9 @@ pub(crate) enum CborError {
     /// A text string that is not UTF-8.
     #[error("text is not UTF-8")]
     Utf8,
+    /// Containers nested deeper than the limit.
+    #[error("items nest deeper than {0} levels")]
+    Nesting(usize),
     /// A byte string of the wrong fixed length.
     #[error("expected {expected} bytes, found {found}")]
     Length {
@@ -180,6 +183,87 @@ fn fixed<const N: usize>(s: &[u8]) -> [u8; N] {
     out
 }
 
+/// Walk the first CBOR item of `input` and fail if containers (arrays,
+/// maps, tags, indefinite strings) nest deeper than `limit`: the serde
+/// decoder recurses once per level, so this bounds its stack on untrusted
+/// input. Iterative, and linear in the bytes walked. Other malformations
+/// are left to the decoder, except where the walk cannot go on.
+pub(crate) fn check_nesting(input: &[u8], limit: usize) -> Result<(), CborError> {
+    // Per open container: items still expected (`None`: indefinite, until
+    // a break).
+    let mut open: Vec<Option<u64>> = Vec::new();
+    let mut pos = 0usize;
+    let take = |pos: &mut usize, n: usize| -> Result<u64, CborError> {
+        let end = pos.checked_add(n).ok_or(CborError::Truncated)?;
+        let raw = input.get(*pos..end).ok_or(CborError::Truncated)?;
+        *pos = end;
+        Ok(raw.iter().fold(0u64, |v, b| (v << 8) | u64::from(*b)))
+    };
+    loop {
+        let first = take(&mut pos, 1)? as u8;
+        let (major, info) = (first >> 5, first & 0x1f);
+        if first == 0xff {
+            // A break closes the innermost indefinite container.
+            match open.pop() {
+                Some(None) => {}
+                _ => return Err(CborError::Encoding(info)),
+            }
+        } else {
+            let arg = match info {
+                0..=23 => u64::from(info),
+                24 => take(&mut pos, 1)?,
+                25 => take(&mut pos, 2)?,
+                26 => take(&mut pos, 4)?,
+                27 => take(&mut pos, 8)?,
+                31 if matches!(major, 2..=5) => u64::MAX,
+                _ => return Err(CborError::Encoding(info)),
+            };
+            let indefinite = info == 31;
+            let items = match major {
+                2 | 3 if !indefinite => {
+                    let len = usize::try_from(arg).map_err(|_| CborError::Truncated)?;
+                    take_bytes(&mut pos, len, input.len())?;
+                    None
+                }
+                2..=5 if indefinite => Some(None),
+                4 => Some(Some(arg)),
+                5 => Some(Some(arg.saturating_mul(2))),
+                6 => Some(Some(1)),
+                _ => None,
+            };
+            if let Some(items) = items {
+                if open.len() >= limit {
+                    return Err(CborError::Nesting(limit));
+                }
+                if items != Some(0) {
+                    open.push(items);
+                    continue;
+                }
+            }
+        }
+        // One item done: count it against the containers it completes.
+        loop {
+            match open.last_mut() {
+                None => return Ok(()),
+                Some(Some(n)) => {
+                    *n -= 1;
+                    if *n > 0 {
+                        break;
+                    }
+                    open.pop();
+                }
+                Some(None) => break,
+            }
+        }
+    }
+}
+
+fn take_bytes(pos: &mut usize, len: usize, total: usize) -> Result<(), CborError> {
+    let end = pos.checked_add(len).filter(|e| *e <= total);
+    *pos = end.ok_or(CborError::Truncated)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,5 +341,42 @@ mod tests {
                 found: 2
             })
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_walked_without_recursion() {
+        // A million nested arrays: refused at the limit, no stack overflow.
+        let deep = vec![0x81u8; 1_000_000];
+        assert_eq!(check_nesting(&deep, 256), Err(CborError::Nesting(256)));
+        // Exactly at the limit, closed by a uint: accepted.
+        let mut ok = vec![0x81u8; 256];
+        ok.push(0x01);
+        assert_eq!(check_nesting(&ok, 256), Ok(()));
+        // Maps, tags and indefinite containers count as levels too.
+        let mixed = [0xa1, 0x61, b'k', 0xc6, 0x9f, 0x5f, 0x41, 1, 0xff, 0xff];
+        assert_eq!(check_nesting(&mixed, 4), Ok(()));
+        assert_eq!(check_nesting(&mixed, 3), Err(CborError::Nesting(3)));
+        // Only the first item is walked; truncation and stray breaks fail.
+        assert_eq!(check_nesting(&[0x80, 0xff, 0xff], 4), Ok(()));
+        assert_eq!(check_nesting(&[0x82, 0x01], 4), Err(CborError::Truncated));
+        assert!(check_nesting(&[0xff], 4).is_err());
+        assert!(check_nesting(&[0x5a, 0, 0, 1, 0], 4).is_err());
+    }
+
+    proptest::proptest! {
+        /// Whatever serde values encode to passes the walk, and arbitrary
+        /// bytes never panic it.
+        #[test]
+        fn the_walk_accepts_encoded_values_and_survives_garbage(
+            words in proptest::collection::vec(
+                proptest::collection::vec(".{0,8}", 0..4), 0..6),
+            nested in proptest::collection::btree_map(0u64..100, proptest::option::of(-5i64..5), 0..5),
+            garbage in proptest::collection::vec(0u8..=255, 0..64),
+        ) {
+            let value = (words, nested, 1.5f64, (), Some(vec![true]));
+            let bytes = crate::proto::message::encode_value(&value, "test").expect("encodes");
+            proptest::prop_assert_eq!(check_nesting(&bytes, 8), Ok(()));
+            let _ = check_nesting(&garbage, 8);
+        }
     }
 }

@@ -146,6 +146,16 @@ pub fn repair_of<T: Replicated>(
     if replica.needs_snapshot(held) {
         return export_frame(object, replica).map(Repair::Snapshot);
     }
+    // An origin limited by `upto` to seqs the peer holds has nothing to
+    // send. When every origin this replica is ahead on is one of those (as
+    // under load, where anti-entropy limits each origin still arriving at
+    // the peer to what it holds), the log is not walked.
+    if replica
+        .origins_ahead_of(held)
+        .all(|o| upto.0.get(&o).is_some_and(|limit| *limit <= held.get(&o)))
+    {
+        return Ok(Repair::Ops(Vec::new()));
+    }
     let wanted = replica
         .ops_missing(held)
         .filter(|(id, _)| upto.0.get(&id.origin).is_none_or(|limit| id.seq <= *limit))

@@ -615,18 +615,25 @@ impl<T: Replicated> Replica<T> {
         &'a self,
         held: &'a VersionVector,
     ) -> impl Iterator<Item = (OpId, &'a T::Op)> + 'a {
-        // Nothing past `held` seen here (the common case under load, where
-        // the peer only trails by ops in flight): skip the walk of the log.
-        let ahead = self
-            .seen
-            .origins()
-            .any(|o| self.seen.max_seq(o) > held.get(o));
+        // Nothing past `held` seen here: skip the walk of the log.
+        let ahead = self.origins_ahead_of(held).next().is_some();
         self.log
             .iter()
             .take_while(move |_| ahead)
             .filter(move |(id, _)| self.is_shareable(id))
             .filter(move |(id, _)| id.seq > held.get(&id.origin))
             .map(|(id, op)| (*id, op))
+    }
+
+    /// The origins of which this replica has seen ops past `held`.
+    pub fn origins_ahead_of<'a>(
+        &'a self,
+        held: &'a VersionVector,
+    ) -> impl Iterator<Item = NodeId> + 'a {
+        self.seen
+            .origins()
+            .filter(move |o| self.seen.max_seq(o) > held.get(o))
+            .copied()
     }
 
     /// Replace this replica's base with a peer's newer snapshot (the
