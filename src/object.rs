@@ -171,6 +171,24 @@ impl<T: Replicated> Host for CellHost<T> {
         Ok(applied)
     }
 
+    fn deliver_run(&mut self, frames: &[OpFrame], results: &mut Vec<Result<Applied, HostError>>) {
+        let cell = &*self.0;
+        let mut replica = cell.state.write();
+        let me = replica.me();
+        let mut changed = false;
+        for frame in frames {
+            let applied = deliver_frame(&mut replica, frame, |state, op, id| {
+                cell.notify(state, op, id, me)
+            });
+            changed |= applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
+            results.push(applied);
+        }
+        drop(replica);
+        if changed {
+            cell.bump();
+        }
+    }
+
     fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
         let mut replica = self.0.state.write();
         replica.admit(joiner);

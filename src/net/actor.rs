@@ -350,9 +350,7 @@ impl Actor for RepeaterActor {
             RepeaterMsg::DialFailed { peer } => state.proto.handle_dial_failed(now, peer),
             RepeaterMsg::Inbound { link, msgs } => {
                 if state.links.contains_key(&link) {
-                    for msg in msgs {
-                        state.proto.handle_message(now, link, msg);
-                    }
+                    state.proto.handle_messages(now, link, msgs);
                 }
             }
             // Taken below, after every message.
@@ -428,13 +426,6 @@ fn drain(state: &mut RepeaterState) {
                     tracing::debug!(?link, peer = %l.peer, "overlay closes an unneeded link");
                     l.out.close();
                 }
-            }
-            OutEvent::Delivered {
-                object,
-                op,
-                applied,
-            } => {
-                tracing::trace!(%object, %op, ?applied, "delivered");
             }
             OutEvent::Rejected { from, op, error } => {
                 let peer = state.links.get(&from).map(|l| l.peer.to_string());

@@ -56,6 +56,13 @@ pub trait Host: Send {
     /// Decode and apply an op from a peer.
     fn deliver(&mut self, frame: &OpFrame) -> Result<Applied, HostError>;
 
+    /// Decode and apply ops from a peer, in order, appending one result
+    /// per frame to `results`. The default delivers them one by one; a
+    /// host behind a lock overrides it to take the lock once for the run.
+    fn deliver_run(&mut self, frames: &[OpFrame], results: &mut Vec<Result<Applied, HostError>>) {
+        results.extend(frames.iter().map(|frame| self.deliver(frame)));
+    }
+
     /// Export the state for `joiner`, a late joiner, entering it in the
     /// replica set first (see [`Replica::admit`]).
     fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError>;

@@ -548,23 +548,28 @@ impl<T: Replicated> Harness<T> {
         self.steps += 1;
         match event {
             Event::Deliver { to, from, frame } => {
-                let msg = Message::decode(&frame, DEFAULT_MAX_FRAME)
-                    .expect("frames made by the harness decode");
-                let traffic = self.traffic.entry(msg.kind()).or_default();
-                if !self.nodes[to].alive
-                    || !self.nodes[to].links.contains_key(&from)
-                    || self.blocked.contains(&(to.min(from), to.max(from)))
-                {
-                    traffic.dropped += 1;
-                    return true;
+                // Frames due on one link at one instant arrive as one batch,
+                // as one read does on a real link.
+                let mut msgs = Vec::new();
+                self.admit(to, from, &frame, &mut msgs);
+                while let Some(entry) = self.queue.first_entry() {
+                    match entry.get() {
+                        Event::Deliver { to: t, from: f, .. }
+                            if entry.key().0 == at && (*t, *f) == (to, from) =>
+                        {
+                            if let Event::Deliver { frame, .. } = entry.remove() {
+                                self.steps += 1;
+                                self.admit(to, from, &frame, &mut msgs);
+                            }
+                        }
+                        _ => break,
+                    }
                 }
-                traffic.messages += 1;
-                traffic.bytes += frame.len() as u64;
-                self.messages += 1;
-                self.bytes += frame.len() as u64;
-                let now = self.now;
-                self.nodes[to].proto.handle_message(now, from, msg);
-                self.flush(to);
+                if !msgs.is_empty() {
+                    let now = self.now;
+                    self.nodes[to].proto.handle_messages(now, from, msgs);
+                    self.flush(to);
+                }
             }
             Event::Connect { from, to } => self.connect(from, to),
             Event::Close { from, to } => self.close(from, to),
@@ -579,6 +584,26 @@ impl<T: Replicated> Harness<T> {
             }
         }
         true
+    }
+
+    /// Count a frame arriving at `to` from `from`; decode it into `msgs`
+    /// unless the link or the node is gone.
+    fn admit(&mut self, to: usize, from: usize, frame: &[u8], msgs: &mut Vec<Message>) {
+        let msg =
+            Message::decode(frame, DEFAULT_MAX_FRAME).expect("frames made by the harness decode");
+        let traffic = self.traffic.entry(msg.kind()).or_default();
+        if !self.nodes[to].alive
+            || !self.nodes[to].links.contains_key(&from)
+            || self.blocked.contains(&(to.min(from), to.max(from)))
+        {
+            traffic.dropped += 1;
+            return;
+        }
+        traffic.messages += 1;
+        traffic.bytes += frame.len() as u64;
+        self.messages += 1;
+        self.bytes += frame.len() as u64;
+        msgs.push(msg);
     }
 
     /// Step through every event due up to `now + duration`, then move the
@@ -668,9 +693,7 @@ impl<T: Replicated> Harness<T> {
                         },
                     );
                 }
-                OutEvent::Delivered { .. }
-                | OutEvent::Rejected { .. }
-                | OutEvent::Membership(_) => {}
+                OutEvent::Rejected { .. } | OutEvent::Membership(_) => {}
             }
         }
         if let Some(at) = self.nodes[node].proto.poll_timeout() {

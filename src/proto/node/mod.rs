@@ -27,11 +27,10 @@ use rustc_hash::FxHashMap;
 use super::anti_entropy::{AntiEntropy, AntiEntropyStats, HostRef};
 use super::data::{DataFrame, DataSpreads, Spread, SpreadError};
 use super::dissemination::{Dissemination, ObjectRuns, SeqRun, Slot, TreeMsg, TreeStats};
-use super::host::{Host, HostError};
+use super::host::Host;
 use super::id::{NodeId, ObjectKey};
 use super::membership::{Membership, MembershipEvent};
 use super::message::{FetchId, Message, ObjectDigest, OpFrame};
-use super::replica::Applied;
 use super::swim::{FailureEvent, Swim, SwimConfig};
 use super::time::Time;
 use super::version::SeenSet;
@@ -39,10 +38,12 @@ use super::version::SeenSet;
 mod eviction;
 mod fetch;
 mod neighbors;
+mod ops;
 mod overlay;
 mod types;
 
 use eviction::Departures;
+use ops::{deliver, RunResults};
 use overlay::Overlay;
 pub use overlay::OverlayStats;
 pub use types::{GossipStats, OutEvent, RepeaterConfig, RepeaterStats};
@@ -103,6 +104,10 @@ pub struct RepeaterNode<L> {
     rng: StdRng,
     out: VecDeque<OutEvent<L>>,
     stats: RepeaterStats,
+    /// Reused buffers of the op path (see [`handle_messages`](Self::handle_messages)).
+    run: Vec<OpFrame>,
+    fresh: Vec<bool>,
+    results: RunResults,
 }
 
 impl<L: fmt::Debug> fmt::Debug for RepeaterNode<L> {
@@ -173,6 +178,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             rng,
             out: VecDeque::new(),
             stats: RepeaterStats::default(),
+            run: Vec::new(),
+            fresh: Vec::new(),
+            results: Vec::new(),
         }
     }
 
@@ -337,7 +345,12 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Hello { .. } => {}
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
             Message::Data(frame) => self.handle_data(from, frame),
-            Message::Op(frame) => self.handle_op(now, from, frame),
+            Message::Op(frame) => {
+                let mut run = std::mem::take(&mut self.run);
+                run.push(frame);
+                self.handle_ops(now, from, &mut run);
+                self.run = run;
+            }
             Message::Tree(TreeMsg::IHave(objects)) => self.handle_ihave(now, from, objects),
             Message::Tree(TreeMsg::Graft(objects)) => {
                 // A hosted object answers from its replica's log, which
@@ -609,55 +622,6 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             .get_mut(object)
             .expect("the route was just made")
     }
-
-    fn handle_op(&mut self, now: Time, from: L, frame: OpFrame) {
-        if !self.departed.is_empty() {
-            // Its ops still arrive: the origin's node is not gone.
-            self.departed.back(frame.id.origin);
-        }
-        let route = match self.objects.get_mut(&frame.object) {
-            Some(route) => route,
-            None => {
-                let slot = self.tree.slot(&frame.object);
-                self.objects.entry(frame.object.clone()).or_insert(Route {
-                    slot,
-                    seen: SeenSet::default(),
-                    host: None,
-                })
-            }
-        };
-        let slot = route.slot;
-        if !route.seen.insert(frame.id.origin, frame.id.seq) {
-            self.stats.duplicates += 1;
-            // Seen here before, but maybe not by the replica: this node may
-            // have relayed the op before it held the object, and anti-entropy
-            // repairs exactly such gaps. The replica drops true duplicates
-            // without decoding them.
-            if let Some(host) = route.host.as_deref_mut() {
-                let result = host.deliver(&frame);
-                if !matches!(result, Ok(Applied::Duplicate)) {
-                    report(&mut self.out, &frame, Some(from), result);
-                }
-            }
-            self.tree.received(now, from, slot, frame, false);
-            return;
-        }
-        self.stats.ops_seen += 1;
-        if let Some(host) = route.host.as_deref_mut() {
-            deliver(&mut self.out, host, &frame, Some(from));
-        } else if let Some(open) = self
-            .opening
-            .get(&frame.object)
-            .and_then(|f| self.opens.get_mut(f))
-        {
-            if open.buffered.len() < self.config.max_buffered_ops {
-                open.buffered.push(frame.clone());
-            } else {
-                self.stats.buffer_overflow += 1;
-            }
-        }
-        self.tree.received(now, from, slot, frame, true);
-    }
 }
 
 /// A link to `peer`, if one is up.
@@ -673,39 +637,4 @@ fn sorted_hosts(objects: &mut FxHashMap<ObjectKey, Route>) -> Vec<HostRef<'_>> {
         .collect();
     hosts.sort_unstable_by(|a, b| a.0.cmp(b.0));
     hosts
-}
-
-/// Apply `frame` to `host` and report what happened.
-fn deliver<L>(
-    out: &mut VecDeque<OutEvent<L>>,
-    host: &mut dyn Host,
-    frame: &OpFrame,
-    from: Option<L>,
-) {
-    report(out, frame, from, host.deliver(frame));
-}
-
-/// Report what a replica did with `frame`.
-fn report<L>(
-    out: &mut VecDeque<OutEvent<L>>,
-    frame: &OpFrame,
-    from: Option<L>,
-    result: Result<Applied, HostError>,
-) {
-    match result {
-        Ok(applied) => out.push_back(OutEvent::Delivered {
-            object: frame.object.clone(),
-            op: frame.id,
-            applied,
-        }),
-        Err(error) => {
-            if let Some(from) = from {
-                out.push_back(OutEvent::Rejected {
-                    from,
-                    op: Some(frame.id),
-                    error,
-                });
-            }
-        }
-    }
 }

@@ -11,7 +11,6 @@ use super::super::hyparview::HyParViewConfig;
 use super::super::id::{NodeId, ObjectKey, OpId};
 use super::super::membership::MembershipEvent;
 use super::super::message::{FetchId, Message, StateFrame};
-use super::super::replica::Applied;
 use super::super::sampling::SamplingConfig;
 use super::super::swim::{SwimConfig, SwimStats};
 use super::overlay::OverlayStats;
@@ -94,16 +93,6 @@ pub enum OutEvent<L> {
         to: Vec<L>,
         /// The message.
         msg: Message,
-    },
-    /// An op from a peer was applied to a hosted object (or ignored as a
-    /// duplicate of one already applied).
-    Delivered {
-        /// The object.
-        object: ObjectKey,
-        /// The op.
-        op: OpId,
-        /// What the replica did.
-        applied: Applied,
     },
     /// A hosted object refused an op, or could not export its state for a
     /// fetch. A refused op is still relayed: the repeater does not judge
