@@ -153,8 +153,10 @@ impl LocalOps {
         queue.len() == 1
     }
 
-    fn take(&self) -> Vec<OpFrame> {
-        std::mem::take(&mut *self.queue.lock())
+    /// Swap the queue with `spare` (empty, its capacity kept for the next
+    /// burst): the queued ops end up in `spare`.
+    fn take_into(&self, spare: &mut Vec<OpFrame>) {
+        std::mem::swap(&mut *self.queue.lock(), spare);
     }
 }
 
@@ -215,6 +217,8 @@ pub(crate) struct RepeaterState {
     timer_at: Option<Time>,
     max_frame: usize,
     local: Arc<LocalOps>,
+    /// The local ops being relayed (its buffer swaps with the queue's).
+    local_ops: Vec<OpFrame>,
     dials: mpsc::UnboundedSender<(NodeId, String)>,
     /// Reused for encoding outbound frames.
     scratch: Vec<u8>,
@@ -252,6 +256,7 @@ impl Actor for RepeaterActor {
             timer_at: None,
             max_frame: args.max_frame,
             local: args.local,
+            local_ops: Vec::new(),
             dials: args.dials,
             scratch: Vec::with_capacity(1024),
         };
@@ -399,9 +404,12 @@ impl Actor for RepeaterActor {
         // Local ops are taken after every message, not only on their own
         // wake-up: an observer that shouts while an inbound batch is
         // applied has its op relayed in this same turn.
-        for frame in state.local.take() {
+        let mut local = std::mem::take(&mut state.local_ops);
+        state.local.take_into(&mut local);
+        for frame in local.drain(..) {
             state.proto.handle_local_op(now, frame);
         }
+        state.local_ops = local;
         drain(state);
         schedule_timer(&myself, state);
         Ok(())

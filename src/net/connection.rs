@@ -133,7 +133,10 @@ async fn read(
         };
         match next {
             Ok(true) => {
-                let msgs = std::mem::take(&mut batch);
+                // The next batch is likely as large: one allocation, no
+                // growing.
+                let size = batch.len();
+                let msgs = std::mem::replace(&mut batch, Vec::with_capacity(size));
                 if repeater.cast(RepeaterMsg::Inbound { link, msgs }).is_err() {
                     break None;
                 }

@@ -190,8 +190,9 @@ fn fixed<const N: usize>(s: &[u8]) -> [u8; N] {
 /// are left to the decoder, except where the walk cannot go on.
 pub(crate) fn check_nesting(input: &[u8], limit: usize) -> Result<(), CborError> {
     // Per open container: items still expected (`None`: indefinite, until
-    // a break).
-    let mut open: Vec<Option<u64>> = Vec::new();
+    // a break). Values nest a few levels deep: the stack starts on the
+    // stack, so a decode allocates nothing here.
+    let mut open: Stack = Stack::default();
     let mut pos = 0usize;
     let take = |pos: &mut usize, n: usize| -> Result<u64, CborError> {
         let end = pos.checked_add(n).ok_or(CborError::Truncated)?;
@@ -254,6 +255,47 @@ pub(crate) fn check_nesting(input: &[u8], limit: usize) -> Result<(), CborError>
                 }
                 Some(None) => break,
             }
+        }
+    }
+}
+
+/// The walk's stack of open containers: the first levels inline, deeper
+/// ones on the heap.
+#[derive(Default)]
+struct Stack {
+    inline: [Option<u64>; INLINE],
+    len: usize,
+    spill: Vec<Option<u64>>,
+}
+
+const INLINE: usize = 16;
+
+impl Stack {
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn push(&mut self, items: Option<u64>) {
+        match self.inline.get_mut(self.len) {
+            Some(slot) => *slot = items,
+            None => self.spill.push(items),
+        }
+        self.len += 1;
+    }
+
+    fn pop(&mut self) -> Option<Option<u64>> {
+        self.len = self.len.checked_sub(1)?;
+        match self.inline.get(self.len) {
+            Some(items) => Some(*items),
+            None => self.spill.pop(),
+        }
+    }
+
+    fn last_mut(&mut self) -> Option<&mut Option<u64>> {
+        let top = self.len.checked_sub(1)?;
+        match top.checked_sub(INLINE) {
+            None => self.inline.get_mut(top),
+            Some(_) => self.spill.last_mut(),
         }
     }
 }

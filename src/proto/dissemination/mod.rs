@@ -52,6 +52,10 @@ use super::id::{NodeId, ObjectKey, OpId};
 use super::message::{Message, OpFrame};
 use super::time::Time;
 use missing::Missing;
+use smallvec::{smallvec, SmallVec};
+
+/// The links a message goes to: most go to one or two, kept inline.
+pub(crate) type Targets<L> = SmallVec<[L; 2]>;
 
 /// Seqs `first..=last` of one origin's ops. On the wire:
 /// `[origin, first, last]`.
@@ -233,7 +237,7 @@ pub(crate) struct Dissemination<L> {
     pruned: BTreeMap<L, Time>,
     /// When each link last delivered an op this node had grafted.
     grafted: BTreeMap<L, Time>,
-    out: VecDeque<(Vec<L>, Message, u64)>,
+    out: VecDeque<(Targets<L>, Message, u64)>,
     stats: TreeStats,
 }
 
@@ -343,7 +347,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
                 self.pruned.insert(target, now);
                 self.stats.prunes_sent += 1;
                 self.out
-                    .push_back((vec![target], Message::Tree(TreeMsg::Prune), 0));
+                    .push_back((smallvec![target], Message::Tree(TreeMsg::Prune), 0));
             }
             return;
         }
@@ -413,7 +417,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         if let Some(frames) = held {
             for frame in frames {
                 self.stats.pushed += 1;
-                self.out.push_back((vec![from], Message::Op(frame), 1));
+                self.out.push_back((smallvec![from], Message::Op(frame), 1));
             }
             return;
         }
@@ -425,7 +429,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             if *s == slot && runs.iter().any(|r| r.contains(&frame.id)) {
                 self.stats.pushed += 1;
                 self.out
-                    .push_back((vec![from], Message::Op(frame.clone()), 1));
+                    .push_back((smallvec![from], Message::Op(frame.clone()), 1));
             }
         }
     }
@@ -480,7 +484,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
                 .flat_map(|o| &o.runs)
                 .fold(self.stats.ops_grafted, |n, r| n.saturating_add(r.len()));
             self.out
-                .push_back((vec![peer], Message::Tree(TreeMsg::Graft(objects)), 0));
+                .push_back((smallvec![peer], Message::Tree(TreeMsg::Graft(objects)), 0));
         }
     }
 
@@ -496,7 +500,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     }
 
     /// The next message to send: `(links, message, ops in it)`.
-    pub(crate) fn poll_send(&mut self) -> Option<(Vec<L>, Message, u64)> {
+    pub(crate) fn poll_send(&mut self) -> Option<(Targets<L>, Message, u64)> {
         self.out.pop_front()
     }
 
@@ -507,7 +511,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     fn relay(&mut self, now: Time, from: Option<L>, slot: Slot, frame: OpFrame) {
         let group = (slot, frame.id.origin);
         let seq = frame.id.seq;
-        let eager: Vec<L> = self
+        let eager: Targets<L> = self
             .eager
             .iter()
             .copied()
@@ -592,7 +596,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             if !objects.is_empty() {
                 self.stats.ihaves_sent += 1;
                 self.out
-                    .push_back((vec![link], Message::Tree(TreeMsg::IHave(objects)), 0));
+                    .push_back((smallvec![link], Message::Tree(TreeMsg::IHave(objects)), 0));
             }
         }
     }

@@ -54,7 +54,7 @@ fn tree(links: &[u32]) -> (Dissemination<u32>, Slot) {
 
 fn drain(d: &mut Dissemination<u32>) -> Vec<(Vec<u32>, Message)> {
     std::iter::from_fn(|| d.poll_send())
-        .map(|(to, m, _)| (to, m))
+        .map(|(to, m, _)| (to.to_vec(), m))
         .collect()
 }
 

@@ -571,10 +571,12 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
         let (to, msg, ops) = self.tree.poll_send()?;
         self.stats.ops_sent += ops;
-        Some(if to.len() == 1 {
-            OutEvent::Send { to: to[0], msg }
-        } else {
-            OutEvent::Multicast { to, msg }
+        Some(match to[..] {
+            [one] => OutEvent::Send { to: one, msg },
+            _ => OutEvent::Multicast {
+                to: to.into_vec(),
+                msg,
+            },
         })
     }
 
