@@ -412,6 +412,8 @@ async fn fan_out(
     for child in children.iter_mut() {
         child.send("fanwait").await?;
     }
+    let pids = pids(children);
+    let cpu_before = cpu_time(&pids)?;
     let sent = raw::fan_out(endpoint, receivers, &payload(), batch, duration).await?;
     let mut all = u64::MAX;
     for (child, written) in children.iter_mut().zip(&sent.written) {
@@ -422,10 +424,12 @@ async fn fan_out(
         all = all.min(frames);
     }
     let wall = sent.started.elapsed();
+    let cpu = cpu_time(&pids)? - cpu_before;
     sent.close();
     Ok(Rate {
         messages: all,
         wall,
+        cpu,
     })
 }
 
@@ -437,6 +441,8 @@ async fn shout_phase(
     duration: Duration,
     window: u64,
 ) -> anyhow::Result<Rate> {
+    let pids: Vec<u32> = pids(children).into_iter().skip(1).collect();
+    let cpu_before = cpu_time(&pids)?;
     let start = Instant::now();
     for child in children.iter_mut() {
         child
@@ -453,10 +459,46 @@ async fn shout_phase(
     for child in children.iter_mut() {
         child.reply().await?;
     }
+    let wall = start.elapsed();
     Ok(Rate {
         messages: total,
-        wall: start.elapsed(),
+        wall,
+        cpu: cpu_time(&pids)? - cpu_before,
     })
+}
+
+/// This process (the raw fan-out's sender; pid 0 stands for it) and the
+/// children's pids.
+fn pids(children: &[Child]) -> Vec<u32> {
+    std::iter::once(0)
+        .chain(children.iter().filter_map(|c| c.process.id()))
+        .collect()
+}
+
+/// CPU time (user + system, all threads) the processes spent so far, from
+/// `/proc/<pid>/stat` (pid 0: this process).
+fn cpu_time(pids: &[u32]) -> anyhow::Result<Duration> {
+    // Clock ticks per second: 100 on every Linux configuration in use.
+    const TICK: Duration = Duration::from_millis(10);
+    let mut ticks = 0u64;
+    for pid in pids {
+        let path = match pid {
+            0 => "/proc/self/stat".to_owned(),
+            pid => format!("/proc/{pid}/stat"),
+        };
+        let stat = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+        // The fields after the command name (which may hold spaces).
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .with_context(|| format!("{path}: too few fields"))?
+                .parse::<u64>()?;
+        }
+    }
+    Ok(TICK * u32::try_from(ticks).unwrap_or(u32::MAX))
 }
 
 /// Op copies sent, duplicates received, ops grafted and ops repaired,

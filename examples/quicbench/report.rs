@@ -77,11 +77,18 @@ impl Summary {
 pub(crate) struct Rate {
     pub(crate) messages: u64,
     pub(crate) wall: Duration,
+    /// CPU time (user + system) every process of the phase spent in it.
+    pub(crate) cpu: Duration,
 }
 
 impl Rate {
     pub(crate) fn per_sec(self) -> f64 {
         self.messages as f64 / self.wall.as_secs_f64().max(1e-9)
+    }
+
+    /// CPU time per message, in µs.
+    pub(crate) fn cpu_us(self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.messages.max(1) as f64
     }
 }
 
@@ -231,8 +238,20 @@ pub(crate) fn print(r: &Results) {
         100.0 * r.blast.per_sec() / r.fan_batched.per_sec().max(1e-9),
         "≥ 25%"
     );
+    println!(
+        "{:<34} {:>10.2} µs {:>12.2} µs {:>7.2}×",
+        "CPU per op applied on all 3",
+        r.blast.cpu_us(),
+        r.fan_batched.cpu_us(),
+        r.blast.cpu_us() / r.fan_batched.cpu_us().max(1e-9)
+    );
     println!();
     println!("reference figures");
+    println!(
+        "  CPU time is user + system of every process in the phase (the three peers; for the raw \
+         fan-out also the sender), from /proc: unlike wall-clock rates it does not count time \
+         the machine gave to others"
+    );
     println!(
         "  plexus shout → applied on all, one way (≈ round trip / 2): p50 {}",
         us(p.p50 / 2)
