@@ -22,8 +22,12 @@ use crate::proto::message::{DecodeError, Decoder, Message};
 /// Length-prefix size.
 const PREFIX: usize = 4;
 
-/// How much a read asks the transport for at most.
+/// How much a read asks the transport for at most, and how much room a
+/// new read buffer has.
 const READ_CHUNK: usize = 64 * 1024;
+
+/// Below this much free room, the read buffer is replaced before a read.
+const MIN_ROOM: usize = 4 * 1024;
 
 /// The frames queued for one link, and the writer's wake-up.
 #[derive(Default)]
@@ -197,6 +201,16 @@ impl Inbound {
         if self.ended {
             return Ok(false);
         }
+        // Frames cut from the buffer keep its memory alive (the repeater
+        // holds recent ones to answer grafts), so a full buffer is never
+        // reused, only replaced: replace it by a large one, not one just
+        // big enough for the next read, or every read allocates (and frees)
+        // a block of its own.
+        if self.buf.capacity() - self.buf.len() < MIN_ROOM {
+            self.buf.reserve(READ_CHUNK);
+        }
+        // A read never outgrows the room (which would allocate again).
+        let room = self.buf.capacity() - self.buf.len();
         let more = match &mut self.input {
             Input::Memory(outbox) => match outbox.take().await {
                 Some(bytes) => {
@@ -208,7 +222,7 @@ impl Inbound {
             },
             Input::Quic(recv) => {
                 let n = recv
-                    .read_into(&mut self.buf, READ_CHUNK)
+                    .read_into(&mut self.buf, room)
                     .await
                     .map_err(InboundError::Transport)?;
                 n > 0
