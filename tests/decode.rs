@@ -64,7 +64,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
         },
         Message::State {
             fetch,
-            state: state.clone(),
+            state: Box::new(state.clone()),
         },
         Message::Summary {
             set: u64::MAX,
@@ -85,7 +85,7 @@ fn valid_frames() -> Vec<Vec<u8>> {
             first: true,
             last: true,
         },
-        Message::Snapshot(state),
+        Message::Snapshot(Box::new(state)),
         Message::Tree(TreeMsg::IHave(vec![ObjectRuns {
             object: ObjectKey::new("test.Doc", "d"),
             runs: vec![SeqRun {

@@ -255,7 +255,7 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
                 }
                 Ok(Repair::Snapshot(state)) => {
                     self.stats.snapshots += 1;
-                    out.push(Message::Snapshot(state));
+                    out.push(Message::Snapshot(Box::new(state)));
                 }
                 // The object's state cannot be encoded here: nothing to send.
                 Err(_) => {}

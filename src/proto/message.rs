@@ -73,8 +73,9 @@ pub enum Message {
     State {
         /// The request answered.
         fetch: FetchId,
-        /// The object's state.
-        state: StateFrame,
+        /// The object's state (boxed: a rare message need not make every
+        /// message, ops included, as large as a state).
+        state: Box<StateFrame>,
     },
     /// Raw application data (see [`Spread`](super::data::Spread)).
     Data(DataFrame),
@@ -100,7 +101,7 @@ pub enum Message {
     },
     /// Anti-entropy: the state of an object, for a replica that lacks ops
     /// the sender already folded into its snapshot.
-    Snapshot(StateFrame),
+    Snapshot(Box<StateFrame>),
     /// The broadcast tree's control messages (see
     /// [`dissemination`](super::dissemination)).
     Tree(TreeMsg),

@@ -69,7 +69,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             match host.export(fetch.requester) {
                 Ok(state) => self.out.push_back(OutEvent::Send {
                     to: from,
-                    msg: Message::State { fetch, state },
+                    msg: Message::State {
+                        fetch,
+                        state: Box::new(state),
+                    },
                 }),
                 Err(error) => self.out.push_back(OutEvent::Rejected {
                     from,
@@ -103,7 +106,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 if open.deadline.is_some() && open.object == state.object {
                     // Answered: keep buffering until the driver hosts it.
                     open.deadline = None;
-                    self.out.push_back(OutEvent::Opened { fetch, state });
+                    self.out.push_back(OutEvent::Opened {
+                        fetch,
+                        state: Box::new(state),
+                    });
                 }
             }
             return;
@@ -115,7 +121,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             if self.links.contains_key(&back) {
                 self.out.push_back(OutEvent::Send {
                     to: back,
-                    msg: Message::State { fetch, state },
+                    msg: Message::State {
+                        fetch,
+                        state: Box::new(state),
+                    },
                 });
             }
         }

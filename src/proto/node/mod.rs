@@ -376,7 +376,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 }
             }
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
-            Message::State { fetch, state } => self.handle_state(fetch, state),
+            Message::State { fetch, state } => self.handle_state(fetch, *state),
             Message::Summary { set, root } => {
                 let mut hosts = sorted_hosts(&mut self.objects);
                 let replies = self

@@ -110,8 +110,8 @@ pub enum OutEvent<L> {
     Opened {
         /// The open's id.
         fetch: FetchId,
-        /// The state to start from.
-        state: StateFrame,
+        /// The state to start from (boxed, as in [`Message::State`]).
+        state: Box<StateFrame>,
     },
     /// Application data arrived (see [`RepeaterNode::send_data`]).
     Data {
