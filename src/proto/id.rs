@@ -130,13 +130,31 @@ impl LamportClock {
 /// The name of a replicated object: its type tag and its name.
 ///
 /// On the wire: the array `[tag, name]`.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(from = "(Arc<str>, Arc<str>)", into = "(Arc<str>, Arc<str>)")]
 pub struct ObjectKey {
     /// The type tag (for example `demo.Frog`).
     pub tag: Arc<str>,
     /// The object's name, unique within its type (for example `kermit`).
     pub name: Arc<str>,
+}
+
+/// Keys compare by content; the same strings (a run of ops decoded from
+/// one link shares its key's) compare without reading them.
+impl PartialEq for ObjectKey {
+    fn eq(&self, other: &Self) -> bool {
+        let same = |a: &Arc<str>, b: &Arc<str>| Arc::ptr_eq(a, b) || a == b;
+        same(&self.tag, &other.tag) && same(&self.name, &other.name)
+    }
+}
+
+impl Eq for ObjectKey {}
+
+impl std::hash::Hash for ObjectKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.tag.hash(state);
+        self.name.hash(state);
+    }
 }
 
 impl From<(Arc<str>, Arc<str>)> for ObjectKey {
@@ -243,5 +261,19 @@ mod tests {
         let back: NodeId = ciborium::from_reader(&buf[..]).expect("valid CBOR");
         assert_eq!(back, id);
         assert_eq!(id.to_string(), "00000000deadbeef");
+    }
+
+    #[test]
+    fn keys_compare_and_hash_by_content() {
+        use std::hash::BuildHasher;
+        let a = ObjectKey::new("demo.Frog", "kermit");
+        let b = ObjectKey::new("demo.Frog", "kermit");
+        assert!(!Arc::ptr_eq(&a.name, &b.name));
+        assert_eq!(a, b);
+        assert_eq!(a, a.clone());
+        assert_ne!(a, ObjectKey::new("demo.Frog", "piggy"));
+        assert_ne!(a, ObjectKey::new("demo.Toad", "kermit"));
+        let hasher = std::collections::hash_map::RandomState::new();
+        assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b));
     }
 }
