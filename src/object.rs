@@ -116,9 +116,21 @@ impl<T: Replicated> ObjectCell<T> {
     }
 
     fn tell(&self, state: &T, op: &T::Op, delivery: Delivery) {
-        let id = delivery.op;
+        self.telling(|cell, observers| cell.tell_locked(observers, state, op, delivery));
+    }
+
+    /// Run `f` with the observers locked, marked as this cell's observers'
+    /// thread (see [`assert_not_in_observer`](Self::assert_not_in_observer)).
+    fn telling<R>(&self, f: impl FnOnce(&Self, &mut Observers<T>) -> R) -> R {
         let outer = NOTIFYING.with(|n| n.replace(self as *const Self as usize));
-        for (_, observer) in self.observers.lock().iter_mut() {
+        let out = f(self, &mut self.observers.lock());
+        NOTIFYING.with(|n| n.set(outer));
+        out
+    }
+
+    fn tell_locked(&self, observers: &mut Observers<T>, state: &T, op: &T::Op, delivery: Delivery) {
+        let id = delivery.op;
+        for (_, observer) in observers.iter_mut() {
             // A faulty observer must not stop replication: the op is already
             // applied, and the repeater must go on relaying.
             let call = AssertUnwindSafe(|| {
@@ -137,7 +149,6 @@ impl<T: Replicated> ObjectCell<T> {
                 tracing::error!(object = %self.key, op = %id, "an observer panicked: {why}");
             }
         }
-        NOTIFYING.with(|n| n.set(outer));
     }
 
     /// Panic with an explanation, rather than deadlock, when an observer of
@@ -175,14 +186,18 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
-        let mut changed = false;
-        for frame in frames {
-            let applied = deliver_frame(&mut replica, frame, |state, op, id| {
-                cell.notify(state, op, id, me)
-            });
-            changed |= applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
-            results.push(applied);
-        }
+        // The observers are locked once for the run, as the replica is.
+        let changed = cell.telling(|cell, observers| {
+            let mut changed = false;
+            for frame in frames {
+                let applied = deliver_frame(&mut replica, frame, |state, op, id| {
+                    cell.tell_locked(observers, state, op, Delivery::new(id, me, false))
+                });
+                changed |= applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
+                results.push(applied);
+            }
+            changed
+        });
         drop(replica);
         if changed {
             cell.bump();

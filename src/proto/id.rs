@@ -9,8 +9,28 @@ use serde::{Deserialize, Serialize};
 ///
 /// 32 bytes, so that a later release can derive it from the node's Ed25519
 /// public key; tests build small ids with [`NodeId::from_u64`].
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct NodeId(#[serde(with = "bytes32")] [u8; 32]);
+
+/// Ids order as their bytes do (lexicographically), compared two 16-byte
+/// words at a time: op ids compare their origins on every step of a search
+/// of the replica's log, and a `memcmp` call per step showed in profiles.
+impl Ord for NodeId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        let halves = |id: &Self| {
+            let (hi, lo) = id.0.split_at(16);
+            let word = |b: &[u8]| u128::from_be_bytes(b.try_into().unwrap_or([0; 16]));
+            (word(hi), word(lo))
+        };
+        halves(self).cmp(&halves(other))
+    }
+}
+
+impl PartialOrd for NodeId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl NodeId {
     /// The largest id (all bytes `0xff`): no real node has it; it bounds
@@ -275,5 +295,21 @@ mod tests {
         assert_ne!(a, ObjectKey::new("demo.Toad", "kermit"));
         let hasher = std::collections::hash_map::RandomState::new();
         assert_eq!(hasher.hash_one(&a), hasher.hash_one(&b));
+    }
+
+    proptest::proptest! {
+        /// Ids order exactly as their bytes do.
+        #[test]
+        fn node_ids_order_as_their_bytes(
+            a in proptest::array::uniform32(0u8..=255),
+            b in proptest::array::uniform32(0u8..=255),
+            cut in 0usize..32,
+        ) {
+            let mut c = a;
+            c[cut..].copy_from_slice(&b[cut..]);
+            for (x, y) in [(a, b), (a, c), (c, b), (a, a)] {
+                proptest::prop_assert_eq!(NodeId(x).cmp(&NodeId(y)), x.cmp(&y));
+            }
+        }
     }
 }
