@@ -88,8 +88,11 @@ pub struct Swim<P, R = StdRng> {
     /// This round's probe order; may hold stale ids, skipped when reached.
     probe_order: Vec<P>,
     probe_next: usize,
-    /// Members heard suspected, probed ahead of the round.
+    /// Members heard suspected, or doubted, probed ahead of the round.
     urgent: VecDeque<P>,
+    /// Alive members whose last probe failed: probed again at once, and
+    /// suspected only if that fails too (not gossiped, no event).
+    doubted: BTreeSet<P>,
     probe: Option<Probe<P>>,
     next_probe_at: Option<Time>,
     /// Indirect probes run for others, by our own `seq`.
@@ -134,6 +137,8 @@ struct Probe<P> {
     seq: u64,
     /// When to probe indirectly; `None` once done or acked.
     indirect_at: Option<Time>,
+    /// When to ping the target directly again; `None` once done or acked.
+    retry_at: Option<Time>,
     relays: Vec<P>,
     nacks: usize,
     acked: bool,
@@ -145,6 +150,8 @@ struct Relay<P> {
     requester: P,
     seq: u64,
     target: P,
+    /// When to ping the target again; `None` once done.
+    retry_at: Option<Time>,
     /// When to give up and answer `Nack`.
     nack_at: Time,
 }
@@ -178,6 +185,7 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             probe_order: Vec::new(),
             probe_next: 0,
             urgent: VecDeque::new(),
+            doubted: BTreeSet::new(),
             probe: None,
             next_probe_at: None,
             relays: BTreeMap::new(),
@@ -262,6 +270,7 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         self.probe_order.retain(|p| *p != id);
         self.probe_next = self.probe_next.min(self.probe_order.len());
         self.urgent.retain(|p| *p != id);
+        self.doubted.remove(&id);
         if self.probe.as_ref().is_some_and(|p| p.target == id) {
             self.probe = None;
         }
@@ -272,10 +281,15 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
     /// timer is pending.
     pub fn poll_timeout(&self) -> Option<Time> {
         let indirect = self.probe.as_ref().and_then(|p| p.indirect_at);
-        let relays = self.relays.values().map(|r| r.nack_at);
+        let retry = self.probe.as_ref().and_then(|p| p.retry_at);
+        let relays = self
+            .relays
+            .values()
+            .flat_map(|r| [Some(r.nack_at), r.retry_at]);
+        let relays = relays.flatten();
         let suspicions = self.members.values().filter_map(|m| m.suspicion.as_ref());
         let suspicions = suspicions.map(|s| s.deadline);
-        let timers = [self.next_probe_at, indirect].into_iter().flatten();
+        let timers = [self.next_probe_at, indirect, retry].into_iter().flatten();
         timers.chain(relays).chain(suspicions).min()
     }
 
@@ -298,6 +312,25 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         for relay in BTreeMap::into_values(silent) {
             let kind = SwimKind::Nack { seq: relay.seq };
             self.send(relay.requester, Some(relay.target), kind);
+        }
+        let retries: Vec<(u64, P)> = self
+            .relays
+            .iter_mut()
+            .filter(|(_, r)| due(r.retry_at))
+            .map(|(own, r)| {
+                r.retry_at = None;
+                (*own, r.target)
+            })
+            .collect();
+        for (own, target) in retries {
+            self.send(target, None, SwimKind::Ping { seq: own });
+        }
+        if due(self.probe.as_ref().and_then(|p| p.retry_at)) {
+            if let Some(probe) = self.probe.as_mut() {
+                probe.retry_at = None;
+                let (target, seq) = (probe.target, probe.seq);
+                self.send(target, None, SwimKind::Ping { seq });
+            }
         }
         if due(self.probe.as_ref().and_then(|p| p.indirect_at)) {
             self.probe_indirectly();
@@ -353,12 +386,15 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             let own = self.take_seq();
             // Lifeguard: nack in time for the requester's period to count it.
             let nack_at = now + self.config.probe_timeout.mul_f64(0.8);
+            // As the requester does, the helper pings again halfway.
+            let retry_at = Some(now + self.config.probe_timeout.mul_f64(0.4));
             self.relays.insert(
                 own,
                 Relay {
                     requester,
                     seq,
                     target,
+                    retry_at,
                     nack_at,
                 },
             );
@@ -371,6 +407,9 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             if !probe.acked && (probe.target == from || probe.relays.contains(&from)) {
                 probe.acked = true;
                 probe.indirect_at = None;
+                probe.retry_at = None;
+                let target = probe.target;
+                self.doubted.remove(&target);
                 self.adjust_health(-1);
             }
         } else if self.relays.get(&seq).is_some_and(|r| r.target == from) {
@@ -393,6 +432,16 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             asked => asked.saturating_sub(probe.nacks),
         };
         self.adjust_health(i64::try_from(missed).unwrap_or(i64::MAX));
+        let alive = self.state_of(probe.target) == Some(MemberState::Alive);
+        if alive && self.config.confirm_probe && self.doubted.insert(probe.target) {
+            // One failed probe under loss is common; two in a row of a
+            // live member, each with its retries and helpers, are not.
+            self.stats.doubts += 1;
+            self.urgent.retain(|p| *p != probe.target);
+            self.urgent.push_front(probe.target);
+            return;
+        }
+        self.doubted.remove(&probe.target);
         if let Some(member) = self.members.get(&probe.target) {
             if member.state == MemberState::Alive {
                 self.stats.suspicions_raised += 1;
@@ -423,12 +472,16 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             return;
         };
         let seq = self.take_seq();
-        let indirect_at = Some(now + self.scaled(self.config.probe_timeout));
+        let timeout = self.scaled(self.config.probe_timeout);
+        let indirect_at = Some(now + timeout);
+        // The direct ping is sent again halfway to the indirect phase.
+        let retry_at = Some(now + timeout / 2);
         let (relays, nacks, acked) = (Vec::new(), 0, false);
         self.probe = Some(Probe {
             target,
             seq,
             indirect_at,
+            retry_at,
             relays,
             nacks,
             acked,
@@ -442,7 +495,7 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
     /// Down members are not probed.
     fn next_target(&mut self) -> Option<P> {
         while let Some(id) = self.urgent.pop_front() {
-            if self.state_of(id) == Some(MemberState::Suspect) {
+            if self.state_of(id) == Some(MemberState::Suspect) || self.doubted.contains(&id) {
                 return Some(id);
             }
         }

@@ -116,6 +116,100 @@ fn silent_peer_is_suspected_then_down() {
     assert_eq!(a.state_of(2), Some(MemberState::Down));
 }
 
+/// A silent member is pinged again halfway to the indirect phase, and a
+/// failed probe only raises doubt: the member is probed again at once and
+/// suspected when that probe fails too.
+#[test]
+fn a_failed_probe_is_retried_and_confirmed_before_any_suspicion() {
+    let mut a = node(1, 3);
+    a.add_member(Time::ZERO, 2);
+    a.add_member(Time::ZERO, 3);
+    let (mut pings_to_2, mut suspected_at) = (Vec::new(), None);
+    while let Some(now) = a.poll_timeout() {
+        if now > at_secs(30) || suspected_at.is_some() {
+            break;
+        }
+        a.handle_timeout(now);
+        for (to, m) in drain(&mut a) {
+            match (to, m.kind) {
+                // 3 answers its pings; 2 never does, and 3 does not help.
+                (3, SwimKind::Ping { seq }) => {
+                    a.handle_message(now, 3, msg(SwimKind::Ack { seq }, vec![]))
+                }
+                (2, SwimKind::Ping { seq }) => pings_to_2.push((now, seq)),
+                _ => {}
+            }
+        }
+        let heard = events(&mut a);
+        assert!(
+            heard.iter().all(|e| *e == FailureEvent::Suspected(2)),
+            "{heard:?}"
+        );
+        if !heard.is_empty() {
+            suspected_at = Some(now);
+        }
+    }
+    let suspected_at = suspected_at.expect("2 is suspected in the end");
+    // Before that, two probes of 2 (three pings each: at once, halfway,
+    // and with the indirect phase), the second right after the first.
+    pings_to_2.retain(|(at, _)| *at < suspected_at);
+    let probes: BTreeSet<u64> = pings_to_2.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(probes.len(), 2, "{pings_to_2:?}");
+    assert_eq!(pings_to_2.len(), 6, "{pings_to_2:?}");
+    assert_eq!(pings_to_2[1].0.since(pings_to_2[0].0), ms(250));
+    assert_eq!(a.stats().doubts, 1);
+    assert_eq!(a.stats().suspicions_raised, 1);
+}
+
+/// Without the confirmation probe, one failed probe is a suspicion.
+#[test]
+fn without_confirmation_one_failed_probe_suspects() {
+    let config = SwimConfig {
+        confirm_probe: false,
+        ..SwimConfig::default()
+    };
+    let mut a = Swim::new(1u64, config, ChaCha8Rng::seed_from_u64(3)).expect("valid");
+    a.add_member(Time::ZERO, 2);
+    let mut pings = 0;
+    while let Some(now) = a.poll_timeout() {
+        a.handle_timeout(now);
+        let sent = drain(&mut a).len();
+        if !events(&mut a).is_empty() {
+            break;
+        }
+        pings += sent;
+    }
+    assert_eq!(pings, 3, "one probe: three pings, no helpers");
+    assert_eq!((a.stats().doubts, a.stats().suspicions_raised), (0, 1));
+}
+
+/// A helper pings the target again halfway to its nack.
+#[test]
+fn a_helper_retries_its_ping() {
+    let mut r = node(2, 5);
+    r.add_member(Time::ZERO, 1);
+    r.add_member(Time::ZERO, 3);
+    drain(&mut r);
+    let asked = at_secs(10);
+    r.handle_message(
+        asked,
+        1,
+        msg(SwimKind::PingReq { seq: 8, target: 3 }, vec![]),
+    );
+    let first = drain(&mut r);
+    let (3, SwimKind::Ping { seq: own }) = (first[0].0, first[0].1.kind) else {
+        panic!("{first:?}")
+    };
+    r.handle_timeout(asked + ms(200));
+    let again = drain(&mut r);
+    assert!(
+        again
+            .iter()
+            .any(|m| m.0 == 3 && m.1.kind == SwimKind::Ping { seq: own }),
+        "{again:?}"
+    );
+}
+
 /// Every member is probed once per round, and acks keep everyone alive.
 #[test]
 fn probes_go_round_robin() {
