@@ -12,27 +12,19 @@ mod common;
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
 
-use plexus::proto::hyparview::HyParViewConfig;
-use plexus::proto::node::RepeaterConfig;
 use plexus::proto::time::Time;
 use plexus::sim::{Harness, HarnessConfig};
 use plexus::{MembershipEvent, OpId};
 use rand::Rng;
 
-use common::{random_op, reference, settle, Doc, DocOp};
+use common::{overlay_repeater, random_op, reference, settle, Doc, DocOp};
 
 const N: usize = 100;
 const ACTIVE: usize = 5;
 
 fn config() -> HarnessConfig {
     HarnessConfig {
-        repeater: RepeaterConfig {
-            overlay: Some(HyParViewConfig {
-                shuffle_interval: Duration::from_secs(2),
-                ..HyParViewConfig::default()
-            }),
-            ..RepeaterConfig::default()
-        },
+        repeater: overlay_repeater(),
         ..HarnessConfig::default()
     }
 }

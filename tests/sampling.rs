@@ -11,13 +11,12 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use plexus::proto::hyparview::HyParViewConfig;
 use plexus::proto::node::RepeaterConfig;
 use plexus::proto::sampling::SamplingConfig;
 use plexus::sim::{Harness, HarnessConfig};
 use rand::Rng;
 
-use common::{settle, Doc};
+use common::{overlay_repeater, settle, Doc};
 
 const N: usize = 100;
 const VIEW: usize = 12;
@@ -26,15 +25,11 @@ const PERIOD: Duration = Duration::from_secs(1);
 fn config() -> HarnessConfig {
     HarnessConfig {
         repeater: RepeaterConfig {
-            overlay: Some(HyParViewConfig {
-                shuffle_interval: Duration::from_secs(2),
-                ..HyParViewConfig::default()
-            }),
             sampling: Some(SamplingConfig {
                 period: PERIOD,
                 ..SamplingConfig::balanced(VIEW)
             }),
-            ..RepeaterConfig::default()
+            ..overlay_repeater()
         },
         ..HarnessConfig::default()
     }

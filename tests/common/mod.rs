@@ -117,3 +117,14 @@ pub fn settle<T: Replicated>(
     }
     h.now().since(start)
 }
+
+/// The repeater of the overlay tests: HyParView on, shuffling every 2 s.
+pub fn overlay_repeater() -> plexus::proto::node::RepeaterConfig {
+    plexus::proto::node::RepeaterConfig {
+        overlay: Some(plexus::proto::hyparview::HyParViewConfig {
+            shuffle_interval: std::time::Duration::from_secs(2),
+            ..plexus::proto::hyparview::HyParViewConfig::default()
+        }),
+        ..plexus::proto::node::RepeaterConfig::default()
+    }
+}

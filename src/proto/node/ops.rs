@@ -15,8 +15,7 @@ use super::super::host::{Host, HostError};
 use super::super::message::{Message, OpFrame};
 use super::super::replica::Applied;
 use super::super::time::Time;
-use super::super::version::SeenSet;
-use super::{OutEvent, RepeaterNode, Route};
+use super::{OutEvent, RepeaterNode};
 
 /// The most ops handed to a replica in one call (its lock is held that
 /// long, and application threads wait to read it).
@@ -59,18 +58,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 self.departed.back(frame.id.origin);
             }
         }
-        if !self.objects.contains_key(&first.object) {
-            let route = Route {
-                slot: self.tree.slot(&first.object),
-                seen: SeenSet::default(),
-                host: None,
-            };
-            self.objects.insert(first.object.clone(), route);
-        }
+        let slot = self.route(&first.object).slot;
         let Some(route) = self.objects.get_mut(&first.object) else {
             return;
         };
-        let slot = route.slot;
         let mut fresh = std::mem::take(&mut self.fresh);
         fresh.clear();
         fresh.extend(run.iter().map(|f| route.seen.insert(f.id.origin, f.id.seq)));
