@@ -96,7 +96,7 @@ impl<T: Replicated> Replica<T> {
     fn void_after(&mut self, origin: NodeId, cut: u64) -> Vec<T::Op> {
         let lamport = self
             .log
-            .keys()
+            .ids()
             .find(|id| id.origin == origin && id.seq == cut)
             .map_or_else(|| self.frontier.map_or(0, |f| f.lamport), |id| id.lamport);
         self.seen.truncate(&origin, cut, lamport);
@@ -114,12 +114,8 @@ impl<T: Replicated> Replica<T> {
     /// before the first of them; returns them, in order, and where to
     /// replay from (`None` if none was picked).
     fn take_ops(&mut self, which: impl Fn(&OpId) -> bool) -> Option<Taken<T>> {
-        let ids: Vec<OpId> = self.log.keys().filter(|id| which(id)).copied().collect();
-        let first = *ids.first()?;
-        let ops = ids
-            .iter()
-            .filter_map(|id| self.log.remove(id).map(|op| (*id, op)))
-            .collect();
+        let ops = self.log.take_where(which);
+        let first = ops.first()?.0;
         Some((ops, self.rewind_before(first)))
     }
 

@@ -16,7 +16,6 @@
 //! what follows (see [`ReplicaConfig`]).
 
 use std::collections::{BTreeMap, VecDeque};
-use std::ops::Bound;
 
 use super::id::{LamportClock, NodeId, OpId};
 use super::replicated::{Operation, Replicated};
@@ -24,6 +23,9 @@ use super::stability::{Ack, AckTable};
 use super::version::{SeenSet, VersionVector};
 
 mod eviction;
+mod log;
+
+use log::OpLog;
 
 /// What [`Replica::apply`] did with an op.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,8 +151,8 @@ pub struct Replica<T: Replicated> {
     frontier: Option<OpId>,
     folded: VersionVector,
     current: T,
-    /// The tentative ops, by id (a B-tree: late ops insert in O(log n)).
-    log: BTreeMap<OpId, T::Op>,
+    /// The tentative ops, sorted by id (see [`OpLog`]).
+    log: OpLog<T::Op>,
     seen: SeenSet,
     clock: LamportClock,
     next_seq: u64,
@@ -184,7 +186,7 @@ impl<T: Replicated> Replica<T> {
             stable: initial,
             frontier: None,
             folded: VersionVector::default(),
-            log: BTreeMap::new(),
+            log: OpLog::default(),
             seen: SeenSet::default(),
             clock: LamportClock::default(),
             next_seq: 1,
@@ -231,7 +233,7 @@ impl<T: Replicated> Replica<T> {
         }
         let mut clock = LamportClock::default();
         clock.witness(state.lamport);
-        let mut log = BTreeMap::new();
+        let mut log = OpLog::default();
         for (id, op) in state.tentative {
             let void = state
                 .acks
@@ -384,11 +386,7 @@ impl<T: Replicated> Replica<T> {
             self.next_seq = id.seq + 1;
         }
         self.stats.applied += 1;
-        let last = self
-            .log
-            .last_key_value()
-            .map(|(id, _)| *id)
-            .or(self.frontier);
+        let last = self.log.last_id().or(self.frontier);
         if last.is_none_or(|last| id > last) {
             self.current.apply(&op);
             on_applied(&self.current, &op, id);
@@ -464,17 +462,16 @@ impl<T: Replicated> Replica<T> {
             since_checkpoint,
             ..
         } = self;
-        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
         *since_checkpoint = 0;
         let mut replayed = 0;
-        for (id, op) in log.range((from, Bound::Unbounded)) {
+        for (id, op) in log.after(after) {
             current.apply(op);
-            each(current, op, *id);
+            each(current, op, id);
             replayed += 1;
             *since_checkpoint += 1;
             if *since_checkpoint >= config.checkpoint_every {
                 *since_checkpoint = 0;
-                push_checkpoint(checkpoints, *config, *id, current);
+                push_checkpoint(checkpoints, *config, id, current);
             }
         }
         replayed
@@ -497,13 +494,9 @@ impl<T: Replicated> Replica<T> {
             return 0;
         }
         self.clock.witness(frontier.lamport);
-        let mut rest = self.log.split_off(&frontier);
-        if let Some(op) = rest.remove(&frontier) {
-            self.log.insert(frontier, op);
-        }
-        let folding = std::mem::replace(&mut self.log, rest);
-        let upto = folding.len();
-        for (id, op) in folding {
+        let mut upto = 0;
+        for (id, op) in self.log.drain_upto(frontier) {
+            upto += 1;
             self.stable.apply(&op);
             on_stable(&self.stable, &op, id);
             let folded = self.folded.0.entry(id.origin).or_insert(0);
@@ -622,7 +615,6 @@ impl<T: Replicated> Replica<T> {
             .take_while(move |_| ahead)
             .filter(move |(id, _)| self.is_shareable(id))
             .filter(move |(id, _)| id.seq > held.get(&id.origin))
-            .map(|(id, op)| (*id, op))
     }
 
     /// The origins of which this replica has seen ops past `held`.
@@ -706,15 +698,12 @@ impl<T: Replicated> Replica<T> {
     /// Provisional ops (made before this replica's new origin was
     /// admitted) are left out: they never leave the node as they are.
     pub fn tentative_ops(&self) -> impl Iterator<Item = (OpId, &T::Op)> + '_ {
-        self.log
-            .iter()
-            .filter(|(id, _)| self.is_shareable(id))
-            .map(|(id, op)| (*id, op))
+        self.log.iter().filter(|(id, _)| self.is_shareable(id))
     }
 
     /// The ids of the tentative ops, in order.
     pub fn tentative_ids(&self) -> impl Iterator<Item = OpId> + '_ {
-        self.log.keys().copied()
+        self.log.ids()
     }
 }
 
