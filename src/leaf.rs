@@ -1,15 +1,17 @@
 //! [`Leaf`]: a handle on this node's copy of a replicated object.
 
+use std::cell::RefCell;
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
 
+use bytes::{Bytes, BytesMut};
 use parking_lot::RwLockReadGuard;
 
 use crate::error::ShoutError;
 use crate::node::Node;
 use crate::object::{ObjectCell, ObserverId};
-use crate::proto::message::{encode_value, OpFrame};
+use crate::proto::message::{encode_into, EncodeError, OpFrame};
 use crate::proto::replica::{Replica, ReplicaStats};
 use crate::proto::{ObjectKey, OpId, Replicated};
 
@@ -107,7 +109,7 @@ impl<T: Replicated> Leaf<T> {
 
     fn shout_now(&self, op: T::Op) -> Result<OpId, ShoutError> {
         self.cell.assert_not_in_observer("Leaf::shout");
-        let payload = encode_value(&op, "op")?;
+        let payload = encode_payload(&op)?;
         let key = &self.cell.key;
         let len = payload.len() + key.tag.len() + key.name.len() + OpFrame::MAX_OVERHEAD;
         let max = self.node.config().max_frame;
@@ -122,7 +124,7 @@ impl<T: Replicated> Leaf<T> {
                 self.node.relay_local(OpFrame {
                     object: key.clone(),
                     id,
-                    payload: payload.into(),
+                    payload,
                 });
             }
             id
@@ -154,4 +156,34 @@ impl<T: Replicated> Leaf<T> {
             }
         }
     }
+}
+
+/// How much room a fresh payload block has; a payload that does not fit
+/// in what is left of the block starts a new one.
+const PAYLOAD_BLOCK: usize = 64 * 1024;
+
+thread_local! {
+    /// Per shouting thread: a scratch buffer to encode into, and the block
+    /// that encoded payloads are cut from.
+    static PAYLOADS: RefCell<(Vec<u8>, BytesMut)> = RefCell::new((Vec::new(), BytesMut::new()));
+}
+
+/// Encode an op's payload. Payloads are cut from a shared block, so a shout
+/// costs no allocation of its own (a `Bytes` made from a `Vec` allocates its
+/// shared header on the first clone, and the frame is cloned on its way);
+/// a block is freed when the last frame cut from it is.
+fn encode_payload<O: serde::Serialize>(op: &O) -> Result<Bytes, EncodeError> {
+    PAYLOADS.with_borrow_mut(|(scratch, block)| {
+        scratch.clear();
+        encode_into(op, scratch, "op")?;
+        if block.capacity() - block.len() < scratch.len() {
+            *block = BytesMut::with_capacity(PAYLOAD_BLOCK.max(scratch.len()));
+        }
+        block.extend_from_slice(scratch);
+        if scratch.capacity() > PAYLOAD_BLOCK {
+            // One huge op does not pin its size on the thread.
+            *scratch = Vec::new();
+        }
+        Ok(block.split().freeze())
+    })
 }

@@ -223,8 +223,11 @@ pub(crate) struct Dissemination<L> {
     lazy: BTreeSet<L>,
     keys: Vec<ObjectKey>,
     slots: HashMap<ObjectKey, Slot>,
-    /// Recent frames, oldest first. A graft scans them: grafts are rare,
-    /// ops are not, and a ring costs an op nothing but a push.
+    /// Whether each slot's object is hosted here (see [`Self::serve`]).
+    served: Vec<bool>,
+    /// Recent frames of objects not hosted here, oldest first. A graft
+    /// scans them: grafts are rare, ops are not, and a ring costs an op
+    /// nothing but a push.
     frames: VecDeque<(Group, OpFrame)>,
     /// Announced, not received.
     missing: FxHashMap<Group, Missing<L>>,
@@ -249,6 +252,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             lazy: BTreeSet::new(),
             keys: Vec::new(),
             slots: HashMap::new(),
+            served: Vec::new(),
             frames: VecDeque::new(),
             missing: FxHashMap::default(),
             graft_due: BTreeSet::new(),
@@ -273,8 +277,20 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         }
         let slot = Slot::try_from(self.keys.len()).unwrap_or(Slot::MAX);
         self.keys.push(object.clone());
+        self.served.push(false);
         self.slots.insert(object.clone(), slot);
         slot
+    }
+
+    /// The object of `slot` is hosted here from now on: its replica answers
+    /// grafts from its log, which holds every op not yet stable, so its
+    /// frames are no longer cached (a cached frame costs a copy, and keeps
+    /// the whole receive buffer it was cut from alive).
+    pub(crate) fn serve(&mut self, slot: Slot) {
+        if let Some(served) = self.served.get_mut(slot as usize) {
+            *served = true;
+        }
+        self.frames.retain(|((s, _), _)| *s != slot);
     }
 
     /// The slot of `object`, if it has one.
@@ -541,12 +557,19 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
                 self.flush_at = Some(now + self.config.ihave_interval);
             }
         }
+        let cached = (!self.is_served(slot)).then(|| frame.clone());
         if !eager.is_empty() {
             let n = eager.len() as u64;
             self.stats.pushed += n;
-            self.out.push_back((eager, Message::Op(frame.clone()), n));
+            self.out.push_back((eager, Message::Op(frame), n));
         }
-        self.keep(group, frame);
+        if let Some(frame) = cached {
+            self.keep(group, frame);
+        }
+    }
+
+    fn is_served(&self, slot: Slot) -> bool {
+        self.served.get(slot as usize) == Some(&true)
     }
 
     fn flush(&mut self) {

@@ -120,6 +120,23 @@ fn a_prune_makes_the_link_lazy_and_a_graft_eager_again() {
 }
 
 #[test]
+fn frames_of_a_hosted_object_are_not_cached() {
+    let (mut d, slot) = tree(&[1, 2]);
+    d.handle_prune(2);
+    d.broadcast(t(0), slot, frame(1));
+    // From now on the replica answers grafts; the cache lets go too.
+    d.serve(slot);
+    d.broadcast(t(1), slot, frame(2));
+    assert_eq!(drain(&mut d).len(), 2, "both ops still pushed eagerly");
+    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs, None);
+    assert!(drain(&mut d).is_empty(), "nothing cached to push");
+    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs, Some(vec![frame(2)]));
+    let out = drain(&mut d);
+    assert_eq!(out.len(), 1, "the replica's ops are pushed");
+    assert!(matches!(out[0].1, Message::Op(ref f) if f.id.seq == 2));
+}
+
+#[test]
 fn missing_runs_are_grafted_from_one_announcer_then_the_next() {
     let (mut d, slot) = tree(&[1, 2]);
     d.announced(t(0), 1, slot, runs(1, 4).remove(0).runs);

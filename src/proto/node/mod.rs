@@ -320,7 +320,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 }
             }
         }
-        self.route(&object).host = Some(host);
+        let route = self.route(&object);
+        route.host = Some(host);
+        let slot = route.slot;
+        self.tree.serve(slot);
     }
 
     /// A local op was made (and applied) on a hosted object: relay it.
