@@ -110,11 +110,6 @@ impl<T: Replicated> ObjectCell<T> {
         self.tell(state, op, Delivery::new(id, me, false));
     }
 
-    /// Tell every observer of this cell that `op` became stable.
-    fn notify_stable(&self, state: &T, op: &T::Op, id: OpId, me: NodeId) {
-        self.tell(state, op, Delivery::new(id, me, true));
-    }
-
     fn tell(&self, state: &T, op: &T::Op, delivery: Delivery) {
         self.telling(|cell, observers| cell.tell_locked(observers, state, op, delivery));
     }
@@ -214,7 +209,12 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
-        replica.refresh(|state, op, id| cell.notify_stable(state, op, id, me));
+        // The observers are locked once for every op folded, not per op.
+        cell.telling(|cell, observers| {
+            replica.refresh(|state, op, id| {
+                cell.tell_locked(observers, state, op, Delivery::new(id, me, true))
+            })
+        });
         replica.revision()
     }
 
@@ -226,7 +226,11 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
-        replica.merge_acks(acks, |state, op, id| cell.notify_stable(state, op, id, me));
+        cell.telling(|cell, observers| {
+            replica.merge_acks(acks, |state, op, id| {
+                cell.tell_locked(observers, state, op, Delivery::new(id, me, true))
+            })
+        });
     }
 
     fn repair(

@@ -71,7 +71,13 @@ impl<O> OpLog<O> {
             return;
         }
         // Some chunk ends at or after `id`: the first such holds its place.
-        let at = self.chunks.partition_point(|c| ends_before(c, id));
+        // Late ops mostly belong in the last chunk: look there first.
+        let n = self.chunks.len();
+        let at = if n > 1 && ends_before(&self.chunks[n - 2], id) {
+            n - 1
+        } else {
+            self.chunks.partition_point(|c| ends_before(c, id))
+        };
         let chunk = &mut self.chunks[at];
         match chunk.binary_search_by(|(e, _)| e.cmp(&id)) {
             Ok(i) => {
