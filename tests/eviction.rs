@@ -288,5 +288,24 @@ fn a_node_cut_off_past_the_period_comes_back_in_a_new_epoch_and_loses_nothing() 
             .count();
         assert_eq!(count, 1, "{name} applied once (seed {})", h.seed());
     }
+    // Nobody but the cut-off node was evicted: not by the rest, which all
+    // stayed linked, and not by the cut-off node itself, which heard from
+    // no one while away and learned on its return that it was the one gone.
+    for i in 0..n {
+        let host = h.host_of(i, "doc").expect("holds it");
+        let evicted: Vec<NodeId> = host
+            .lock()
+            .replica
+            .acks()
+            .evictions()
+            .map(|(o, _)| o)
+            .collect();
+        assert_eq!(
+            evicted,
+            vec![origin],
+            "node {i}'s evictions (seed {})",
+            h.seed()
+        );
+    }
     eprintln!("healed, re-stamped, settled in {rounds} rounds");
 }

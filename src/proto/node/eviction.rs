@@ -43,6 +43,11 @@ impl Departures {
         self.gone.remove(&peer);
     }
 
+    /// Forget every peer seen gone.
+    fn forget_all(&mut self) {
+        self.gone.clear();
+    }
+
     /// Whether `peer` is gone.
     fn is_gone(&self, peer: &NodeId) -> bool {
         self.gone.contains_key(peer)
@@ -120,12 +125,64 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// partition that is cut off from most of its peers waits for the heal
     /// instead of evicting the rest (which would be safe, but would make
     /// every node on the other side re-stamp its ops).
+    ///
+    /// "Hears from" means a message within the eviction period: a link can
+    /// stay up through a partition (until its idle timeout), and a node cut
+    /// off from every peer sees them declared down one by one. Counting the
+    /// ones not declared yet as live let such a node evict the first, with
+    /// a cut of what it held of that peer's ops: too low, since the others
+    /// had folded ops it never got, and the cut merges to the lowest.
     fn may_evict(&self) -> bool {
+        let Some(period) = self.config.evict_after else {
+            return false;
+        };
         let mut live: Vec<NodeId> = self.links.values().copied().collect();
         live.sort_unstable();
         live.dedup();
-        let live = live.iter().filter(|p| !self.departed.is_gone(p)).count();
+        let live = live
+            .iter()
+            .filter(|p| !self.departed.is_gone(p))
+            .filter(|p| {
+                self.heard
+                    .get(p)
+                    .is_some_and(|at| self.clock.since(*at) <= period)
+            })
+            .count();
         live > 0 && live >= self.departed.pending()
+    }
+
+    /// A message came from `from`'s peer.
+    pub(super) fn note_heard(&mut self, now: Time, from: L) {
+        if let Some(peer) = self.links.get(&from) {
+            self.heard.insert(*peer, now);
+        }
+    }
+
+    /// If this node learned from the exchange about `objects` that it was
+    /// evicted itself, it was the one cut off (or down): the departures it
+    /// saw in that time say nothing of who is gone, so forget them.
+    /// Evicting on them would be worse than wrong: its cut for a peer is
+    /// what it holds of that peer's ops, and while it was out of the
+    /// replica sets the others folded ops it never got, so that cut could
+    /// void ops already stable elsewhere. A peer that really is gone is
+    /// evicted by the nodes that stayed, or seen to go again.
+    pub(super) fn forget_departures_if_evicted<'a>(
+        &mut self,
+        objects: impl IntoIterator<Item = &'a ObjectKey>,
+    ) {
+        if self.departed.is_empty() {
+            return;
+        }
+        let evicted = objects.into_iter().any(|object| {
+            self.objects
+                .get(object)
+                .and_then(|r| r.host.as_deref())
+                .is_some_and(|h| h.awaits_admission())
+        });
+        if evicted {
+            tracing::info!("this node was evicted while away: forgetting the departures it saw");
+            self.departed.forget_all();
+        }
     }
 
     /// `peer` went: remember since when, and its origins in the hosted

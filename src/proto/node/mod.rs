@@ -98,6 +98,9 @@ pub struct RepeaterNode<L> {
     overlay: Option<Overlay>,
     /// Peers seen gone, for eviction.
     departed: Departures,
+    /// When each linked peer was last heard from (any message): the
+    /// eviction guard counts only peers heard from within the period.
+    heard: BTreeMap<NodeId, Time>,
     /// The latest time given to a `handle_*` call.
     clock: Time,
     /// Draws gossip partners; seeded from the node id, so runs replay.
@@ -174,6 +177,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             swim,
             overlay,
             departed: Departures::default(),
+            heard: BTreeMap::new(),
             clock: Time::ZERO,
             rng,
             out: VecDeque::new(),
@@ -292,6 +296,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(peer) = self.links.remove(&link) {
             self.membership.handle_link_down(peer);
             let last = link_to(&self.links, peer).is_none();
+            if last {
+                self.heard.remove(&peer);
+            }
             if let Some(overlay) = &mut self.overlay {
                 // Whether the link failed or was closed on purpose, the
                 // overlay replaces the neighbour; the failure detector
@@ -344,6 +351,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// A message arrived on `from`.
     pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
         self.clock = now;
+        self.note_heard(now, from);
         match msg {
             Message::Hello { .. } => {}
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
@@ -396,6 +404,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Snapshot(state) => {
                 let mut hosts = sorted_hosts(&mut self.objects);
                 self.anti_entropy.handle_snapshot(&state, &mut hosts);
+                self.forget_departures_if_evicted([&state.object]);
                 self.relay_restamped(now, [&state.object]);
             }
         }
@@ -442,7 +451,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             .anti_entropy
             .handle_digest(from, objects, flags, &mut hosts);
         self.send_all(from, replies);
-        // A peer's acks may have admitted a replica's new origin.
+        // A peer's acks may have evicted this node, or admitted a replica's
+        // new origin.
+        self.forget_departures_if_evicted(&keys);
         self.relay_restamped(now, &keys);
     }
 

@@ -26,6 +26,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// [`handle_message`](Self::handle_message) on each, but runs of ops on
     /// one object are delivered to its replica in one call.
     pub fn handle_messages(&mut self, now: Time, from: L, msgs: impl IntoIterator<Item = Message>) {
+        self.note_heard(now, from);
         let mut run = std::mem::take(&mut self.run);
         for msg in msgs {
             match msg {
