@@ -7,8 +7,10 @@
 //! that stops mid-frame or sends a frame that does not decode.
 
 use std::fmt;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -241,14 +243,30 @@ impl QuicInput {
         let QuicInput::Open(recv) = self else {
             return Ok(0);
         };
-        match recv.read_chunk(max, true).await {
+        let mut n = match recv.read_chunk(max, true).await {
             Ok(Some(chunk)) => {
                 buf.extend_from_slice(&chunk.bytes);
-                Ok(chunk.bytes.len())
+                chunk.bytes.len()
             }
-            Ok(None) => Ok(0),
-            Err(e) => Err(e.to_string()),
+            Ok(None) => return Ok(0),
+            Err(e) => return Err(e.to_string()),
+        };
+        // Take whatever else has arrived without waiting: quinn hands out a
+        // chunk per packet, and a reader that took one chunk per wake-up
+        // would send the repeater a batch of a few ops each time. The end
+        // of the stream, or an error, is left for the next call.
+        let mut cx = Context::from_waker(Waker::noop());
+        while n < max {
+            let mut next = std::pin::pin!(recv.read_chunk(max - n, true));
+            match next.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(Some(chunk))) => {
+                    buf.extend_from_slice(&chunk.bytes);
+                    n += chunk.bytes.len();
+                }
+                Poll::Ready(_) | Poll::Pending => break,
+            }
         }
+        Ok(n)
     }
 }
 
