@@ -222,6 +222,8 @@ pub(crate) struct RepeaterState {
     dials: mpsc::UnboundedSender<(NodeId, String)>,
     /// Reused for encoding outbound frames.
     scratch: Vec<u8>,
+    /// The links written to in this turn, to flush at its end.
+    written: Vec<LinkId>,
 }
 
 impl RepeaterState {
@@ -259,6 +261,7 @@ impl Actor for RepeaterActor {
             local_ops: Vec::new(),
             dials: args.dials,
             scratch: Vec::with_capacity(1024),
+            written: Vec::new(),
         };
         drain(&mut state);
         Ok(state)
@@ -416,8 +419,18 @@ impl Actor for RepeaterActor {
     }
 }
 
-/// Carry out every output event of the state machine.
+/// Carry out every output event of the state machine, then flush the
+/// links written to: a turn's frames leave in one write per link.
 fn drain(state: &mut RepeaterState) {
+    drain_events(state);
+    for link in std::mem::take(&mut state.written) {
+        if let Some(l) = state.links.get(&link) {
+            l.out.flush();
+        }
+    }
+}
+
+fn drain_events(state: &mut RepeaterState) {
     while let Some(event) = state.proto.poll_event() {
         match event {
             OutEvent::Send { to, msg } => send(state, &[to], &msg),
@@ -513,6 +526,9 @@ fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
             Some(l) => !l.out.push(&state.scratch),
             None => false,
         };
+        if !closed && !state.written.contains(link) {
+            state.written.push(*link);
+        }
         if closed {
             state.links.remove(link);
             let now = state.now();
