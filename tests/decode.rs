@@ -4,11 +4,12 @@
 
 mod common;
 
+use bytes::Bytes;
 use plexus::proto::dissemination::{ObjectRuns, SeqRun, TreeMsg};
 use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
 use plexus::proto::hyparview;
 use plexus::proto::message::{
-    encode_value, FetchId, Message, ObjectDigest, OpFrame, StateFrame, TentativeOp,
+    encode_value, Decoder, FetchId, Message, ObjectDigest, OpFrame, StateFrame, TentativeOp,
     DEFAULT_MAX_FRAME,
 };
 use plexus::proto::replica::Replica;
@@ -201,4 +202,41 @@ fn valid_frames_decode_through_every_layer() {
         Message::decode(&frame, DEFAULT_MAX_FRAME).expect("valid frame");
         decode_all_layers(&frame);
     }
+}
+
+/// An op frame whose object key is not UTF-8 is refused, also right after
+/// a good frame on the same object, whose key the decoder reuses when the
+/// bytes match.
+#[test]
+fn an_op_key_that_is_not_utf8_is_refused() {
+    let frame = |name: &str| {
+        Message::Op(OpFrame {
+            object: ObjectKey::new("test.Doc", name),
+            id: OpId {
+                lamport: 1,
+                origin: NodeId::from_u64(4),
+                seq: 1,
+            },
+            payload: encode_value(&DocOp::Push("x".into()), "op")
+                .expect("encodes")
+                .into(),
+        })
+        .encode(DEFAULT_MAX_FRAME)
+        .expect("encodes")
+    };
+    let good = frame("ab");
+    let mut bad = frame("ab");
+    let at = bad
+        .windows(2)
+        .position(|w| w == b"ab")
+        .expect("the name is in the frame");
+    bad[at + 1] = 0xff;
+    let mut decoder = Decoder::new(DEFAULT_MAX_FRAME);
+    assert!(decoder.decode(&Bytes::from(good.clone())).is_ok());
+    assert!(decoder.decode(&Bytes::from(bad.clone())).is_err());
+    assert!(Message::decode(&bad, DEFAULT_MAX_FRAME).is_err());
+    assert!(
+        decoder.decode(&Bytes::from(good)).is_ok(),
+        "the decoder goes on"
+    );
 }

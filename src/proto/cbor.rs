@@ -91,6 +91,11 @@ pub(crate) struct Reader<'a> {
     pos: usize,
 }
 
+/// The bytes of a text string as a `str`, if they are UTF-8.
+pub(crate) fn utf8(raw: &[u8]) -> Result<&str, CborError> {
+    std::str::from_utf8(raw).map_err(|_| CborError::Utf8)
+}
+
 impl<'a> Reader<'a> {
     /// Read `buf` from `pos`.
     pub(crate) fn new(buf: &'a Bytes, pos: usize) -> Self {
@@ -155,10 +160,16 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    /// A text string's bytes, not yet checked to be UTF-8 (for a caller
+    /// that compares them with a known string first; see [`utf8`]).
+    pub(crate) fn text_raw(&mut self) -> Result<&'a [u8], CborError> {
+        self.string(TEXT, "a text string")
+    }
+
     /// A text string, borrowed.
+    #[cfg(test)]
     pub(crate) fn text(&mut self) -> Result<&'a str, CborError> {
-        let raw = self.string(TEXT, "a text string")?;
-        std::str::from_utf8(raw).map_err(|_| CborError::Utf8)
+        self.text_raw().and_then(utf8)
     }
 
     /// A byte string, as a slice of the buffer (no copy).

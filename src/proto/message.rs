@@ -415,12 +415,14 @@ impl Decoder {
     }
 
     fn op_body(&mut self, r: &mut Reader<'_>) -> Result<OpFrame, CborError> {
-        let tag = r.text()?;
-        let name = r.text()?;
+        let tag = r.text_raw()?;
+        let name = r.text_raw()?;
+        // Ops come in runs on one object: the same bytes as the last key
+        // are that key, already checked.
         let object = match &self.last_key {
-            Some(k) if *k.tag == *tag && *k.name == *name => k.clone(),
+            Some(k) if k.tag.as_bytes() == tag && k.name.as_bytes() == name => k.clone(),
             _ => {
-                let k = ObjectKey::new(tag, name);
+                let k = ObjectKey::new(cbor::utf8(tag)?, cbor::utf8(name)?);
                 self.last_key = Some(k.clone());
                 k
             }
