@@ -9,6 +9,10 @@
 //!   tentative ops: a rollback to the nearest checkpoint;
 //! * `apply/commutative_late/N`: a late commutative op beside N tentative ops
 //!   (no replay);
+//! * `apply/three_writers`: commutative ops of three writers, one of them
+//!   512 Lamport ticks ahead of the other two (as under quicbench's load,
+//!   where a node's own burst runs ahead of what arrives), folded as they
+//!   go: most ops land hundreds of places before the end of the log;
 //! * `codec/*`: CBOR encode and decode of an op frame with a 64-byte argument.
 
 // criterion_group! generates undocumented public functions.
@@ -28,6 +32,7 @@ use common::{Doc, DocOp};
 
 const A: NodeId = NodeId::from_u64(1);
 const B: NodeId = NodeId::from_u64(2);
+const C: NodeId = NodeId::from_u64(3);
 
 fn id(lamport: u64, origin: NodeId, seq: u64) -> OpId {
     OpId {
@@ -98,6 +103,21 @@ fn apply(c: &mut Criterion) {
             );
         });
     }
+    g.bench_function("three_writers", |b| {
+        const AHEAD: u64 = 512;
+        let mut r = Replica::new(A, Doc::default());
+        let mut t = 0u64;
+        b.iter(|| {
+            t += 1;
+            for (lamport, origin) in [(t + AHEAD, A), (t, B), (t, C)] {
+                let outcome = r.apply(id(lamport, origin, t), DocOp::Add(1), |_, _, _| {});
+                black_box(outcome).expect("op applies");
+            }
+            if t % 256 == 0 && t > 2 * AHEAD {
+                r.advance_stable(id(t - AHEAD, C, u64::MAX), |_, _, _| {});
+            }
+        });
+    });
     g.finish();
 }
 
