@@ -222,8 +222,6 @@ pub(crate) struct RepeaterState {
     dials: mpsc::UnboundedSender<(NodeId, String)>,
     /// Reused for encoding outbound frames.
     scratch: Vec<u8>,
-    /// The links written to in this turn, to flush at its end.
-    written: Vec<LinkId>,
 }
 
 impl RepeaterState {
@@ -261,7 +259,6 @@ impl Actor for RepeaterActor {
             local_ops: Vec::new(),
             dials: args.dials,
             scratch: Vec::with_capacity(1024),
-            written: Vec::new(),
         };
         drain(&mut state);
         Ok(state)
@@ -419,18 +416,8 @@ impl Actor for RepeaterActor {
     }
 }
 
-/// Carry out every output event of the state machine, then flush the
-/// links written to: a turn's frames leave in one write per link.
+/// Carry out every output event of the state machine.
 fn drain(state: &mut RepeaterState) {
-    drain_events(state);
-    for link in std::mem::take(&mut state.written) {
-        if let Some(l) = state.links.get(&link) {
-            l.out.flush();
-        }
-    }
-}
-
-fn drain_events(state: &mut RepeaterState) {
     while let Some(event) = state.proto.poll_event() {
         match event {
             OutEvent::Send { to, msg } => send(state, &[to], &msg),
@@ -526,9 +513,6 @@ fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
             Some(l) => !l.out.push(&state.scratch),
             None => false,
         };
-        if !closed && !state.written.contains(link) {
-            state.written.push(*link);
-        }
         if closed {
             state.links.remove(link);
             let now = state.now();

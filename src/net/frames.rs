@@ -6,17 +6,12 @@
 //! link's [`Outbox`] under a short lock and wakes the writer only when the
 //! outbox was empty; the writer takes everything queued in one swap and
 //! writes it in one call. So a burst of ops costs one wake-up and one write
-//! per link, not one per op. An outbox over a stream that can take bytes
-//! without waiting (QUIC's, see [`DirectStream`]) does better: the
-//! repeater [`flush`](Outbox::flush)es it at the end of its turn, writing
-//! the turn's frames straight into the stream while the writer is idle, so
-//! the writer task wakes only when the stream pushes back. The reading side, [`Inbound`], cuts frames out
+//! per link, not one per op. The reading side, [`Inbound`], cuts frames out
 //! of whatever the transport delivered and decodes them all at once, so the
 //! repeater gets one batch per read, not one message per frame.
 
 use std::fmt;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker};
 
 use bytes::{Buf, Bytes, BytesMut};
 use parking_lot::Mutex;
@@ -34,16 +29,6 @@ const READ_CHUNK: usize = 64 * 1024;
 /// Below this much free room, the read buffer is replaced before a read.
 const MIN_ROOM: usize = 4 * 1024;
 
-/// A stream an outbox can write to from any thread, without waiting.
-pub(crate) trait DirectStream: Send + 'static {
-    /// Write a prefix of `buf` if the stream takes bytes now, returning
-    /// how many; `Pending` (with `cx` woken later) when it pushes back.
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, String>>;
-
-    /// No more bytes: finish the stream.
-    fn finish(&mut self);
-}
-
 /// The frames queued for one link, and the writer's wake-up.
 #[derive(Default)]
 pub(crate) struct Outbox {
@@ -57,12 +42,6 @@ struct OutboxState {
     /// The writer's last buffer, handed back so its capacity is reused.
     spare: Vec<u8>,
     closed: bool,
-    /// The stream behind the outbox, when [`Outbox::flush`] may write to
-    /// it directly.
-    direct: Option<Box<dyn DirectStream>>,
-    /// The writer holds a batch it has not written yet: nobody else may
-    /// write until it is done, or bytes would pass each other.
-    writing: bool,
 }
 
 impl fmt::Debug for Outbox {
@@ -81,17 +60,6 @@ impl Outbox {
         Arc::new(Self::default())
     }
 
-    /// An empty, open outbox over `stream`: frames pushed wait for a
-    /// [`flush`](Self::flush), which writes them into the stream at once
-    /// when it can; the writer task ([`take`](Self::take) and
-    /// [`poll_write`](Self::poll_write)) writes only what the stream did not
-    /// take.
-    pub(crate) fn direct(stream: Box<dyn DirectStream>) -> Arc<Self> {
-        let outbox = Self::default();
-        outbox.state.lock().direct = Some(stream);
-        Arc::new(outbox)
-    }
-
     /// Queue one frame. `false` if the outbox is closed (the link is gone).
     pub(crate) fn push(&self, frame: &[u8]) -> bool {
         let Ok(len) = u32::try_from(frame.len()) else {
@@ -101,70 +69,15 @@ impl Outbox {
         if s.closed {
             return false;
         }
-        // A direct outbox waits for its flush.
-        let wake = s.buf.is_empty() && s.direct.is_none();
+        let was_empty = s.buf.is_empty();
         s.buf.reserve(PREFIX + frame.len());
         s.buf.extend_from_slice(&len.to_be_bytes());
         s.buf.extend_from_slice(frame);
         drop(s);
-        if wake {
+        if was_empty {
             self.ready.notify_one();
         }
         true
-    }
-
-    /// Send what was pushed: straight into the stream of a direct outbox
-    /// whose writer is idle, as much as the stream takes now; the writer is
-    /// woken for whatever is left. Nothing to do for other outboxes (their
-    /// writer was woken by the push).
-    pub(crate) fn flush(&self) {
-        let mut s = self.state.lock();
-        if s.buf.is_empty() || s.writing || s.closed {
-            // The writer takes it (it is busy, or closing the stream).
-            return;
-        }
-        let OutboxState { buf, direct, .. } = &mut *s;
-        let Some(stream) = direct.as_mut() else {
-            return;
-        };
-        // No waker: if the stream pushes back, the writer takes over and
-        // waits with its own.
-        let mut cx = Context::from_waker(Waker::noop());
-        let mut written = 0;
-        while written < buf.len() {
-            match stream.poll_write(&mut cx, &buf[written..]) {
-                Poll::Ready(Ok(n)) if n > 0 => written += n,
-                // Blocked, or failed: the writer finds out and deals with it.
-                _ => break,
-            }
-        }
-        buf.drain(..written);
-        let rest = !buf.is_empty();
-        drop(s);
-        if rest {
-            self.ready.notify_one();
-        }
-    }
-
-    /// The writer's write of `buf` into a direct outbox's stream (see
-    /// [`DirectStream::poll_write`]).
-    pub(crate) fn poll_write(
-        &self,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<Result<usize, String>> {
-        match self.state.lock().direct.as_mut() {
-            Some(stream) => stream.poll_write(cx, buf),
-            None => Poll::Ready(Err("not a direct outbox".into())),
-        }
-    }
-
-    /// Finish a direct outbox's stream (the writer, once closed and
-    /// drained).
-    pub(crate) fn finish(&self) {
-        if let Some(stream) = self.state.lock().direct.as_mut() {
-            stream.finish();
-        }
     }
 
     /// Wait for queued bytes and take them all; `None` once the outbox is
@@ -175,7 +88,6 @@ impl Outbox {
                 let mut s = self.state.lock();
                 if !s.buf.is_empty() {
                     let spare = std::mem::take(&mut s.spare);
-                    s.writing = true;
                     return Some(std::mem::replace(&mut s.buf, spare));
                 }
                 if s.closed {
@@ -191,7 +103,6 @@ impl Outbox {
     pub(crate) fn recycle(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut s = self.state.lock();
-        s.writing = false;
         if s.spare.capacity() < buf.capacity() {
             s.spare = buf;
         }
@@ -417,61 +328,6 @@ mod tests {
         let outbox = Outbox::new();
         let inbound = Inbound::new(Input::Memory(outbox.clone()), DEFAULT_MAX_FRAME);
         (outbox, inbound)
-    }
-
-    /// A stream that takes at most `room` bytes, then pushes back until
-    /// given more room.
-    struct Tight {
-        room: Arc<Mutex<usize>>,
-        got: Arc<Mutex<Vec<u8>>>,
-    }
-
-    impl DirectStream for Tight {
-        fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, String>> {
-            let mut room = self.room.lock();
-            if *room == 0 {
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
-            let n = buf.len().min(*room);
-            *room -= n;
-            self.got.lock().extend_from_slice(&buf[..n]);
-            Poll::Ready(Ok(n))
-        }
-
-        fn finish(&mut self) {}
-    }
-
-    #[tokio::test]
-    async fn a_direct_outbox_writes_at_the_flush_and_leaves_the_rest_to_the_writer() {
-        let room = Arc::new(Mutex::new(10));
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let outbox = Outbox::direct(Box::new(Tight {
-            room: room.clone(),
-            got: got.clone(),
-        }));
-        assert!(outbox.push(b"abc"));
-        assert!(got.lock().is_empty(), "nothing leaves before the flush");
-        outbox.flush();
-        assert_eq!(&got.lock()[..], b"\0\0\0\x03abc", "written at the flush");
-        // The stream takes 3 more bytes only: the writer gets the rest,
-        // and a flush while it holds its batch writes nothing.
-        assert!(outbox.push(b"defgh"));
-        outbox.flush();
-        assert_eq!(got.lock().len(), 10);
-        let batch = outbox.take().await.expect("the rest is queued");
-        assert_eq!(&batch[..], b"\x05defgh");
-        assert!(outbox.push(b"i"));
-        *room.lock() = 100;
-        outbox.flush();
-        assert_eq!(got.lock().len(), 10, "the writer writes first");
-        let written = std::future::poll_fn(|cx| outbox.poll_write(cx, &batch)).await;
-        assert_eq!(written, Ok(batch.len()));
-        outbox.recycle(batch);
-        outbox.flush();
-        let mut expected = b"\0\0\0\x03abc\0\0\0\x05defgh".to_vec();
-        expected.extend_from_slice(b"\0\0\0\x01i");
-        assert_eq!(&got.lock()[..], &expected[..], "every byte once, in order");
     }
 
     #[tokio::test]

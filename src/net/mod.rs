@@ -288,7 +288,6 @@ pub(crate) async fn handshake(
     if !conn.out.push(&hello) {
         return Err(LinkError::Handshake("connection closed".into()));
     }
-    conn.out.flush();
     let first = tokio::time::timeout(timeout, conn.inbound.next())
         .await
         .map_err(|_| LinkError::HandshakeTimeout(timeout))?

@@ -21,7 +21,7 @@ use crate::proto::NodeId;
 use crate::tls::{self, Identity, Trust};
 
 use super::faults::{self, Faults};
-use super::frames::{DirectStream, Inbound, Input, Outbox};
+use super::frames::{Inbound, Input, Outbox};
 use super::{CloseHandle, Connection};
 
 /// The application error code sent when Plexus closes a connection on
@@ -205,8 +205,8 @@ async fn establish(
         .open_uni()
         .await
         .map_err(|e| LinkError::Handshake(format!("could not open a stream: {e}")))?;
-    let out = Outbox::direct(Box::new(send));
-    tokio::spawn(write_frames(connection.clone(), out.clone()));
+    let out = Outbox::new();
+    tokio::spawn(write_frames(connection.clone(), send, out.clone()));
     tracing::debug!(remote = %connection.remote_address(), %peer, outbound, "QUIC connection up");
     Ok(Connection {
         out,
@@ -270,39 +270,19 @@ impl QuicInput {
     }
 }
 
-/// Write what the repeater's flushes left in the outbox (what the stream
-/// did not take at once), one batch at a time, until it closes.
-async fn write_frames(connection: quinn::Connection, out: Arc<Outbox>) {
+/// Write whatever the outbox holds, one write per batch, until it closes.
+async fn write_frames(connection: quinn::Connection, mut send: SendStream, out: Arc<Outbox>) {
     while let Some(batch) = out.take().await {
-        let mut written = 0;
-        while written < batch.len() {
-            match std::future::poll_fn(|cx| out.poll_write(cx, &batch[written..])).await {
-                Ok(n) => written += n,
-                Err(e) => {
-                    tracing::debug!(error = %e, "write failed; connection closing");
-                    out.close();
-                    return;
-                }
-            }
+        if let Err(e) = send.write_all(&batch).await {
+            tracing::debug!(error = %e, "write failed; connection closing");
+            out.close();
+            return;
         }
         out.recycle(batch);
     }
     // The node dropped the link: finish the stream and close politely.
-    out.finish();
+    let _ = send.finish();
     connection.close(VarInt::from_u32(CLOSE_CODE), b"link closed");
-}
-
-impl DirectStream for SendStream {
-    fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<Result<usize, String>> {
-        // quinn's `write` resolves at once unless flow control blocks it,
-        // and then registers `cx`'s waker.
-        let mut write = std::pin::pin!(self.write(buf));
-        write.as_mut().poll(cx).map_err(|e| e.to_string())
-    }
-
-    fn finish(&mut self) {
-        let _ = SendStream::finish(self);
-    }
 }
 
 /// The peer id a QUIC connection authenticated, for the hello check.
