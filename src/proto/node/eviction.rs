@@ -48,6 +48,20 @@ impl Departures {
         self.gone.clear();
     }
 
+    /// This node heard from a peer at `now`, and before that from nobody
+    /// since `silent_since`: the peers it saw go in that silence went while
+    /// it heard from no one at all, which is what a node cut off from the
+    /// rest sees. Their period starts again now, so that those that are
+    /// back have time to show it (a link, an op, SWIM's word) before they
+    /// are evicted.
+    fn restart_silent(&mut self, silent_since: Time, now: Time) {
+        for d in self.gone.values_mut() {
+            if !d.evicted && d.since > silent_since {
+                d.since = now;
+            }
+        }
+    }
+
     /// Whether `peer` is gone.
     fn is_gone(&self, peer: &NodeId) -> bool {
         self.gone.contains_key(peer)
@@ -155,6 +169,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub(super) fn note_heard(&mut self, now: Time, from: L) {
         if let Some(peer) = self.links.get(&from) {
             self.heard.insert(*peer, now);
+            if !self.departed.is_empty() {
+                self.departed.restart_silent(self.heard_any, now);
+            }
+            self.heard_any = now;
         }
     }
 

@@ -101,6 +101,8 @@ pub struct RepeaterNode<L> {
     /// When each linked peer was last heard from (any message): the
     /// eviction guard counts only peers heard from within the period.
     heard: BTreeMap<NodeId, Time>,
+    /// When any linked peer was last heard from.
+    heard_any: Time,
     /// The latest time given to a `handle_*` call.
     clock: Time,
     /// Draws gossip partners; seeded from the node id, so runs replay.
@@ -178,6 +180,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             overlay,
             departed: Departures::default(),
             heard: BTreeMap::new(),
+            heard_any: Time::ZERO,
             clock: Time::ZERO,
             rng,
             out: VecDeque::new(),
