@@ -255,3 +255,38 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn t(s: u64) -> Time {
+        Time::from_micros(s * 1_000_000)
+    }
+
+    #[test]
+    fn departures_seen_in_silence_start_again_when_a_peer_is_heard() {
+        let period = Duration::from_secs(10);
+        let (a, b) = (NodeId::from_u64(1), NodeId::from_u64(2));
+        let mut d = Departures::default();
+        // Last heard from anyone at 1 s; `a` went at 3 s, in the silence.
+        d.gone(a, t(3), BTreeSet::new());
+        d.restart_silent(t(1), t(20));
+        assert_eq!(d.next_due(period), Some(t(30)), "a's period starts again");
+        // `b` went at 25 s, while peers were still heard (last at 26 s).
+        d.gone(b, t(25), BTreeSet::new());
+        d.restart_silent(t(26), t(27));
+        assert_eq!(d.next_due(period), Some(t(30)));
+        assert_eq!(d.due(t(29), period).1, 0, "a is not due at 13 s");
+        assert_eq!(d.due(t(30), period).1, 1, "a, at 30 s");
+        assert_eq!(
+            d.next_due(period),
+            Some(t(35)),
+            "b's period was not restarted"
+        );
+        d.forget_all();
+        assert!(d.is_empty());
+    }
+}
