@@ -279,7 +279,11 @@ mod tests {
         d.gone(b, t(25), BTreeSet::new());
         d.restart_silent(t(26), t(27));
         assert_eq!(d.next_due(period), Some(t(30)));
-        assert_eq!(d.due(t(29), period).1, 0, "a is not due at 13 s");
+        assert_eq!(
+            d.due(t(29), period).1,
+            0,
+            "a is not due before 30 s (13 s without the restart)"
+        );
         assert_eq!(d.due(t(30), period).1, 1, "a, at 30 s");
         assert_eq!(
             d.next_due(period),
