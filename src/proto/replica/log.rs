@@ -8,9 +8,10 @@
 //!
 //! * an in-order op is a push onto the last chunk (a new chunk every
 //!   [`CHUNK`] ops: one allocation per chunk, not per op);
-//! * a late op finds its chunk by binary search over the chunks' last ids,
-//!   then its place inside; it shifts at most `2 * CHUNK` entries, and a
-//!   chunk that grows to that splits in two;
+//! * a late op finds its chunk by a search over the chunks' last ids that
+//!   gallops from the back (late ops land near the end), then its place
+//!   inside by binary search; it shifts fewer than `2 * CHUNK` entries,
+//!   and a chunk that grows to that splits in two;
 //! * folding pops whole chunks off the front;
 //! * a walk in order (a replay, an export) scans the chunks' contiguous
 //!   memory.
