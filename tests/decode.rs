@@ -103,7 +103,12 @@ fn valid_frames() -> Vec<Vec<u8>> {
                 last: 7,
             }],
         }])),
-        Message::Tree(TreeMsg::Prune),
+        Message::Tree(TreeMsg::Prune(vec![NodeId::from_u64(4)])),
+        Message::Tree(TreeMsg::Eager(vec![NodeId::from_u64(4)])),
+        Message::Tree(TreeMsg::Lazy(vec![
+            NodeId::from_u64(4),
+            NodeId::from_u64(5),
+        ])),
         Message::Overlay(hyparview::Message::Shuffle {
             origin: hyparview::Contact {
                 id: NodeId::from_u64(5),

@@ -119,6 +119,65 @@ fn dense_graph_with_many_cycles_delivers_every_shout_once() {
     shouts_reach_everyone_once(h, 80);
 }
 
+/// Among peers linked to each other, each origin's ops take its own tree:
+/// once every peer has shouted once, an op reaches every other peer over
+/// its direct link (one latency, one message per peer), whoever shouts.
+#[test]
+fn a_full_mesh_gives_every_origin_a_one_hop_tree() {
+    let latency = std::time::Duration::from_millis(10);
+    let config = HarnessConfig {
+        min_latency: latency,
+        max_latency: latency,
+        ..HarnessConfig::default()
+    };
+    let n = 4;
+    let mut h: Harness<Doc> = Harness::from_env(n, config);
+    for a in 0..n {
+        for b in a + 1..n {
+            h.link(a, b);
+        }
+    }
+    for i in 0..n {
+        h.create(i, "doc", Doc::default());
+    }
+    h.drive();
+    let mut ops = Vec::new();
+    // One shout per origin: the trees settle.
+    for i in 0..n {
+        let op = random_op(h.rng());
+        ops.push((h.shout(i, "doc", op.clone()), op));
+        h.drive();
+    }
+    let sent = |h: &Harness<Doc>| h.traffic().get("op").map_or(0, |t| t.messages);
+    let before = sent(&h);
+    let rounds = 5;
+    for _ in 0..rounds {
+        for i in 0..n {
+            let op = random_op(h.rng());
+            let id = h.shout(i, "doc", op.clone());
+            ops.push((id, op));
+            // Just over one link's latency: the far peers have it already.
+            h.run_for(latency + std::time::Duration::from_micros(100));
+            for j in (0..n).filter(|j| *j != i) {
+                let host = h.host_of(j, "doc").expect("held");
+                assert!(
+                    host.lock().fired.contains(&id),
+                    "node {j} lacks node {i}'s op after one hop (seed {})",
+                    h.seed()
+                );
+            }
+            h.drive();
+        }
+    }
+    assert_eq!(
+        sent(&h) - before,
+        (rounds * n * (n - 1)) as u64,
+        "one op message per peer, no relays (seed {})",
+        h.seed()
+    );
+    assert_converged(&h, "doc", ops);
+}
+
 #[test]
 fn relays_forward_ops_of_objects_they_do_not_hold() {
     // A - B - C, and only A and C hold the object: B relays it opaquely.

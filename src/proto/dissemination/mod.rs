@@ -16,7 +16,14 @@
 //!   the grafting node, makes the link eager. The tree is mended on the
 //!   spot; each further expiry (`graft_timeout_2`) asks the next announcer.
 //!
-//! The difference from the paper is the unit of bookkeeping. Ops of one
+//! Each origin's ops follow a tree of their own (the `trees` submodule):
+//! one tree for all is a chain among three peers linked to each other, and
+//! the far end's ops would take two hops. A new origin's tree starts from a
+//! shared tree that learns from every prune and graft, and a neighbour of
+//! the origin takes the origin's ops straight from it ([`TreeMsg::Eager`],
+//! [`TreeMsg::Lazy`]), so in a full mesh every origin's tree is a star.
+//!
+//! The other difference from the paper is the unit of bookkeeping. Ops of one
 //! origin on one object are numbered 1, 2, 3, ..., so an announcement is a
 //! *run* `[origin, first, last]` per object ([`ObjectRuns`]): a burst of a
 //! thousand ops is announced in a few bytes. "Have I got it" is the
@@ -40,6 +47,7 @@
 //! numbers it names.
 
 mod missing;
+mod trees;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::hash::Hash;
@@ -53,6 +61,7 @@ use super::message::{Message, OpFrame};
 use super::time::Time;
 use missing::Missing;
 use smallvec::{smallvec, SmallVec};
+use trees::{Shortcut, Trees};
 
 /// The links a message goes to: most go to one or two, kept inline.
 pub(crate) type Targets<L> = SmallVec<[L; 2]>;
@@ -136,8 +145,18 @@ pub enum TreeMsg {
     IHave(Vec<ObjectRuns>),
     /// "Send me these ops, and make our link eager."
     Graft(Vec<ObjectRuns>),
-    /// "I got your op from elsewhere first: make our link lazy."
-    Prune,
+    /// "I got ops of these origins from elsewhere first: only announce
+    /// them to me." Both ends make the link lazy in those origins' trees
+    /// and in the shared tree (see the `trees` module).
+    Prune(Vec<NodeId>),
+    /// "I am linked to these origins themselves and take their ops
+    /// straight from them: push them to me." Sent to the origin; only its
+    /// own tree changes.
+    Eager(Vec<NodeId>),
+    /// "I take these origins' ops over another link now: only announce
+    /// them to me." Sent with [`TreeMsg::Eager`] to the link that was the
+    /// tree's; only the origins' trees change.
+    Lazy(Vec<NodeId>),
 }
 
 /// Settings of op dissemination.
@@ -169,6 +188,11 @@ pub struct DisseminationConfig {
     /// The most missing runs tracked per object and origin; announcements
     /// past it are left to anti-entropy. Default: 4,096.
     pub max_missing_runs: usize,
+    /// How many origins get a broadcast tree of their own (about 100 bytes
+    /// each); the least recently heard go when there are more, and their
+    /// ops follow the shared tree until they get one again. Zero keeps the
+    /// paper's single tree. Default: 4,096.
+    pub max_trees: usize,
 }
 
 impl Default for DisseminationConfig {
@@ -181,6 +205,7 @@ impl Default for DisseminationConfig {
             ihave_batch: 256,
             max_cached_ops: 1 << 16,
             max_missing_runs: 4096,
+            max_trees: 4096,
         }
     }
 }
@@ -202,11 +227,24 @@ pub struct TreeStats {
     pub grafts_sent: u64,
     /// Ops asked for in them.
     pub ops_grafted: u64,
+    /// Times a neighbour of an op's origin took the origin's ops straight
+    /// from it instead of over another link ([`TreeMsg::Eager`] sent).
+    pub shortcuts: u64,
+    /// Origins with a broadcast tree of their own now (not a counter).
+    pub trees: u64,
 }
 
 /// How long duplicates from a link pruned already go on before it is told
 /// again.
 const PRUNE_REPEAT: Duration = Duration::from_millis(100);
+
+/// The most prune records kept before those past [`PRUNE_REPEAT`] are
+/// swept.
+const PRUNED_MAX: usize = 4096;
+
+/// The most origins one [`TreeMsg::Prune`], [`TreeMsg::Eager`] or
+/// [`TreeMsg::Lazy`] is acted on for.
+pub const MAX_TREE_ORIGINS: usize = 64;
 
 /// A node-local number for an object key (so per-op maps hash a word, not
 /// two strings).
@@ -219,8 +257,7 @@ type Group = (Slot, NodeId);
 #[derive(Debug)]
 pub(crate) struct Dissemination<L> {
     config: DisseminationConfig,
-    eager: BTreeSet<L>,
-    lazy: BTreeSet<L>,
+    trees: Trees<L>,
     keys: Vec<ObjectKey>,
     slots: HashMap<ObjectKey, Slot>,
     /// Whether each slot's object is hosted here (see [`Self::serve`]).
@@ -236,10 +273,11 @@ pub(crate) struct Dissemination<L> {
     pending: BTreeMap<L, Vec<(Group, u64, u64)>>,
     pending_runs: usize,
     flush_at: Option<Time>,
-    /// When each link was last told to prune.
-    pruned: BTreeMap<L, Time>,
-    /// When each link last delivered an op this node had grafted.
-    grafted: BTreeMap<L, Time>,
+    /// When each link was last told to prune ops of each origin.
+    pruned: FxHashMap<(L, NodeId), Time>,
+    /// When each link last delivered an op of each origin that this node
+    /// had grafted.
+    grafted: BTreeMap<(NodeId, L), Time>,
     out: VecDeque<(Targets<L>, Message, u64)>,
     stats: TreeStats,
 }
@@ -248,8 +286,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     pub(crate) fn new(config: &DisseminationConfig) -> Self {
         Self {
             config: config.clone(),
-            eager: BTreeSet::new(),
-            lazy: BTreeSet::new(),
+            trees: Trees::new(config.max_trees),
             keys: Vec::new(),
             slots: HashMap::new(),
             served: Vec::new(),
@@ -259,7 +296,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             pending: BTreeMap::new(),
             pending_runs: 0,
             flush_at: None,
-            pruned: BTreeMap::new(),
+            pruned: FxHashMap::default(),
             grafted: BTreeMap::new(),
             out: VecDeque::new(),
             stats: TreeStats::default(),
@@ -267,7 +304,10 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     }
 
     pub(crate) fn stats(&self) -> TreeStats {
-        self.stats
+        TreeStats {
+            trees: self.trees.len() as u64,
+            ..self.stats
+        }
     }
 
     /// The slot of `object`, made on first sight.
@@ -299,22 +339,20 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     }
 
     pub(crate) fn is_neighbor(&self, link: &L) -> bool {
-        self.eager.contains(link) || self.lazy.contains(link)
+        self.trees.is_neighbor(link)
     }
 
-    pub(crate) fn handle_link_up(&mut self, link: L) {
-        if !self.lazy.contains(&link) {
-            self.eager.insert(link);
-        }
+    /// A link to `peer` joined: it starts eager in every tree.
+    pub(crate) fn handle_link_up(&mut self, link: L, peer: NodeId) {
+        self.trees.link_up(link, peer);
     }
 
     /// A link went away: it leaves both sets, and runs it announced are
     /// asked of the other announcers from the next graft on.
     pub(crate) fn handle_link_down(&mut self, link: L) {
-        self.eager.remove(&link);
-        self.lazy.remove(&link);
-        self.pruned.remove(&link);
-        self.grafted.remove(&link);
+        self.trees.link_down(link);
+        self.pruned.retain(|(l, _), _| *l != link);
+        self.grafted.retain(|(_, l), _| *l != link);
         if let Some(batch) = self.pending.remove(&link) {
             self.pending_runs -= batch.len();
         }
@@ -331,51 +369,41 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     /// An op arrived from `from`; `first` is whether it is new here.
     pub(crate) fn received(&mut self, now: Time, from: L, slot: Slot, frame: OpFrame, first: bool) {
         let neighbor = self.is_neighbor(&from);
+        let origin = frame.id.origin;
         if !first {
-            self.stats.duplicates += 1;
-            // A duplicate soon after another link answered a graft: the
-            // eager path was slow, not broken (a load spike). Undo the
-            // graft's link, not the tree's, or the tree flips to the
-            // grafted link and every op still queued on the old path
-            // arrives twice.
-            let window = self.config.graft_timeout_1.saturating_mul(2);
-            let grafted = self
-                .grafted
-                .iter()
-                .find(|(l, at)| **l != from && now.since(**at) <= window)
-                .map(|(l, _)| *l);
-            let target = match grafted {
-                Some(link) => {
-                    self.grafted.remove(&link);
-                    link
-                }
-                None if neighbor => from,
-                None => return,
-            };
-            // The ops already queued behind a prune arrive as duplicates
-            // too: one prune a link, repeated only if they go on (in case
-            // it was lost).
-            let again = self
-                .pruned
-                .get(&target)
-                .is_none_or(|at| now >= *at + PRUNE_REPEAT);
-            if self.make_lazy(target) || again {
-                self.pruned.insert(target, now);
-                self.stats.prunes_sent += 1;
-                self.out
-                    .push_back((smallvec![target], Message::Tree(TreeMsg::Prune), 0));
-            }
+            self.duplicate(now, from, origin, neighbor);
             return;
         }
         if neighbor {
-            self.make_eager(from);
+            let lazy = match self.trees.first_copy(now, origin, from) {
+                None => None,
+                Some(Shortcut::Take { direct, from }) => {
+                    self.stats.shortcuts += 1;
+                    let eager = Message::Tree(TreeMsg::Eager(vec![origin]));
+                    self.out.push_back((smallvec![direct], eager, 0));
+                    Some(from)
+                }
+                // Told once per prune interval, as a prune is.
+                Some(Shortcut::Leave(from)) => self
+                    .pruned
+                    .get(&(from, origin))
+                    .is_none_or(|at| now >= *at + PRUNE_REPEAT)
+                    .then_some(from),
+            };
+            if let Some(from) = lazy {
+                let msg = Message::Tree(TreeMsg::Lazy(vec![origin]));
+                self.out.push_back((smallvec![from], msg, 0));
+                // Its ops still on their way over `from` arrive as
+                // duplicates: they need no prune of their own.
+                self.note_pruned(now, from, origin);
+            }
         }
         if !self.missing.is_empty() {
             let group = (slot, frame.id.origin);
             if let Some(missing) = self.missing.get_mut(&group) {
                 let before = missing.due();
                 if missing.remove(frame.id.seq).is_some_and(|g| g > 0) {
-                    self.grafted.insert(from, now);
+                    self.grafted.insert((origin, from), now);
                 }
                 let after = missing.due();
                 if missing.is_empty() {
@@ -385,6 +413,52 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             }
         }
         self.relay(now, Some(from), slot, frame);
+    }
+
+    /// A copy of an op of `origin` arrived again, over `from`.
+    fn duplicate(&mut self, now: Time, from: L, origin: NodeId, neighbor: bool) {
+        self.stats.duplicates += 1;
+        // A duplicate soon after another link answered a graft: the eager
+        // path was slow, not broken (a load spike). Undo the graft's link,
+        // not the tree's, or the tree flips to the grafted link and every
+        // op still queued on the old path arrives twice.
+        let window = self.config.graft_timeout_1.saturating_mul(2);
+        let grafted = self
+            .grafted
+            .iter()
+            .find(|((o, l), at)| *o == origin && *l != from && now.since(**at) <= window)
+            .map(|(k, _)| *k);
+        let target = match grafted {
+            Some(key) => {
+                self.grafted.remove(&key);
+                key.1
+            }
+            // The link to the origin itself is one hop: never pruned for
+            // the origin's own ops (the other path is, on its duplicates).
+            None if self.trees.is_direct(&origin, &from) => return,
+            None if neighbor => from,
+            None => return,
+        };
+        // The ops already queued behind a prune arrive as duplicates too:
+        // one prune a link, repeated only if they go on (in case it was
+        // lost).
+        let again = self
+            .pruned
+            .get(&(target, origin))
+            .is_none_or(|at| now >= *at + PRUNE_REPEAT);
+        if self.trees.prune(now, origin, target) || again {
+            self.note_pruned(now, target, origin);
+            self.stats.prunes_sent += 1;
+            let prune = Message::Tree(TreeMsg::Prune(vec![origin]));
+            self.out.push_back((smallvec![target], prune, 0));
+        }
+    }
+
+    fn note_pruned(&mut self, now: Time, link: L, origin: NodeId) {
+        if self.pruned.len() >= PRUNED_MAX {
+            self.pruned.retain(|_, at| now < *at + PRUNE_REPEAT);
+        }
+        self.pruned.insert((link, origin), now);
     }
 
     /// `from` announced `runs` of `object` that this node lacks (the
@@ -422,13 +496,20 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     /// and make the link eager.
     pub(crate) fn handle_graft(
         &mut self,
+        now: Time,
         from: L,
         slot: Option<Slot>,
         runs: &[SeqRun],
         held: Option<Vec<OpFrame>>,
     ) {
-        if self.is_neighbor(&from) {
-            self.make_eager(from);
+        let mut origins: Targets<NodeId> = Targets::new();
+        for run in runs {
+            if !origins.contains(&run.origin) {
+                origins.push(run.origin);
+            }
+        }
+        for origin in origins {
+            self.trees.graft(now, origin, from);
         }
         if let Some(frames) = held {
             for frame in frames {
@@ -450,8 +531,25 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         }
     }
 
-    pub(crate) fn handle_prune(&mut self, from: L) {
-        self.make_lazy(from);
+    /// `from` sent a [`TreeMsg::Prune`], [`TreeMsg::Eager`] or
+    /// [`TreeMsg::Lazy`] for `origins`. Each message names at most
+    /// [`MAX_TREE_ORIGINS`] origins; the rest are ignored (a peer's message
+    /// never makes trees by the thousand).
+    pub(crate) fn handle_tree_change(&mut self, now: Time, from: L, msg: &TreeMsg) {
+        let (origins, change) = match msg {
+            TreeMsg::Prune(o) => (o, None),
+            TreeMsg::Eager(o) => (o, Some(true)),
+            TreeMsg::Lazy(o) => (o, Some(false)),
+            TreeMsg::IHave(_) | TreeMsg::Graft(_) => return,
+        };
+        for origin in origins.iter().take(MAX_TREE_ORIGINS) {
+            match change {
+                None => {
+                    self.trees.prune(now, *origin, from);
+                }
+                Some(eager) => self.trees.set_root_only(now, *origin, from, eager),
+            }
+        }
     }
 
     pub(crate) fn handle_timeout(&mut self, now: Time) {
@@ -493,7 +591,11 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             }
         }
         for (peer, objects) in grafts {
-            self.make_eager(peer);
+            for o in &objects {
+                for run in &o.runs {
+                    self.trees.graft(now, run.origin, peer);
+                }
+            }
             self.stats.grafts_sent += 1;
             self.stats.ops_grafted = objects
                 .iter()
@@ -527,15 +629,10 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     fn relay(&mut self, now: Time, from: Option<L>, slot: Slot, frame: OpFrame) {
         let group = (slot, frame.id.origin);
         let seq = frame.id.seq;
-        let eager: Targets<L> = self
-            .eager
-            .iter()
-            .copied()
-            .filter(|l| Some(*l) != from)
-            .collect();
+        let (eager, lazy) = self.trees.split(now, frame.id.origin, from);
         let mut announced = false;
-        for link in self.lazy.iter().filter(|l| Some(**l) != from) {
-            let runs = self.pending.entry(*link).or_default();
+        for link in lazy {
+            let runs = self.pending.entry(link).or_default();
             // Ops of one group mostly come in order: extend a recent run.
             let recent = runs.iter_mut().rev().take(8);
             match recent
@@ -629,21 +726,6 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             self.frames.pop_front();
         }
         self.frames.push_back((group, frame));
-    }
-
-    fn make_eager(&mut self, link: L) {
-        if self.lazy.remove(&link) {
-            self.eager.insert(link);
-        }
-    }
-
-    /// Whether the link was eager.
-    fn make_lazy(&mut self, link: L) -> bool {
-        let was = self.eager.remove(&link);
-        if was {
-            self.lazy.insert(link);
-        }
-        was
     }
 }
 

@@ -40,13 +40,19 @@ fn config() -> DisseminationConfig {
         ihave_batch: 256,
         max_cached_ops: 1 << 16,
         max_missing_runs: 4096,
+        max_trees: 4096,
     }
+}
+
+/// The node at the other end of link `l`.
+fn peer(l: u32) -> NodeId {
+    NodeId::from_u64(100 + u64::from(l))
 }
 
 fn tree(links: &[u32]) -> (Dissemination<u32>, Slot) {
     let mut d = Dissemination::new(&config());
     for l in links {
-        d.handle_link_up(*l);
+        d.handle_link_up(*l, peer(*l));
     }
     let slot = d.slot(&key());
     (d, slot)
@@ -69,6 +75,11 @@ fn runs(first: u64, last: u64) -> Vec<ObjectRuns> {
     }]
 }
 
+/// Link `l` asks for ops of [`origin`] to be announced only.
+fn prune(d: &mut Dissemination<u32>, l: u32) {
+    d.handle_tree_change(t(0), l, &TreeMsg::Prune(vec![origin()]));
+}
+
 #[test]
 fn ops_go_eager_and_a_duplicate_prunes() {
     let (mut d, slot) = tree(&[1, 2, 3]);
@@ -84,7 +95,7 @@ fn ops_go_eager_and_a_duplicate_prunes() {
     d.received(t(1), 2, slot, frame(1), false);
     assert_eq!(
         drain(&mut d),
-        vec![(vec![2], Message::Tree(TreeMsg::Prune))]
+        vec![(vec![2], Message::Tree(TreeMsg::Prune(vec![origin()])))]
     );
     assert_eq!(d.stats().duplicates, 1);
     // Link 2 is lazy now: ops are announced to it, as runs, after the
@@ -108,10 +119,10 @@ fn ops_go_eager_and_a_duplicate_prunes() {
 #[test]
 fn a_prune_makes_the_link_lazy_and_a_graft_eager_again() {
     let (mut d, slot) = tree(&[1, 2]);
-    d.handle_prune(2);
+    prune(&mut d, 2);
     d.broadcast(t(0), slot, frame(1));
     assert_eq!(drain(&mut d)[0].0, vec![1]);
-    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs, None);
+    d.handle_graft(t(0), 2, Some(slot), &runs(1, 9)[0].runs, None);
     let out = drain(&mut d);
     assert_eq!(out.len(), 1, "only cached ops are pushed");
     assert_eq!(out[0].0, vec![2]);
@@ -122,15 +133,21 @@ fn a_prune_makes_the_link_lazy_and_a_graft_eager_again() {
 #[test]
 fn frames_of_a_hosted_object_are_not_cached() {
     let (mut d, slot) = tree(&[1, 2]);
-    d.handle_prune(2);
+    prune(&mut d, 2);
     d.broadcast(t(0), slot, frame(1));
     // From now on the replica answers grafts; the cache lets go too.
     d.serve(slot);
     d.broadcast(t(1), slot, frame(2));
     assert_eq!(drain(&mut d).len(), 2, "both ops still pushed eagerly");
-    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs, None);
+    d.handle_graft(t(0), 2, Some(slot), &runs(1, 9)[0].runs, None);
     assert!(drain(&mut d).is_empty(), "nothing cached to push");
-    d.handle_graft(2, Some(slot), &runs(1, 9)[0].runs, Some(vec![frame(2)]));
+    d.handle_graft(
+        t(0),
+        2,
+        Some(slot),
+        &runs(1, 9)[0].runs,
+        Some(vec![frame(2)]),
+    );
     let out = drain(&mut d);
     assert_eq!(out.len(), 1, "the replica's ops are pushed");
     assert!(matches!(out[0].1, Message::Op(ref f) if f.id.seq == 2));
@@ -179,7 +196,7 @@ fn a_missing_run_is_given_up_after_its_attempts() {
         ..config()
     };
     let mut d = Dissemination::new(&config);
-    d.handle_link_up(1u32);
+    d.handle_link_up(1u32, peer(1));
     let slot = d.slot(&key());
     d.announced(t(0), 1, slot, runs(1, 1).remove(0).runs);
     let mut grafts = 0;
@@ -208,8 +225,8 @@ fn announcements_from_strangers_and_nonsense_runs_are_harmless() {
             last: u64::MAX,
         },
     ];
-    d.handle_graft(1, Some(slot), &nonsense, None);
-    d.handle_graft(1, None, &nonsense, None);
+    d.handle_graft(t(0), 1, Some(slot), &nonsense, None);
+    d.handle_graft(t(0), 1, None, &nonsense, None);
     assert!(drain(&mut d).is_empty());
     d.handle_link_down(1);
     d.handle_link_down(1);
@@ -224,13 +241,13 @@ fn the_frame_cache_is_bounded() {
         ..config()
     };
     let mut d = Dissemination::new(&config);
-    d.handle_link_up(1u32);
+    d.handle_link_up(1u32, peer(1));
     let slot = d.slot(&key());
     for seq in 1..=10 {
         d.broadcast(t(0), slot, frame(seq));
     }
     drain(&mut d);
-    d.handle_graft(1, Some(slot), &runs(1, 10)[0].runs, None);
+    d.handle_graft(t(0), 1, Some(slot), &runs(1, 10)[0].runs, None);
     let pushed: Vec<u64> = drain(&mut d)
         .into_iter()
         .map(|(_, m)| match m {
@@ -246,7 +263,9 @@ fn tree_messages_round_trip_through_cbor() {
     for msg in [
         TreeMsg::IHave(runs(1, 5)),
         TreeMsg::Graft(runs(7, 7)),
-        TreeMsg::Prune,
+        TreeMsg::Prune(vec![origin()]),
+        TreeMsg::Eager(vec![origin(), peer(1)]),
+        TreeMsg::Lazy(Vec::new()),
     ] {
         let mut bytes = Vec::new();
         ciborium::into_writer(&msg, &mut bytes).expect("encodes");
@@ -258,7 +277,7 @@ fn tree_messages_round_trip_through_cbor() {
 #[test]
 fn interleaved_and_reordered_announcements_merge_into_runs() {
     let (mut d, slot) = tree(&[1, 2]);
-    d.handle_prune(2);
+    prune(&mut d, 2);
     let other = NodeId::from_u64(8);
     let from_other = |seq| {
         let mut f = frame(seq);
@@ -308,7 +327,7 @@ fn interleaved_and_reordered_announcements_merge_into_runs() {
 #[test]
 fn a_late_eager_copy_undoes_the_graft_not_the_tree() {
     let (mut d, slot) = tree(&[1, 2]);
-    d.handle_prune(2);
+    prune(&mut d, 2);
     // Link 1 is the tree; link 2 announces an op whose eager copy is late.
     d.announced(t(0), 2, slot, runs(1, 1).remove(0).runs);
     d.handle_timeout(t(500));
@@ -321,7 +340,7 @@ fn a_late_eager_copy_undoes_the_graft_not_the_tree() {
     d.received(t(700), 1, slot, frame(1), false);
     assert_eq!(
         drain(&mut d),
-        vec![(vec![2], Message::Tree(TreeMsg::Prune))]
+        vec![(vec![2], Message::Tree(TreeMsg::Prune(vec![origin()])))]
     );
     d.broadcast(t(800), slot, frame(2));
     assert_eq!(drain(&mut d)[0].0, vec![1], "the tree is as it was");
@@ -329,6 +348,6 @@ fn a_late_eager_copy_undoes_the_graft_not_the_tree() {
     d.received(t(5000), 1, slot, frame(2), false);
     assert_eq!(
         drain(&mut d),
-        vec![(vec![1], Message::Tree(TreeMsg::Prune))]
+        vec![(vec![1], Message::Tree(TreeMsg::Prune(vec![origin()])))]
     );
 }

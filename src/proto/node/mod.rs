@@ -378,10 +378,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                         .get(&o.object)
                         .and_then(|r| r.host.as_deref())
                         .and_then(|h| h.ops_in(&o.runs, budget).ok());
-                    self.tree.handle_graft(from, slot, &o.runs, held);
+                    self.tree.handle_graft(now, from, slot, &o.runs, held);
                 }
             }
-            Message::Tree(TreeMsg::Prune) => self.tree.handle_prune(from),
+            Message::Tree(msg) => self.tree.handle_tree_change(now, from, &msg),
             Message::Overlay(msg) => self.handle_overlay(now, from, msg),
             Message::Sampling(msg) => self.handle_sampling(now, from, msg),
             Message::Probe(msg) => {

@@ -154,7 +154,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if self.mesh.insert(link, peer).is_some() {
             return;
         }
-        self.tree.handle_link_up(link);
+        self.tree.handle_link_up(link, peer);
         for (fetch, open) in &self.opens {
             if open.deadline.is_some() {
                 self.out.push_back(OutEvent::Send {
