@@ -70,7 +70,7 @@ mod net;
 mod node;
 mod object;
 pub mod proto;
-#[cfg(feature = "test-utils")]
+#[cfg(feature = "sim")]
 pub mod sim;
 pub mod site;
 pub mod tls;

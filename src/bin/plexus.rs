@@ -6,6 +6,7 @@
 //! plexus keygen   --out <node-dir>
 //! plexus id       --dir <node-dir>
 //! plexus node     --config <site.toml>
+//! plexus sim      <scenario.toml> [--json <report.json>] [--seed <seed>]
 //! ```
 //!
 //! Commands that make or read a node identity print its node id (64 hex
@@ -61,6 +62,19 @@ enum Command {
         #[arg(long, value_name = "SITE_TOML")]
         config: PathBuf,
     },
+    /// Run a simulation scenario (see `simulations/*.toml`) in the
+    /// deterministic simulator and print its figures; one run per seed.
+    Sim {
+        /// The scenario file.
+        #[arg(value_name = "SCENARIO_TOML")]
+        scenario: PathBuf,
+        /// Also write the reports, as a JSON array, to this file.
+        #[arg(long, value_name = "FILE")]
+        json: Option<PathBuf>,
+        /// Run this seed only (else PLEXUS_SEED, else the scenario's).
+        #[arg(long)]
+        seed: Option<u64>,
+    },
 }
 
 /// The `ca` subcommands.
@@ -105,6 +119,11 @@ fn main() -> ExitCode {
         Command::Keygen { out } => keygen(&out),
         Command::Id { dir } => id(&dir),
         Command::Node { config } => run_node(&config),
+        Command::Sim {
+            scenario,
+            json,
+            seed,
+        } => sim(&scenario, json.as_deref(), seed),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -113,6 +132,31 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+#[cfg(feature = "sim")]
+fn sim(path: &Path, json: Option<&Path>, seed: Option<u64>) -> CliResult {
+    use plexus::sim::{run, Scenario};
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let scenario = Scenario::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    let seeds = seed.map_or_else(|| scenario.seeds_to_run(), |s| vec![s]);
+    let mut reports = Vec::new();
+    for seed in seeds {
+        let report = run(&scenario, seed)?;
+        println!("{report}");
+        reports.push(report);
+    }
+    if let Some(out) = json {
+        let text = serde_json::to_string_pretty(&reports)?;
+        std::fs::write(out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+fn sim(_: &Path, _: Option<&Path>, _: Option<u64>) -> CliResult {
+    Err("this plexus was built without the `sim` feature (it is on by default)".into())
 }
 
 fn ca_init(dir: &Path, name: &str) -> CliResult {

@@ -22,6 +22,9 @@ use crate::proto::time::Time;
 use crate::proto::version::VersionVector;
 use crate::proto::{NodeId, ObjectKey, OpId, Replicated};
 
+use super::latency::LinkLatency;
+use super::trace::OpTrace;
+
 /// The seed in `PLEXUS_SEED`, or a fresh random one; printed either way so a
 /// failing run can be replayed with `PLEXUS_SEED=<seed>`.
 pub fn seed_from_env() -> u64 {
@@ -49,6 +52,10 @@ pub struct HarnessConfig {
     pub loss: f64,
     /// The routing state machine's settings.
     pub repeater: RepeaterConfig,
+    /// A latency per link instead of one drawn per message from
+    /// `min_latency..=max_latency` (which lets messages on one link
+    /// overtake each other). Default: `None`.
+    pub link_latency: Option<LinkLatency>,
 }
 
 impl Default for HarnessConfig {
@@ -59,6 +66,7 @@ impl Default for HarnessConfig {
             duplicate: 0.0,
             loss: 0.0,
             repeater: RepeaterConfig::default(),
+            link_latency: None,
         }
     }
 }
@@ -216,6 +224,10 @@ pub struct Harness<T: Replicated> {
     /// Node pairs (smaller first) that cannot reach each other.
     blocked: BTreeSet<(usize, usize)>,
     traffic: BTreeMap<&'static str, Traffic>,
+    /// Set by [`Harness::trace_ops`].
+    trace: Option<OpTrace>,
+    /// The largest frame sent.
+    largest: usize,
 }
 
 impl<T: Replicated> std::fmt::Debug for Harness<T> {
@@ -263,6 +275,8 @@ impl<T: Replicated> Harness<T> {
             bytes: 0,
             blocked: BTreeSet::new(),
             traffic: BTreeMap::new(),
+            trace: None,
+            largest: 0,
         }
     }
 
@@ -386,11 +400,28 @@ impl<T: Replicated> Harness<T> {
         }
     }
 
+    /// Crash node `node` without its peers noticing (a host that vanished:
+    /// no connection reset). Its links stay up at its peers until their
+    /// failure detectors or idle timeouts act; messages to it are lost.
+    pub fn crash_silently(&mut self, node: usize) {
+        self.nodes[node].alive = false;
+        self.nodes[node].timer_at = None;
+    }
+
     /// Restart a crashed node: a fresh routing state, its replicas loaded
-    /// back, its links reconnected.
+    /// back, its links reconnected (peers that still held the old
+    /// connection see it go down first).
     pub fn restart(&mut self, node: usize) {
         if self.nodes[node].alive {
             return;
+        }
+        let stale: Vec<usize> = self.nodes[node].links.keys().copied().collect();
+        for peer in stale {
+            if self.nodes[peer].alive {
+                let now = self.now;
+                self.nodes[peer].proto.handle_link_down(now, node);
+                self.flush(peer);
+            }
         }
         let me = self.id(node);
         let seed = self.rng.random();
@@ -429,6 +460,23 @@ impl<T: Replicated> Harness<T> {
     /// back), with when.
     pub fn failure_events(&self, node: usize) -> &[(Time, MembershipEvent)] {
         &self.nodes[node].failures
+    }
+
+    /// Record every op shouted from now on: when each node first gets a
+    /// copy, over how many hops, and how many copies cross links (see
+    /// [`Harness::trace`]).
+    pub fn trace_ops(&mut self) {
+        self.trace.get_or_insert_with(OpTrace::default);
+    }
+
+    /// The ops recorded since [`Harness::trace_ops`].
+    pub fn trace(&self) -> Option<&OpTrace> {
+        self.trace.as_ref()
+    }
+
+    /// The largest frame any node sent, in bytes.
+    pub const fn largest_frame(&self) -> usize {
+        self.largest
     }
 
     /// Traffic by message kind (see [`Message::kind`]).
@@ -472,6 +520,9 @@ impl<T: Replicated> Harness<T> {
             let id = replica.shout(op, |_, _, id| fired.push(id));
             (id, replica.is_admitted())
         };
+        if let Some(trace) = &mut self.trace {
+            trace.shouted(id, node, self.nodes.len(), self.now);
+        }
         if !relay {
             // Provisional: relayed once re-stamped (see `Replica`).
             return id;
@@ -601,6 +652,9 @@ impl<T: Replicated> Harness<T> {
         }
         traffic.messages += 1;
         traffic.bytes += frame.len() as u64;
+        if let (Some(trace), Message::Op(op)) = (&mut self.trace, &msg) {
+            trace.delivered(&op.id, from, to, self.now);
+        }
         self.messages += 1;
         self.bytes += frame.len() as u64;
         msgs.push(msg);
@@ -708,6 +762,7 @@ impl<T: Replicated> Harness<T> {
         let frame = msg
             .encode(DEFAULT_MAX_FRAME)
             .expect("harness messages fit a frame");
+        self.largest = self.largest.max(frame.len());
         for &to in to {
             if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss) {
                 self.traffic.entry(msg.kind()).or_default().dropped += 1;
@@ -719,7 +774,7 @@ impl<T: Replicated> Harness<T> {
                 1
             };
             for _ in 0..copies {
-                let at = self.now + self.latency();
+                let at = self.now + self.latency(from, to);
                 self.push(
                     at,
                     Event::Deliver {
@@ -732,7 +787,10 @@ impl<T: Replicated> Harness<T> {
         }
     }
 
-    fn latency(&mut self) -> Duration {
+    fn latency(&mut self, from: usize, to: usize) -> Duration {
+        if let Some(model) = &self.config.link_latency {
+            return model.between(self.seed, from, to);
+        }
         let (lo, hi) = (self.config.min_latency, self.config.max_latency);
         if hi <= lo {
             return lo;

@@ -7,9 +7,26 @@
 //! reads `PLEXUS_SEED` and prints the seed it used.
 //!
 //! Tests read like scripts: set up, act, [`drive`](Harness::drive), assert.
-//! The harness grows into the full simulator (loss, partitions, crashes,
-//! thousands of nodes) in later releases.
+//!
+//! On top of the harness, [`run`] plays a [`Scenario`] (read from TOML: the
+//! nodes, their links and latency model, loss, writers, crashes, flapping
+//! nodes, partitions) and measures it into a [`Report`]: delivery, missed
+//! ops, relative message redundancy, last-delivery hop, latency to full
+//! replication, anti-entropy bytes, failure detection, the simulator's own
+//! speed. `plexus sim <scenario.toml>` runs one from the command line.
 
 mod harness;
+mod latency;
+mod report;
+mod run;
+mod scenario;
+mod tally;
+mod trace;
 
 pub use harness::{seed_from_env, Harness, HarnessConfig, SimHost, Traffic};
+pub use latency::{LinkLatency, Region};
+pub use report::{Percentiles, Report};
+pub use run::{run, SimError};
+pub use scenario::{Crashes, Flapping, Partition, Scenario, Topology};
+pub use tally::{Tally, TallyOp};
+pub use trace::{OpRecord, OpTrace};

@@ -95,7 +95,7 @@ impl<T: Replicated> Harness<T> {
             .filter(|i| *i < self.nodes.len() && self.id(*i) == peer);
         match target {
             Some(to) => {
-                let at = self.now + self.latency() + self.latency();
+                let at = self.now + self.latency(node, to) + self.latency(to, node);
                 self.push(at, Event::Connect { from: node, to });
             }
             None => {

@@ -1,0 +1,156 @@
+//! What a simulation run measured: printed as a table, written as JSON.
+
+use std::fmt;
+
+use serde::Serialize;
+
+/// A distribution's median and 99th percentile.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize)]
+pub struct Percentiles {
+    /// The median.
+    pub p50: f64,
+    /// The 99th percentile.
+    pub p99: f64,
+    /// The largest value.
+    pub max: f64,
+    /// How many values.
+    pub count: usize,
+}
+
+impl Percentiles {
+    /// The percentiles of `values` (sorted here); all zero if empty.
+    pub fn of(mut values: Vec<f64>) -> Self {
+        if values.is_empty() {
+            return Self::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |q: f64| values[((values.len() - 1) as f64 * q).round() as usize];
+        Self {
+            p50: at(0.5),
+            p99: at(0.99),
+            max: values[values.len() - 1],
+            count: values.len(),
+        }
+    }
+}
+
+/// The figures of one run.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Report {
+    /// The scenario's name.
+    pub scenario: String,
+    /// The seed.
+    pub seed: u64,
+    /// Nodes.
+    pub nodes: usize,
+    /// Ops shouted.
+    pub ops: usize,
+    /// Of every (op, node up at the end) pair, the share delivered at the
+    /// end, in percent.
+    pub delivery_pct: f64,
+    /// (op, node up at the end) pairs still missing at the end.
+    pub missed: u64,
+    /// Relative message redundancy: op copies that crossed links over the
+    /// deliveries needed (every other node, per op), minus one.
+    pub rmr: f64,
+    /// Duplicate copies per delivery made over a link.
+    pub duplicates_per_delivery: f64,
+    /// Last-delivery hop: the most hops an op's last first copy took, mean
+    /// over ops.
+    pub ldh_mean: f64,
+    /// The largest last-delivery hop of any op.
+    pub ldh_max: u32,
+    /// From a shout to its first copy at the last node, in milliseconds
+    /// (ops that reached every node over links).
+    pub latency_ms: Percentiles,
+    /// Anti-entropy bytes (summaries, digests, snapshots) per node per
+    /// second during the load.
+    pub anti_entropy_load_bps: f64,
+    /// The same once converged and idle.
+    pub anti_entropy_idle_bps: f64,
+    /// The largest frame sent, in bytes.
+    pub largest_message: usize,
+    /// Anti-entropy rounds from the end of the load and of the last fault
+    /// until every live node held every op; `None` if it did not within
+    /// the scenario's `max_rounds`.
+    pub converged_rounds: Option<u32>,
+    /// From a crash to each live peer's `Down`, in milliseconds.
+    pub detection_ms: Percentiles,
+    /// `Suspected` or `Down` of a node that was up, at any node.
+    pub false_suspicions: u64,
+    /// Events the simulator processed.
+    pub events: u64,
+    /// Of them, per second of wall time.
+    pub events_per_s: f64,
+    /// Wall time of the run, in seconds.
+    pub wall_s: f64,
+    /// Virtual time simulated, in seconds.
+    pub virtual_s: f64,
+    /// Resident memory of the process after the run over the nodes, in
+    /// bytes (0 where `/proc` is missing).
+    pub memory_per_node: u64,
+}
+
+impl Report {
+    /// The report as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+    }
+}
+
+impl fmt::Display for Report {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let rounds = self
+            .converged_rounds
+            .map_or_else(|| "not converged".to_owned(), |r| format!("{r} round(s)"));
+        let rows: Vec<(&str, String)> = vec![
+            ("nodes / ops", format!("{} / {}", self.nodes, self.ops)),
+            ("delivery", format!("{:.3}%", self.delivery_pct)),
+            ("missed ops", self.missed.to_string()),
+            ("RMR", format!("{:.3}", self.rmr)),
+            ("duplicates per delivery", format!("{:.3}", self.duplicates_per_delivery)),
+            ("LDH mean / max", format!("{:.2} / {}", self.ldh_mean, self.ldh_max)),
+            (
+                "latency to all p50 / p99",
+                format!("{:.1} / {:.1} ms", self.latency_ms.p50, self.latency_ms.p99),
+            ),
+            (
+                "anti-entropy per node, load / idle",
+                format!(
+                    "{:.0} / {:.0} B/s",
+                    self.anti_entropy_load_bps, self.anti_entropy_idle_bps
+                ),
+            ),
+            ("largest message", format!("{} B", self.largest_message)),
+            ("converged after faults", rounds),
+            (
+                "crash detection p50 / p99",
+                if self.detection_ms.count == 0 {
+                    "no crash".to_owned()
+                } else {
+                    format!(
+                        "{:.0} / {:.0} ms ({} detections)",
+                        self.detection_ms.p50, self.detection_ms.p99, self.detection_ms.count
+                    )
+                },
+            ),
+            ("false suspicions", self.false_suspicions.to_string()),
+            (
+                "simulator",
+                format!(
+                    "{} events in {:.1} s wall ({:.0}/s), {:.0} s virtual",
+                    self.events, self.wall_s, self.events_per_s, self.virtual_s
+                ),
+            ),
+            (
+                "memory per node",
+                format!("{:.1} KiB", self.memory_per_node as f64 / 1024.0),
+            ),
+        ];
+        writeln!(f, "{} (seed {})", self.scenario, self.seed)?;
+        for (what, value) in rows {
+            writeln!(f, "  {what:<36} {value}")?;
+        }
+        Ok(())
+    }
+}
