@@ -57,6 +57,11 @@ fn valid_frames() -> Vec<Vec<u8>> {
         Message::Op(OpFrame {
             object: object.clone(),
             id,
+            payload: payload.clone().into(),
+        }),
+        Message::Repair(OpFrame {
+            object: object.clone(),
+            id,
             payload: payload.into(),
         }),
         Message::Fetch {
@@ -134,7 +139,7 @@ fn decode_all_layers(frame: &[u8]) {
     };
     let me = NodeId::from_u64(99);
     match msg {
-        Message::Op(op) => {
+        Message::Op(op) | Message::Repair(op) => {
             let mut replica = Replica::new(me, Doc::default());
             let before = replica.state().clone();
             if deliver_frame(&mut replica, &op, |_, _, _| {}).is_err() {

@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(msg) = Message::decode(data, DEFAULT_MAX_FRAME) else { return };
     let me = NodeId::from_u64(7);
     match msg {
-        Message::Op(frame) => {
+        Message::Op(frame) | Message::Repair(frame) => {
             let mut replica = Replica::new(me, Doc::default());
             replica.shout(DocOp::Add(1), |_, _, _| {});
             let before = replica.state().clone();

@@ -251,7 +251,7 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             match result {
                 Ok(Repair::Ops(ops)) => {
                     self.stats.ops_repaired += ops.len() as u64;
-                    out.extend(ops.into_iter().map(Message::Op));
+                    out.extend(ops.into_iter().map(Message::Repair));
                 }
                 Ok(Repair::Snapshot(state)) => {
                     self.stats.snapshots += 1;

@@ -9,6 +9,10 @@
 //!   an op with a 64-byte argument, against about 2 µs for the same frame as
 //!   a serde-derived CBOR map. Byte strings are sliced out of the received
 //!   buffer, not copied.
+//! * `[3, tag, name, lamport, origin, seq, payload]`: an op sent by
+//!   anti-entropy ([`Message::Repair`]), the same shape: a repair is
+//!   delivered and relayed like a pushed op, but says nothing about the
+//!   broadcast tree's links.
 //! * `[1, message]`: any other message, the serde CBOR encoding of
 //!   [`Message`] (rare, small, and easier to evolve as a map).
 //!
@@ -61,6 +65,10 @@ pub enum Message {
     },
     /// A shout, relayed hop by hop.
     Op(OpFrame),
+    /// A shout a peer lacked, sent by anti-entropy rather than pushed down
+    /// the broadcast tree: delivered and relayed as an op, but neither its
+    /// arrival nor a copy that arrives later moves a tree link.
+    Repair(OpFrame),
     /// A late joiner asks for an object's state; flooded like an op and
     /// answered along the reverse path.
     Fetch {
@@ -121,6 +129,7 @@ impl Message {
             Message::Hello { .. } => "hello",
             Message::Welcome { .. } => "welcome",
             Message::Op(_) => "op",
+            Message::Repair(_) => "repair",
             Message::Fetch { .. } => "fetch",
             Message::State { .. } => "state",
             Message::Data(_) => "data",
@@ -280,6 +289,7 @@ pub enum EncodeError {
 /// The first item of a frame's array: what the frame holds.
 const KIND_SERDE: u64 = 1;
 const KIND_OP: u64 = 2;
+const KIND_REPAIR: u64 = 3;
 /// The length of an op frame's array.
 const OP_ITEMS: u64 = 7;
 
@@ -299,7 +309,11 @@ impl Message {
         out.push(WIRE_VERSION);
         let body = match self {
             Message::Op(frame) => {
-                frame.encode_body(out);
+                frame.encode_body(out, KIND_OP);
+                Ok(())
+            }
+            Message::Repair(frame) => {
+                frame.encode_body(out, KIND_REPAIR);
                 Ok(())
             }
             other => {
@@ -343,10 +357,10 @@ impl OpFrame {
     pub const MAX_OVERHEAD: usize = 1 + 1 + 1 + 9 + 9 + 9 + (2 + 32) + 9 + 9;
 
     /// The CBOR array of an op frame (after the version byte).
-    fn encode_body(&self, out: &mut Vec<u8>) {
+    fn encode_body(&self, out: &mut Vec<u8>, kind: u64) {
         out.reserve(64 + self.object.tag.len() + self.object.name.len() + self.payload.len());
         cbor::write_head(out, cbor::ARRAY, OP_ITEMS);
-        cbor::write_head(out, cbor::UINT, KIND_OP);
+        cbor::write_head(out, cbor::UINT, kind);
         cbor::write_text(out, &self.object.tag);
         cbor::write_text(out, &self.object.name);
         cbor::write_head(out, cbor::UINT, self.id.lamport);
@@ -396,6 +410,7 @@ impl Decoder {
         let items = r.array().map_err(bad)?;
         let msg = match (r.uint().map_err(bad)?, items) {
             (KIND_OP, OP_ITEMS) => Message::Op(self.op_body(&mut r).map_err(bad)?),
+            (KIND_REPAIR, OP_ITEMS) => Message::Repair(self.op_body(&mut r).map_err(bad)?),
             (KIND_SERDE, 2) => {
                 let pos = r.position();
                 return decode_exact(&frame[pos..], "message");

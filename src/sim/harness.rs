@@ -484,6 +484,11 @@ impl<T: Replicated> Harness<T> {
         &self.traffic
     }
 
+    /// The broadcast tree's counters of node `node`.
+    pub fn tree_stats(&self, node: usize) -> crate::proto::dissemination::TreeStats {
+        self.nodes[node].proto.tree_stats()
+    }
+
     /// The anti-entropy counters of node `node`.
     pub fn anti_entropy_stats(&self, node: usize) -> crate::proto::anti_entropy::AntiEntropyStats {
         self.nodes[node].proto.anti_entropy_stats()
@@ -652,7 +657,7 @@ impl<T: Replicated> Harness<T> {
         }
         traffic.messages += 1;
         traffic.bytes += frame.len() as u64;
-        if let (Some(trace), Message::Op(op)) = (&mut self.trace, &msg) {
+        if let (Some(trace), Message::Op(op) | Message::Repair(op)) = (&mut self.trace, &msg) {
             trace.delivered(&op.id, from, to, self.now);
         }
         self.messages += 1;

@@ -27,6 +27,6 @@ pub use harness::{seed_from_env, Harness, HarnessConfig, SimHost, Traffic};
 pub use latency::{LinkLatency, Region};
 pub use report::{Percentiles, Report};
 pub use run::{run, SimError};
-pub use scenario::{Crashes, Flapping, Partition, Scenario, Topology};
+pub use scenario::{Crashes, Flapping, Partition, Scenario, Topology, TreeSettings};
 pub use tally::{Tally, TallyOp};
 pub use trace::{OpRecord, OpTrace};

@@ -68,6 +68,11 @@ pub struct Report {
     pub anti_entropy_load_bps: f64,
     /// The same once converged and idle.
     pub anti_entropy_idle_bps: f64,
+    /// Grafts sent per op (announced ops the tree did not bring in time).
+    pub grafts_per_op: f64,
+    /// Broadcast tree changes per op: shortcuts to an origin's own link
+    /// plus moves to a faster announcer.
+    pub tree_moves_per_op: f64,
     /// The largest frame sent, in bytes.
     pub largest_message: usize,
     /// Anti-entropy rounds from the end of the load and of the last fault
@@ -108,8 +113,14 @@ impl fmt::Display for Report {
             ("delivery", format!("{:.3}%", self.delivery_pct)),
             ("missed ops", self.missed.to_string()),
             ("RMR", format!("{:.3}", self.rmr)),
-            ("duplicates per delivery", format!("{:.3}", self.duplicates_per_delivery)),
-            ("LDH mean / max", format!("{:.2} / {}", self.ldh_mean, self.ldh_max)),
+            (
+                "duplicates per delivery",
+                format!("{:.3}", self.duplicates_per_delivery),
+            ),
+            (
+                "LDH mean / max",
+                format!("{:.2} / {}", self.ldh_mean, self.ldh_max),
+            ),
             (
                 "latency to all p50 / p99",
                 format!("{:.1} / {:.1} ms", self.latency_ms.p50, self.latency_ms.p99),
@@ -120,6 +131,10 @@ impl fmt::Display for Report {
                     "{:.0} / {:.0} B/s",
                     self.anti_entropy_load_bps, self.anti_entropy_idle_bps
                 ),
+            ),
+            (
+                "grafts / tree moves per op",
+                format!("{:.3} / {:.3}", self.grafts_per_op, self.tree_moves_per_op),
             ),
             ("largest message", format!("{} B", self.largest_message)),
             ("converged after faults", rounds),

@@ -11,6 +11,7 @@ use super::latency::LinkLatency;
 use super::report::{Percentiles, Report};
 use super::scenario::{Scenario, Topology};
 use super::tally::{Tally, TallyOp};
+use crate::proto::dissemination::DisseminationConfig;
 use crate::proto::hyparview::HyParViewConfig;
 use crate::proto::membership::MembershipEvent;
 use crate::proto::node::RepeaterConfig;
@@ -190,16 +191,28 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
         LinkLatency::Uniform { max_ms, .. } => *max_ms,
         LinkLatency::Geographic { base_ms, .. } => base_ms + 20_000.0 / 200.0,
     };
+    let mut dissemination = DisseminationConfig::default();
+    if let Some(max) = s.tree.max_trees {
+        dissemination.max_trees = max;
+    }
+    if let Some(ms) = s.tree.graft_timeout_ms {
+        dissemination.graft_timeout_1 = millis(ms.max(0.0));
+    }
     HarnessConfig {
-        max_latency: Duration::from_micros((longest * 1000.0) as u64),
+        max_latency: millis(longest),
         loss: s.loss,
         link_latency: Some(s.latency.clone()),
         repeater: RepeaterConfig {
             overlay,
+            dissemination,
             ..RepeaterConfig::default()
         },
         ..HarnessConfig::default()
     }
+}
+
+fn millis(ms: f64) -> Duration {
+    Duration::from_micros((ms * 1000.0) as u64)
 }
 
 /// Link the nodes as the topology says.
@@ -286,7 +299,10 @@ fn plan(h: &mut Harness<Tally>, s: &Scenario) -> Vec<(Duration, Action)> {
     }
     for p in &s.partitions {
         let fraction = p.fraction;
-        plan.push((Duration::from_secs_f64(p.at_s), Action::Partition { fraction }));
+        plan.push((
+            Duration::from_secs_f64(p.at_s),
+            Action::Partition { fraction },
+        ));
         plan.push((Duration::from_secs_f64(p.heal_s), Action::Heal));
     }
     plan.sort_by_key(|(at, _)| *at);
@@ -345,6 +361,31 @@ fn dissemination_figures(h: &Harness<Tally>, report: &mut Report) {
     report.ldh_mean = ldh_sum as f64 / ops;
     report.ldh_max = ldh_max;
     report.latency_ms = Percentiles::of(latencies);
+    let (mut grafts, mut moves) = (0u64, 0u64);
+    for i in 0..n {
+        let s = h.tree_stats(i);
+        grafts += s.grafts_sent;
+        moves += s.shortcuts;
+    }
+    report.grafts_per_op = grafts as f64 / ops;
+    if std::env::var("PLEXUS_SIM_DEBUG").is_ok() {
+        let (mut dups, mut prunes, mut repaired, mut ops_grafted) = (0, 0, 0, 0);
+        for i in 0..n {
+            let s = h.tree_stats(i);
+            dups += s.duplicates;
+            prunes += s.prunes_sent;
+            ops_grafted += s.ops_grafted;
+            repaired += h.anti_entropy_stats(i).ops_repaired;
+        }
+        eprintln!("debug: dups {dups} prunes {prunes} ops_grafted {ops_grafted} ae_repaired {repaired} ops {ops}");
+        for (kind, t) in h.traffic() {
+            eprintln!(
+                "debug: {kind:<10} {:>9} msgs {:>11} B {:>7} dropped",
+                t.messages, t.bytes, t.dropped
+            );
+        }
+    }
+    report.tree_moves_per_op = moves as f64 / ops;
 }
 
 /// Detection delays of crashes and suspicions of nodes that were up.
@@ -369,7 +410,11 @@ fn failure_figures(h: &Harness<Tally>, down: &[(usize, Time, Time)], report: &mu
             }
             if let MembershipEvent::Down(_) = event {
                 for (d, since, until) in down {
-                    if *d == node && *since <= *at && *at <= *until && detected.insert((node, *since)) {
+                    if *d == node
+                        && *since <= *at
+                        && *at <= *until
+                        && detected.insert((node, *since))
+                    {
                         delays.push(at.since(*since).as_secs_f64() * 1000.0);
                     }
                 }

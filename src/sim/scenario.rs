@@ -81,6 +81,17 @@ pub struct Partition {
     pub fraction: f64,
 }
 
+/// Broadcast tree settings to try (the defaults otherwise; see
+/// [`DisseminationConfig`](crate::proto::dissemination::DisseminationConfig)).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TreeSettings {
+    /// `max_trees`: 0 keeps one tree for every origin.
+    pub max_trees: Option<usize>,
+    /// `graft_timeout_1` in milliseconds.
+    pub graft_timeout_ms: Option<f64>,
+}
+
 /// One scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +140,9 @@ pub struct Scenario {
     /// Partitions during the load.
     #[serde(default)]
     pub partitions: Vec<Partition>,
+    /// Broadcast tree settings, where not the defaults.
+    #[serde(default)]
+    pub tree: TreeSettings,
 }
 
 fn one() -> usize {
@@ -176,7 +190,10 @@ impl Scenario {
         let faulty = self.crashes.as_ref().map_or(0, |c| c.count)
             + self.flapping.as_ref().map_or(0, |f| f.count);
         if faulty >= self.nodes {
-            return bad(format!("{faulty} crashing or flapping nodes of {}", self.nodes));
+            return bad(format!(
+                "{faulty} crashing or flapping nodes of {}",
+                self.nodes
+            ));
         }
         if let Some(c) = &self.crashes {
             if c.first_s > c.last_s || c.first_s < 0.0 || c.last_s > self.load_s {

@@ -18,10 +18,17 @@
 //!
 //! Each origin's ops follow a tree of their own (the `trees` submodule):
 //! one tree for all is a chain among three peers linked to each other, and
-//! the far end's ops would take two hops. A new origin's tree starts from a
-//! shared tree that learns from every prune and graft, and a neighbour of
-//! the origin takes the origin's ops straight from it ([`TreeMsg::Eager`],
+//! the far end's ops would take two hops; over a large overlay one tree is
+//! deep for most origins. A new origin's tree starts with every link eager
+//! and is pruned to the paths that delivered first, and a neighbour of the
+//! origin takes the origin's ops straight from it ([`TreeMsg::Eager`],
 //! [`TreeMsg::Lazy`]), so in a full mesh every origin's tree is a star.
+//!
+//! Ops that anti-entropy sends ([`Message::Repair`]) are delivered and
+//! relayed but move no link: a repair that beats a late tree copy must not
+//! prune the tree's link when that copy arrives (it did, and under load the
+//! trees came apart: a third of the nodes of a 300-node overlay were
+//! grafting every op).
 //!
 //! The other difference from the paper is the unit of bookkeeping. Ops of one
 //! origin on one object are numbered 1, 2, 3, ..., so an announcement is a
@@ -278,6 +285,8 @@ pub(crate) struct Dissemination<L> {
     /// When each link last delivered an op of each origin that this node
     /// had grafted.
     grafted: BTreeMap<(NodeId, L), Time>,
+    /// When anti-entropy last brought a new op of each origin.
+    repairs: FxHashMap<NodeId, Time>,
     out: VecDeque<(Targets<L>, Message, u64)>,
     stats: TreeStats,
 }
@@ -298,6 +307,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             flush_at: None,
             pruned: FxHashMap::default(),
             grafted: BTreeMap::new(),
+            repairs: FxHashMap::default(),
             out: VecDeque::new(),
             stats: TreeStats::default(),
         }
@@ -374,8 +384,9 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             self.duplicate(now, from, origin, neighbor);
             return;
         }
+        let mut lazy = None;
         if neighbor {
-            let lazy = match self.trees.first_copy(now, origin, from) {
+            lazy = match self.trees.first_copy(now, origin, from) {
                 None => None,
                 Some(Shortcut::Take { direct, from }) => {
                     self.stats.shortcuts += 1;
@@ -384,19 +395,8 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
                     Some(from)
                 }
                 // Told once per prune interval, as a prune is.
-                Some(Shortcut::Leave(from)) => self
-                    .pruned
-                    .get(&(from, origin))
-                    .is_none_or(|at| now >= *at + PRUNE_REPEAT)
-                    .then_some(from),
+                Some(Shortcut::Leave(from)) => self.quiet(now, from, origin).then_some(from),
             };
-            if let Some(from) = lazy {
-                let msg = Message::Tree(TreeMsg::Lazy(vec![origin]));
-                self.out.push_back((smallvec![from], msg, 0));
-                // Its ops still on their way over `from` arrive as
-                // duplicates: they need no prune of their own.
-                self.note_pruned(now, from, origin);
-            }
         }
         if !self.missing.is_empty() {
             let group = (slot, frame.id.origin);
@@ -412,6 +412,50 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
                 self.reschedule(group, before, after);
             }
         }
+        if let Some(from) = lazy {
+            let msg = Message::Tree(TreeMsg::Lazy(vec![origin]));
+            self.out.push_back((smallvec![from], msg, 0));
+            // Its ops still on their way over `from` arrive as duplicates:
+            // they need no prune of their own.
+            self.note_pruned(now, from, origin);
+        }
+        self.relay(now, Some(from), slot, frame);
+    }
+
+    /// Whether `link` was not told to stop pushing ops of `origin` within
+    /// the last [`PRUNE_REPEAT`].
+    fn quiet(&self, now: Time, link: L, origin: NodeId) -> bool {
+        self.pruned
+            .get(&(link, origin))
+            .is_none_or(|at| now >= *at + PRUNE_REPEAT)
+    }
+
+    /// Anti-entropy brought an op from `from`; `first` is whether it is
+    /// new here. It is relayed down the origin's tree like a pushed op,
+    /// but moves no link: the sender is not a tree link, and the tree's own
+    /// copy, if it was only late, arrives as a duplicate that prunes
+    /// nothing (for `graft_timeout_1` twice).
+    pub(crate) fn repaired(&mut self, now: Time, from: L, slot: Slot, frame: OpFrame, first: bool) {
+        let origin = frame.id.origin;
+        if !first {
+            self.stats.duplicates += 1;
+            return;
+        }
+        if let Some(missing) = self.missing.get_mut(&(slot, origin)) {
+            let group = (slot, origin);
+            let before = missing.due();
+            missing.remove(frame.id.seq);
+            let after = missing.due();
+            if missing.is_empty() {
+                self.missing.remove(&group);
+            }
+            self.reschedule(group, before, after);
+        }
+        self.repairs.insert(origin, now);
+        if self.repairs.len() > PRUNED_MAX {
+            let window = self.config.graft_timeout_1.saturating_mul(2);
+            self.repairs.retain(|_, at| now.since(*at) <= window);
+        }
         self.relay(now, Some(from), slot, frame);
     }
 
@@ -423,6 +467,15 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         // not the tree's, or the tree flips to the grafted link and every
         // op still queued on the old path arrives twice.
         let window = self.config.graft_timeout_1.saturating_mul(2);
+        if self
+            .repairs
+            .get(&origin)
+            .is_some_and(|at| now.since(*at) <= window)
+        {
+            // Anti-entropy was first: the tree's copy was late, not
+            // redundant.
+            return;
+        }
         let grafted = self
             .grafted
             .iter()

@@ -279,6 +279,8 @@ fn interleaved_and_reordered_announcements_merge_into_runs() {
     let (mut d, slot) = tree(&[1, 2]);
     prune(&mut d, 2);
     let other = NodeId::from_u64(8);
+    // Each origin has its own tree: link 2 is lazy for both.
+    d.handle_tree_change(t(0), 2, &TreeMsg::Prune(vec![other]));
     let from_other = |seq| {
         let mut f = frame(seq);
         f.id.origin = other;
@@ -350,4 +352,56 @@ fn a_late_eager_copy_undoes_the_graft_not_the_tree() {
         drain(&mut d),
         vec![(vec![1], Message::Tree(TreeMsg::Prune(vec![origin()])))]
     );
+}
+
+#[test]
+fn a_repair_moves_no_link_and_the_late_tree_copy_prunes_nothing() {
+    let (mut d, slot) = tree(&[1, 2]);
+    // Anti-entropy over link 2 brings op 1 first; the tree's copy over
+    // link 1 was only late.
+    d.repaired(t(0), 2, slot, frame(1), true);
+    let out = drain(&mut d);
+    assert_eq!(out.len(), 1, "relayed like an op");
+    assert_eq!(out[0].0, vec![1]);
+    d.received(t(10), 1, slot, frame(1), false);
+    assert!(drain(&mut d).is_empty(), "no prune of the tree's link");
+    // A repair that is a duplicate prunes nothing either.
+    d.repaired(t(20), 2, slot, frame(1), false);
+    assert!(drain(&mut d).is_empty());
+    assert_eq!(d.stats().duplicates, 2);
+    d.broadcast(t(30), slot, frame(2));
+    assert_eq!(drain(&mut d)[0].0, vec![1, 2], "both links still eager");
+    // Long after the repair, a duplicate prunes its sender again.
+    d.received(t(5000), 1, slot, frame(2), false);
+    assert_eq!(
+        drain(&mut d),
+        vec![(vec![1], Message::Tree(TreeMsg::Prune(vec![origin()])))]
+    );
+}
+
+#[test]
+fn a_neighbour_of_the_origin_takes_its_ops_straight_from_it() {
+    // Link 1 leads to the origin itself (node 101).
+    let (mut d, slot) = tree(&[1, 2, 3]);
+    let origin = peer(1);
+    let from_origin = |seq| {
+        let mut f = frame(seq);
+        f.id.origin = origin;
+        f
+    };
+    d.handle_tree_change(t(0), 1, &TreeMsg::Lazy(vec![origin]));
+    d.received(t(1), 2, slot, from_origin(1), true);
+    let out = drain(&mut d);
+    assert_eq!(
+        out[..2],
+        [
+            (vec![1], Message::Tree(TreeMsg::Eager(vec![origin]))),
+            (vec![2], Message::Tree(TreeMsg::Lazy(vec![origin]))),
+        ]
+    );
+    assert_eq!(out[2].0, vec![3], "relayed on, not back to the origin");
+    assert_eq!(d.stats().shortcuts, 1);
+    // The origin's own copy arrives late: it prunes nothing.
+    d.received(t(2), 1, slot, from_origin(1), false);
+    assert!(drain(&mut d).is_empty());
 }

@@ -355,14 +355,16 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
         self.clock = now;
         self.note_heard(now, from);
+        let msg_kind = msg.kind();
         match msg {
             Message::Hello { .. } => {}
             Message::Welcome { peers } => self.membership.handle_welcome(peers),
             Message::Data(frame) => self.handle_data(from, frame),
-            Message::Op(frame) => {
+            Message::Op(frame) | Message::Repair(frame) => {
+                let repair = matches!(msg_kind, "repair");
                 let mut run = std::mem::take(&mut self.run);
                 run.push(frame);
-                self.handle_ops(now, from, &mut run);
+                self.handle_ops(now, from, &mut run, repair);
                 self.run = run;
             }
             Message::Tree(TreeMsg::IHave(objects)) => self.handle_ihave(now, from, objects),

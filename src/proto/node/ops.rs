@@ -28,29 +28,33 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub fn handle_messages(&mut self, now: Time, from: L, msgs: impl IntoIterator<Item = Message>) {
         self.note_heard(now, from);
         let mut run = std::mem::take(&mut self.run);
+        let mut repairs = false;
         for msg in msgs {
-            match msg {
-                Message::Op(frame) => {
-                    let other = run
-                        .last()
-                        .is_some_and(|f: &OpFrame| f.object != frame.object);
-                    if other || run.len() >= MAX_RUN {
-                        self.handle_ops(now, from, &mut run);
-                    }
-                    run.push(frame);
-                }
+            let (frame, repair) = match msg {
+                Message::Op(frame) => (frame, false),
+                Message::Repair(frame) => (frame, true),
                 msg => {
-                    self.handle_ops(now, from, &mut run);
+                    self.handle_ops(now, from, &mut run, repairs);
                     self.handle_message(now, from, msg);
+                    continue;
                 }
+            };
+            let other = run
+                .last()
+                .is_some_and(|f: &OpFrame| f.object != frame.object);
+            if other || repair != repairs || run.len() >= MAX_RUN {
+                self.handle_ops(now, from, &mut run, repairs);
             }
+            repairs = repair;
+            run.push(frame);
         }
-        self.handle_ops(now, from, &mut run);
+        self.handle_ops(now, from, &mut run, repairs);
         self.run = run;
     }
 
-    /// A run of ops on one object from `from` (drained).
-    pub(super) fn handle_ops(&mut self, now: Time, from: L, run: &mut Vec<OpFrame>) {
+    /// A run of ops on one object from `from` (drained); `repair` if
+    /// anti-entropy sent them.
+    pub(super) fn handle_ops(&mut self, now: Time, from: L, run: &mut Vec<OpFrame>, repair: bool) {
         let Some(first) = run.first() else { return };
         self.clock = now;
         if !self.departed.is_empty() {
@@ -106,7 +110,11 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
         }
         for (frame, new) in run.drain(..).zip(fresh.iter().copied()) {
-            self.tree.received(now, from, slot, frame, new);
+            if repair {
+                self.tree.repaired(now, from, slot, frame, new);
+            } else {
+                self.tree.received(now, from, slot, frame, new);
+            }
         }
         self.fresh = fresh;
     }
