@@ -66,13 +66,17 @@ pub struct Report {
     /// Anti-entropy bytes (summaries, digests, snapshots) per node per
     /// second during the load.
     pub anti_entropy_load_bps: f64,
-    /// The same once converged and idle.
+    /// The same once converged, settled (`settle_s`) and idle.
     pub anti_entropy_idle_bps: f64,
     /// Grafts sent per op (announced ops the tree did not bring in time).
     pub grafts_per_op: f64,
     /// Broadcast tree changes per op: shortcuts to an origin's own link
     /// plus moves to a faster announcer.
     pub tree_moves_per_op: f64,
+    /// Ops anti-entropy sent per op shouted.
+    pub repairs_per_op: f64,
+    /// Messages, bytes and messages lost, by message kind.
+    pub traffic: std::collections::BTreeMap<String, [u64; 3]>,
     /// The largest frame sent, in bytes.
     pub largest_message: usize,
     /// Anti-entropy rounds from the end of the load and of the last fault
@@ -133,8 +137,11 @@ impl fmt::Display for Report {
                 ),
             ),
             (
-                "grafts / tree moves per op",
-                format!("{:.3} / {:.3}", self.grafts_per_op, self.tree_moves_per_op),
+                "grafts / tree moves / repairs per op",
+                format!(
+                    "{:.3} / {:.3} / {:.3}",
+                    self.grafts_per_op, self.tree_moves_per_op, self.repairs_per_op
+                ),
             ),
             ("largest message", format!("{} B", self.largest_message)),
             ("converged after faults", rounds),

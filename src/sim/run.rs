@@ -129,6 +129,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     }
     let missed = missing(&h, &names, &shouted);
 
+    h.run_for(Duration::from_secs_f64(scenario.settle_s));
     let ae_idle_before = anti_entropy_bytes(&h);
     h.run_for(Duration::from_secs_f64(scenario.idle_s));
     let ae_idle = anti_entropy_bytes(&h) - ae_idle_before;
@@ -368,23 +369,13 @@ fn dissemination_figures(h: &Harness<Tally>, report: &mut Report) {
         moves += s.shortcuts;
     }
     report.grafts_per_op = grafts as f64 / ops;
-    if std::env::var("PLEXUS_SIM_DEBUG").is_ok() {
-        let (mut dups, mut prunes, mut repaired, mut ops_grafted) = (0, 0, 0, 0);
-        for i in 0..n {
-            let s = h.tree_stats(i);
-            dups += s.duplicates;
-            prunes += s.prunes_sent;
-            ops_grafted += s.ops_grafted;
-            repaired += h.anti_entropy_stats(i).ops_repaired;
-        }
-        eprintln!("debug: dups {dups} prunes {prunes} ops_grafted {ops_grafted} ae_repaired {repaired} ops {ops}");
-        for (kind, t) in h.traffic() {
-            eprintln!(
-                "debug: {kind:<10} {:>9} msgs {:>11} B {:>7} dropped",
-                t.messages, t.bytes, t.dropped
-            );
-        }
-    }
+    let repaired: u64 = (0..n).map(|i| h.anti_entropy_stats(i).ops_repaired).sum();
+    report.repairs_per_op = repaired as f64 / ops;
+    report.traffic = h
+        .traffic()
+        .iter()
+        .map(|(kind, t)| ((*kind).to_owned(), [t.messages, t.bytes, t.dropped]))
+        .collect();
     report.tree_moves_per_op = moves as f64 / ops;
 }
 

@@ -127,6 +127,11 @@ pub struct Scenario {
     /// traffic is measured), in seconds.
     #[serde(default = "ten")]
     pub idle_s: f64,
+    /// How long after convergence the nodes settle (acknowledgements
+    /// spread, stable ops fold) before the idle phase is measured, in
+    /// seconds.
+    #[serde(default = "five")]
+    pub settle_s: f64,
     /// The most anti-entropy rounds to wait for convergence after the load
     /// and the last fault.
     #[serde(default = "twenty")]
@@ -151,6 +156,10 @@ fn one() -> usize {
 
 fn ten() -> f64 {
     10.0
+}
+
+fn five() -> f64 {
+    5.0
 }
 
 fn twenty() -> u32 {
@@ -183,6 +192,9 @@ impl Scenario {
         }
         if !(self.load_s > 0.0 && self.load_s.is_finite()) {
             return bad(format!("load_s = {}: positive", self.load_s));
+        }
+        if !(self.settle_s >= 0.0 && self.settle_s.is_finite()) {
+            return bad(format!("settle_s = {}: zero or more", self.settle_s));
         }
         if !(self.idle_s >= 0.0 && self.idle_s.is_finite()) {
             return bad(format!("idle_s = {}: zero or more", self.idle_s));
