@@ -196,6 +196,9 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
     if let Some(max) = s.tree.max_trees {
         dissemination.max_trees = max;
     }
+    if let Some(f) = s.tree.first_fanout {
+        dissemination.first_fanout = f;
+    }
     if let Some(ms) = s.tree.graft_timeout_ms {
         dissemination.graft_timeout_1 = millis(ms.max(0.0));
     }

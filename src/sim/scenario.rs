@@ -88,6 +88,8 @@ pub struct Partition {
 pub struct TreeSettings {
     /// `max_trees`: 0 keeps one tree for every origin.
     pub max_trees: Option<usize>,
+    /// `first_fanout`: 0 floods every link.
+    pub first_fanout: Option<usize>,
     /// `graft_timeout_1` in milliseconds.
     pub graft_timeout_ms: Option<f64>,
 }

@@ -41,6 +41,7 @@ fn config() -> DisseminationConfig {
         max_cached_ops: 1 << 16,
         max_missing_runs: 4096,
         max_trees: 4096,
+        first_fanout: 0,
     }
 }
 

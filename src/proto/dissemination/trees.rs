@@ -32,7 +32,7 @@
 //! [`TreeMsg::Lazy`]: super::TreeMsg::Lazy
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 
 use rustc_hash::FxHashMap;
 use smallvec::SmallVec;
@@ -111,15 +111,20 @@ pub(super) struct Trees<L> {
     shared: BTreeSet<L>,
     roots: FxHashMap<NodeId, Root<L>>,
     max_trees: usize,
+    /// How many links a new root's tree starts eager on (0: all).
+    fanout: usize,
 }
 
 impl<L: Copy + Ord + Hash + std::fmt::Debug> Trees<L> {
-    pub(super) fn new(max_trees: usize) -> Self {
+    /// Trees for at most `max_trees` roots, each starting eager on
+    /// `fanout` links (0: every link).
+    pub(super) fn new(max_trees: usize, fanout: usize) -> Self {
         Self {
             links: BTreeMap::new(),
             shared: BTreeSet::new(),
             roots: FxHashMap::default(),
             max_trees,
+            fanout,
         }
     }
 
@@ -181,12 +186,13 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Trees<L> {
             shared,
             roots,
             max_trees,
+            fanout,
         } = self;
         let others = links
             .iter()
             .filter(|(l, p)| Some(**l) != from && **p != origin)
             .map(|(l, _)| l);
-        match root_in(roots, links, *max_trees, now, origin) {
+        match root_in(roots, links, (*max_trees, *fanout), now, origin) {
             Some(root) => {
                 for link in others {
                     if root.is_eager(link) {
@@ -281,9 +287,10 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Trees<L> {
             links,
             roots,
             max_trees,
+            fanout,
             ..
         } = self;
-        root_in(roots, links, *max_trees, now, origin)
+        root_in(roots, links, (*max_trees, *fanout), now, origin)
     }
 
     fn link_to(&self, peer: NodeId) -> Option<L> {
@@ -295,7 +302,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Trees<L> {
 fn root_in<'a, L: Copy + Ord>(
     roots: &'a mut FxHashMap<NodeId, Root<L>>,
     links: &BTreeMap<L, NodeId>,
-    max_trees: usize,
+    (max_trees, fanout): (usize, usize),
     now: Time,
     origin: NodeId,
 ) -> Option<&'a mut Root<L>> {
@@ -309,7 +316,7 @@ fn root_in<'a, L: Copy + Ord>(
         roots.insert(
             origin,
             Root {
-                eager: links.keys().copied().collect(),
+                eager: first_eager(links, origin, fanout),
                 direct: link_to(links, origin),
                 used: now,
             },
@@ -318,6 +325,35 @@ fn root_in<'a, L: Copy + Ord>(
     let root = roots.get_mut(&origin)?;
     root.used = root.used.max(now);
     Some(root)
+}
+
+/// The links a new tree of `origin` starts eager on, sorted: `fanout` of
+/// them (every link if 0 or fewer links), chosen by a hash of the origin
+/// and each peer, so that each root floods its own sparse random subgraph;
+/// a link to the origin itself is always among them.
+fn first_eager<L: Copy + Ord>(
+    links: &BTreeMap<L, NodeId>,
+    origin: NodeId,
+    fanout: usize,
+) -> SmallVec<[L; 4]> {
+    if fanout == 0 || links.len() <= fanout {
+        return links.keys().copied().collect();
+    }
+    let score = |peer: &NodeId| {
+        let mut h = rustc_hash::FxHasher::default();
+        origin.hash(&mut h);
+        peer.hash(&mut h);
+        // FxHash alone mixes similar ids poorly: finish as SplitMix64.
+        let mut z = h.finish();
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        (*peer != origin, z ^ (z >> 31))
+    };
+    let mut ranked: Vec<((bool, u64), L)> = links.iter().map(|(l, p)| (score(p), *l)).collect();
+    ranked.sort_unstable();
+    let mut eager: SmallVec<[L; 4]> = ranked.into_iter().take(fanout).map(|(_, l)| l).collect();
+    eager.sort_unstable();
+    eager
 }
 
 /// Drop the least recently used quarter of the trees (at least one).
@@ -350,7 +386,7 @@ mod tests {
 
     /// Links 1, 2, 3 to nodes 101, 102, 103.
     fn trees(max: usize) -> Trees<u32> {
-        let mut trees = Trees::new(max);
+        let mut trees = Trees::new(max, 0);
         for l in 1..=3 {
             trees.link_up(l, node(100 + u64::from(l)));
         }
@@ -421,7 +457,7 @@ mod tests {
         assert_eq!(trees.split(t(101), node(7), None).0.to_vec(), vec![2, 3]);
         // No trees of their own: one shared tree, which only prunes and
         // grafts move.
-        let mut one = Trees::new(0);
+        let mut one = Trees::new(0, 0);
         one.link_up(1u32, node(1));
         one.link_up(2u32, node(2));
         assert!(one.prune(t(0), node(5), 1));
@@ -429,6 +465,41 @@ mod tests {
         assert_eq!(one.len(), 0);
         let (eager, lazy) = one.split(t(0), node(6), None);
         assert_eq!((eager.to_vec(), lazy.to_vec()), (vec![2], vec![1]));
+    }
+
+    #[test]
+    fn a_sparse_first_fanout_picks_a_few_links_per_root_and_the_direct_one() {
+        let mut trees = Trees::new(16, 2);
+        for l in 1..=8u32 {
+            trees.link_up(l, node(100 + u64::from(l)));
+        }
+        let mut picks = std::collections::BTreeSet::new();
+        for r in 0..20 {
+            let (eager, lazy) = trees.split(t(0), node(r), None);
+            assert_eq!(eager.len(), 2, "root {r}");
+            assert_eq!(lazy.len(), 6);
+            assert!(eager.windows(2).all(|w| w[0] < w[1]), "sorted");
+            picks.insert(eager.to_vec());
+        }
+        assert!(
+            picks.len() > 5,
+            "roots flood different subgraphs: {picks:?}"
+        );
+        // The same root picks the same links on every node of the run.
+        let mut again = Trees::new(16, 2);
+        for l in 1..=8u32 {
+            again.link_up(l, node(100 + u64::from(l)));
+        }
+        assert_eq!(
+            again.split(t(0), node(3), None).0,
+            trees.split(t(0), node(3), None).0
+        );
+        // A neighbour that is the root always takes its ops directly: its
+        // link is eager in its own tree here (and never pushed to).
+        let root = node(105);
+        assert!(trees
+            .first_copy(t(1), root, 1)
+            .is_some_and(|s| s == Shortcut::Leave(1)));
     }
 
     #[test]
