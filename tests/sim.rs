@@ -24,6 +24,15 @@ fn check(report: &Report) {
         report.seed
     );
     assert!(report.ops > 0, "no ops shouted");
+    // Every node is up again at the end: every op must become stable
+    // (folded) everywhere.
+    assert_eq!(
+        (report.unstable_ops, report.stable_rounds.is_some()),
+        (0, true),
+        "ops never stable everywhere (seed {})",
+        report.seed
+    );
+    assert_eq!(report.stability_lag_ms.count, report.ops);
 }
 
 #[test]
@@ -58,6 +67,7 @@ fn the_same_seed_gives_the_same_run() {
             r.largest_message,
             r.events,
             r.virtual_s.to_bits(),
+            r.stability_lag_ms.p99.to_bits(),
         )
     };
     assert_eq!(figures(&a), figures(&b), "seed {seed}");

@@ -16,6 +16,7 @@
 //! speed. `plexus sim <scenario.toml>` runs one from the command line.
 
 mod harness;
+mod lag;
 mod latency;
 mod report;
 mod run;

@@ -83,6 +83,15 @@ pub struct Report {
     /// until every live node held every op; `None` if it did not within
     /// the scenario's `max_rounds`.
     pub converged_rounds: Option<u32>,
+    /// Anti-entropy rounds from convergence until every op was stable
+    /// (folded) at every live node; `None` if not within `max_rounds`.
+    pub stable_rounds: Option<u32>,
+    /// From a shout to the op being stable at every live node, in
+    /// milliseconds (to the 100 ms sampling interval; ops stable everywhere
+    /// by the end of the stability phase).
+    pub stability_lag_ms: Percentiles,
+    /// Ops not stable at every live node by the end of the stability phase.
+    pub unstable_ops: u64,
     /// From a crash to each live peer's `Down`, in milliseconds.
     pub detection_ms: Percentiles,
     /// `Suspected` or `Down` of a node that was up, at any node.
@@ -145,6 +154,19 @@ impl fmt::Display for Report {
             ),
             ("largest message", format!("{} B", self.largest_message)),
             ("converged after faults", rounds),
+            (
+                "stability lag p50 / p99",
+                format!(
+                    "{:.0} / {:.0} ms, {} op(s) not stable, {}",
+                    self.stability_lag_ms.p50,
+                    self.stability_lag_ms.p99,
+                    self.unstable_ops,
+                    self.stable_rounds.map_or_else(
+                        || "not all stable".to_owned(),
+                        |r| format!("all stable {r} round(s) after convergence")
+                    )
+                ),
+            ),
             (
                 "crash detection p50 / p99",
                 if self.detection_ms.count == 0 {

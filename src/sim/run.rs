@@ -7,6 +7,7 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 
 use super::harness::{Harness, HarnessConfig};
+use super::lag::StabilityWatch;
 use super::latency::LinkLatency;
 use super::report::{Percentiles, Report};
 use super::scenario::{Scenario, Topology};
@@ -61,6 +62,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     h.trace_ops();
 
     let plan = plan(&mut h, scenario);
+    let mut watch = StabilityWatch::new(&names, Duration::from_millis(100));
     let start = h.now();
     let ae_before = anti_entropy_bytes(&h);
     let mut crashed_at: BTreeMap<usize, Time> = BTreeMap::new();
@@ -70,7 +72,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     for (at, action) in plan {
         let due = start + at;
         if due > h.now() {
-            h.run_for(due.since(h.now()));
+            let wait = due.since(h.now());
+            watch.run_for(&mut h, wait);
         }
         match action {
             Action::Shout { writer, object } => {
@@ -80,6 +83,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
                 };
                 let value = h.rng().random_range(0..1000);
                 let id = h.shout(node, &names[object], TallyOp::Add(value));
+                watch.shouted(id, object, h.now());
                 shouted.push((id, object));
             }
             Action::Crash(node) => {
@@ -110,7 +114,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
             }
         }
     }
-    h.run_for(Duration::from_secs_f64(scenario.load_s).saturating_sub(h.now().since(start)));
+    let rest = Duration::from_secs_f64(scenario.load_s).saturating_sub(h.now().since(start));
+    watch.run_for(&mut h, rest);
     let load_end = h.now();
     let ae_load = anti_entropy_bytes(&h) - ae_before;
     h.set_loss(0.0);
@@ -125,9 +130,21 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
             converged_rounds = Some(r);
             break;
         }
-        h.run_for(round);
+        watch.run_for(&mut h, round);
     }
     let missed = missing(&h, &names, &shouted);
+
+    // Stability: the acks that fold the ops spread after the ops did; the
+    // idle phase starts once they have (or `max_rounds` more rounds ran).
+    let mut stable_rounds = None;
+    for r in 0..=scenario.max_rounds {
+        if watch.all_stable() {
+            stable_rounds = Some(r);
+            break;
+        }
+        watch.run_for(&mut h, round);
+    }
+    let (stability_lag_ms, unstable_ops) = watch.lag();
 
     h.run_for(Duration::from_secs_f64(scenario.settle_s));
     let ae_idle_before = anti_entropy_bytes(&h);
@@ -154,6 +171,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         },
         largest_message: h.largest_frame(),
         converged_rounds,
+        stable_rounds,
+        stability_lag_ms,
+        unstable_ops,
         events,
         events_per_s: events as f64 / wall_s.max(1e-9),
         wall_s,

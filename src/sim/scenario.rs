@@ -129,13 +129,13 @@ pub struct Scenario {
     /// traffic is measured), in seconds.
     #[serde(default = "ten")]
     pub idle_s: f64,
-    /// How long after convergence the nodes settle (acknowledgements
-    /// spread, stable ops fold) before the idle phase is measured, in
-    /// seconds.
+    /// How long the nodes settle before the idle phase is measured, in
+    /// seconds: counted from when every op is stable at every live node
+    /// (or, if that takes over `max_rounds` rounds, from then).
     #[serde(default = "five")]
     pub settle_s: f64,
     /// The most anti-entropy rounds to wait for convergence after the load
-    /// and the last fault.
+    /// and the last fault, and again for every op to be stable.
     #[serde(default = "twenty")]
     pub max_rounds: u32,
     /// Nodes crashing during the load.
