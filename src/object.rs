@@ -15,7 +15,7 @@ use crate::proto::host::{
     deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, restamped_frames, Host,
     HostError, Repair,
 };
-use crate::proto::message::{ObjectDigest, OpFrame, StateFrame};
+use crate::proto::message::{ObjectDigest, OpFrame, Span, StateFrame};
 use crate::proto::replica::{Applied, Replica};
 use crate::proto::stability::AckTable;
 use crate::proto::version::VersionVector;
@@ -238,9 +238,18 @@ impl<T: Replicated> Host for CellHost<T> {
         held: &VersionVector,
         above: &[SeqRun],
         upto: &VersionVector,
+        span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError> {
-        repair_of(&self.0.key, &self.0.state.read(), held, above, upto, budget)
+        repair_of(
+            &self.0.key,
+            &self.0.state.read(),
+            held,
+            above,
+            upto,
+            span,
+            budget,
+        )
     }
 
     fn ops_in(&self, runs: &[SeqRun], budget: usize) -> Result<Vec<OpFrame>, HostError> {

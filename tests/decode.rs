@@ -9,7 +9,7 @@ use plexus::proto::dissemination::{ObjectRuns, SeqRun, TreeMsg};
 use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
 use plexus::proto::hyparview;
 use plexus::proto::message::{
-    encode_value, Decoder, FetchId, Message, ObjectDigest, OpFrame, StateFrame, TentativeOp,
+    encode_value, Decoder, FetchId, Message, ObjectDigest, OpFrame, Span, StateFrame, TentativeOp,
     DEFAULT_MAX_FRAME,
 };
 use plexus::proto::replica::Replica;
@@ -77,16 +77,32 @@ fn valid_frames() -> Vec<Vec<u8>> {
             root: 7,
         },
         Message::Digest {
-            objects: vec![ObjectDigest {
-                object,
-                held: VersionVector([(NodeId::from_u64(4), 3)].into_iter().collect()),
-                above: vec![SeqRun {
-                    origin: NodeId::from_u64(4),
-                    first: 5,
-                    last: 9,
-                }],
-                acks: state.acks.clone(),
-            }],
+            objects: vec![
+                ObjectDigest {
+                    object: object.clone(),
+                    held: VersionVector([(NodeId::from_u64(4), 3)].into_iter().collect()),
+                    above: vec![SeqRun {
+                        origin: NodeId::from_u64(4),
+                        first: 5,
+                        last: 9,
+                    }],
+                    acks: state.acks.clone(),
+                    span: None,
+                },
+                ObjectDigest {
+                    object,
+                    held: VersionVector([(NodeId::from_u64(9), 1)].into_iter().collect()),
+                    above: Vec::new(),
+                    acks: state.acks.clone(),
+                    span: Some(Span {
+                        from: NodeId::from_u64(8),
+                        to: None,
+                        round: 3,
+                        part: 1,
+                        parts: 2,
+                    }),
+                },
+            ],
             reply: true,
             first: true,
             last: true,
@@ -170,6 +186,7 @@ fn decode_all_layers(frame: &[u8]) {
                     &digest.held,
                     &digest.above,
                     &VersionVector::default(),
+                    digest.span.as_ref().filter(|s| s.is_valid()),
                     1 << 16,
                 );
             }

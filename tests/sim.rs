@@ -52,6 +52,20 @@ fn an_overlay_with_crashes_and_flapping_nodes_misses_nothing() {
 }
 
 #[test]
+fn digests_split_into_pieces_still_repair_and_stabilise_everything() {
+    let s = scenario("ci-split.toml");
+    for seed in s.seeds_to_run() {
+        let report = run(&s, seed).expect("runs");
+        check(&report);
+        assert!(
+            report.digest_pieces > 0,
+            "no digest was split (seed {seed})"
+        );
+        assert_eq!(report.bad_pieces, 0, "seed {seed}");
+    }
+}
+
+#[test]
 fn the_same_seed_gives_the_same_run() {
     let mut s = scenario("ci-small.toml");
     s.nodes = 20;
@@ -99,6 +113,7 @@ fn bad_scenarios_are_refused_with_a_reason() {
         (format!("{base}writers = 11\n"), "writers"),
         (base.replace("load_s = 1.0", "load_s = -1.0"), "load_s"),
         (format!("{base}color = 3\n"), "color"),
+        (format!("{base}max_digest_bytes = 10\n"), "max_digest_bytes"),
         (base.replace("full_mesh", "hypercube"), "hypercube"),
         (
             format!("{base}[crashes]\ncount = 10\nfirst_s = 0.0\nlast_s = 0.5\n"),

@@ -91,6 +91,7 @@ fuzz_target!(|data: &[u8]| {
                     &digest.held,
                     &digest.above,
                     &VersionVector::default(),
+                    digest.span.as_ref().filter(|s| s.is_valid()),
                     1 << 16,
                 );
             }

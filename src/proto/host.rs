@@ -8,7 +8,7 @@
 use super::dissemination::SeqRun;
 use super::id::{NodeId, ObjectKey, OpId};
 use super::message::{
-    decode_exact, encode_value, DecodeError, EncodeError, ObjectDigest, OpFrame, StateFrame,
+    decode_exact, encode_value, DecodeError, EncodeError, ObjectDigest, OpFrame, Span, StateFrame,
     TentativeOp,
 };
 use super::replica::{Applied, ApplyError, Replica, ReplicaState};
@@ -80,14 +80,15 @@ pub trait Host: Send {
 
     /// What a replica holding `held` (and the runs `above` it) lacks, of
     /// `origin`'s ops no later than
-    /// `upto[origin]` (no limit for an origin `upto` does not name): at
-    /// most about `budget` bytes of ops, or the snapshot when it lacks ops
-    /// already folded here.
+    /// `upto[origin]` (no limit for an origin `upto` does not name), of the
+    /// origins in `span` only (all when `None`): at most about `budget`
+    /// bytes of ops, or the snapshot when it lacks ops already folded here.
     fn repair(
         &self,
         held: &VersionVector,
         above: &[SeqRun],
         upto: &VersionVector,
+        span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError>;
 
@@ -138,6 +139,7 @@ pub fn digest_of<T: Replicated>(object: &ObjectKey, replica: &Replica<T>) -> Obj
             .map(SeqRun::from)
             .collect(),
         acks: replica.acks().clone(),
+        span: None,
     }
 }
 
@@ -148,9 +150,11 @@ pub fn repair_of<T: Replicated>(
     held: &VersionVector,
     above: &[SeqRun],
     upto: &VersionVector,
+    span: Option<&Span>,
     budget: usize,
 ) -> Result<Repair, HostError> {
-    if replica.needs_snapshot(held) {
+    let in_span = |o: &NodeId| span.is_none_or(|s| s.contains(o));
+    if replica.needs_snapshot_of(held, in_span) {
         return export_frame(object, replica).map(Repair::Snapshot);
     }
     // An origin limited by `upto` to seqs the peer holds has nothing to
@@ -159,12 +163,14 @@ pub fn repair_of<T: Replicated>(
     // the peer to what it holds), the log is not walked.
     if replica
         .origins_ahead_of(held)
+        .filter(in_span)
         .all(|o| upto.0.get(&o).is_some_and(|limit| *limit <= held.get(&o)))
     {
         return Ok(Repair::Ops(Vec::new()));
     }
     let wanted = replica
         .ops_missing(held)
+        .filter(|(id, _)| in_span(&id.origin))
         .filter(|(id, _)| upto.0.get(&id.origin).is_none_or(|limit| id.seq <= *limit))
         .filter(|(id, _)| !above.iter().any(|r| r.contains(id)));
     frames(object, wanted, budget).map(Repair::Ops)

@@ -37,6 +37,9 @@ impl NodeId {
     /// ranges of op ids.
     pub const MAX: NodeId = NodeId([0xff; 32]);
 
+    /// The smallest id (all bytes zero): it bounds ranges of ids.
+    pub const MIN: NodeId = NodeId([0; 32]);
+
     /// A node id from its 32 raw bytes.
     pub const fn from_bytes(bytes: [u8; 32]) -> Self {
         Self(bytes)

@@ -162,12 +162,79 @@ pub struct ObjectDigest {
     pub above: Vec<SeqRun>,
     /// The replica set's acknowledgements, as the sender knows them.
     pub acks: AckTable,
+    /// When the object's digest is too large for one message, the origins
+    /// this piece covers: `held`, `above` and `acks` hold only those, and
+    /// an origin of the span missing from `held` is one the sender holds
+    /// nothing of. `None`: the whole digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub span: Option<Span>,
 }
 
 impl ObjectDigest {
     /// The most runs above the contiguous prefix a digest names per object
     /// (the rest may be pushed again: harmless, only bytes).
     pub const MAX_ABOVE: usize = 64;
+}
+
+/// The origins one piece of a split [`ObjectDigest`] covers, and which
+/// piece it is.
+///
+/// The pieces of one digest share `round`, are numbered `0..parts`, and
+/// their spans cover every id from [`NodeId::MIN`] to [`NodeId::MAX`]
+/// without overlap. A receiver repairs each piece as it comes, but merges
+/// the acks only once it holds every piece of the round: a table missing a
+/// member could let its stable frontier pass ops that member lacks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "(NodeId, Option<NodeId>, u32, u16, u16)")]
+#[serde(into = "(NodeId, Option<NodeId>, u32, u16, u16)")]
+pub struct Span {
+    /// The first origin covered.
+    pub from: NodeId,
+    /// The first origin past the span; `None`: through [`NodeId::MAX`].
+    pub to: Option<NodeId>,
+    /// Which of the sender's digests the piece belongs to.
+    pub round: u32,
+    /// The piece's number, from 0.
+    pub part: u16,
+    /// How many pieces the digest has.
+    pub parts: u16,
+}
+
+impl Span {
+    /// The most pieces one object's digest is split into.
+    pub const MAX_PARTS: u16 = 1024;
+
+    /// Whether `origin` is in the span.
+    pub fn contains(&self, origin: &NodeId) -> bool {
+        *origin >= self.from && self.to.is_none_or(|to| *origin < to)
+    }
+
+    /// Whether the span is well formed: a piece number under a count of at
+    /// most [`MAX_PARTS`](Self::MAX_PARTS), and a non-empty range.
+    pub fn is_valid(&self) -> bool {
+        self.parts > 0
+            && self.parts <= Self::MAX_PARTS
+            && self.part < self.parts
+            && self.to.is_none_or(|to| to > self.from)
+    }
+}
+
+impl From<(NodeId, Option<NodeId>, u32, u16, u16)> for Span {
+    fn from((from, to, round, part, parts): (NodeId, Option<NodeId>, u32, u16, u16)) -> Self {
+        Self {
+            from,
+            to,
+            round,
+            part,
+            parts,
+        }
+    }
+}
+
+impl From<Span> for (NodeId, Option<NodeId>, u32, u16, u16) {
+    fn from(s: Span) -> Self {
+        (s.from, s.to, s.round, s.part, s.parts)
+    }
 }
 
 /// A shout on the wire: the object, the op id, and the op's encoded call.

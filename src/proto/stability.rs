@@ -285,6 +285,31 @@ impl AckTable {
         self.epochs.iter().map(|(o, e)| (*o, *e))
     }
 
+    /// The part of the table about the origins `keep` keeps: their acks,
+    /// evictions and epochs.
+    pub fn restricted(&self, keep: impl Fn(&NodeId) -> bool) -> AckTable {
+        AckTable {
+            acks: self
+                .acks
+                .iter()
+                .filter(|(m, _)| keep(m))
+                .map(|(m, a)| (*m, *a))
+                .collect(),
+            evicted: self
+                .evicted
+                .iter()
+                .filter(|(o, _)| keep(o))
+                .map(|(o, e)| (*o, *e))
+                .collect(),
+            epochs: self
+                .epochs
+                .iter()
+                .filter(|(o, _)| keep(o))
+                .map(|(o, e)| (*o, *e))
+                .collect(),
+        }
+    }
+
     /// The number of live members.
     pub fn len(&self) -> usize {
         self.acks.len()

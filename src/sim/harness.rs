@@ -14,7 +14,7 @@ use crate::proto::host::{
     restamped_frames, Host, HostError, Repair,
 };
 use crate::proto::membership::MembershipEvent;
-use crate::proto::message::{Message, ObjectDigest, OpFrame, StateFrame, DEFAULT_MAX_FRAME};
+use crate::proto::message::{Message, ObjectDigest, OpFrame, Span, StateFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
 use crate::proto::replica::{Applied, Replica};
 use crate::proto::stability::AckTable;
@@ -125,9 +125,18 @@ impl<T: Replicated> Host for SharedHost<T> {
         held: &VersionVector,
         above: &[SeqRun],
         upto: &VersionVector,
+        span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError> {
-        repair_of(&self.0, &self.1.lock().replica, held, above, upto, budget)
+        repair_of(
+            &self.0,
+            &self.1.lock().replica,
+            held,
+            above,
+            upto,
+            span,
+            budget,
+        )
     }
 
     fn ops_in(&self, runs: &[SeqRun], budget: usize) -> Result<Vec<OpFrame>, HostError> {
@@ -203,6 +212,8 @@ pub struct Traffic {
     pub bytes: u64,
     /// Messages lost (loss, partition, or a crashed receiver).
     pub dropped: u64,
+    /// The largest frame of the kind sent, in bytes.
+    pub largest: u64,
 }
 
 #[path = "faults.rs"]
@@ -679,6 +690,8 @@ impl<T: Replicated> Harness<T> {
             .encode(DEFAULT_MAX_FRAME)
             .expect("harness messages fit a frame");
         self.largest = self.largest.max(frame.len());
+        let kind = self.traffic.entry(msg.kind()).or_default();
+        kind.largest = kind.largest.max(frame.len() as u64);
         for &to in to {
             if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss) {
                 self.traffic.entry(msg.kind()).or_default().dropped += 1;

@@ -75,10 +75,17 @@ pub struct Report {
     pub tree_moves_per_op: f64,
     /// Ops anti-entropy sent per op shouted.
     pub repairs_per_op: f64,
-    /// Messages, bytes and messages lost, by message kind.
-    pub traffic: std::collections::BTreeMap<String, [u64; 3]>,
+    /// Messages, bytes, messages lost and the largest frame in bytes, by
+    /// message kind.
+    pub traffic: std::collections::BTreeMap<String, [u64; 4]>,
     /// The largest frame sent, in bytes.
     pub largest_message: usize,
+    /// Its kind (see [`Message::kind`](crate::proto::message::Message::kind)).
+    pub largest_kind: String,
+    /// Pieces of split digests sent (digests over `max_digest_bytes`).
+    pub digest_pieces: u64,
+    /// Digest pieces refused for a malformed span.
+    pub bad_pieces: u64,
     /// Anti-entropy rounds from the end of the load and of the last fault
     /// until every live node held every op; `None` if it did not within
     /// the scenario's `max_rounds`.
@@ -152,7 +159,13 @@ impl fmt::Display for Report {
                     self.grafts_per_op, self.tree_moves_per_op, self.repairs_per_op
                 ),
             ),
-            ("largest message", format!("{} B", self.largest_message)),
+            (
+                "largest message / digest pieces",
+                format!(
+                    "{} B ({}) / {} ({} refused)",
+                    self.largest_message, self.largest_kind, self.digest_pieces, self.bad_pieces
+                ),
+            ),
             ("converged after faults", rounds),
             (
                 "stability lag p50 / p99",

@@ -222,6 +222,10 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
     if let Some(ms) = s.tree.graft_timeout_ms {
         dissemination.graft_timeout_1 = millis(ms.max(0.0));
     }
+    let mut anti_entropy = RepeaterConfig::default().anti_entropy;
+    if let Some(max) = s.max_digest_bytes {
+        anti_entropy.max_digest_bytes = max;
+    }
     HarnessConfig {
         max_latency: millis(longest),
         loss: s.loss,
@@ -229,6 +233,7 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
         repeater: RepeaterConfig {
             overlay,
             dissemination,
+            anti_entropy,
             ..RepeaterConfig::default()
         },
         ..HarnessConfig::default()
@@ -393,12 +398,23 @@ fn dissemination_figures(h: &Harness<Tally>, report: &mut Report) {
     }
     report.grafts_per_op = grafts as f64 / ops;
     let repaired: u64 = (0..n).map(|i| h.anti_entropy_stats(i).ops_repaired).sum();
+    report.digest_pieces = (0..n).map(|i| h.anti_entropy_stats(i).pieces).sum();
+    report.bad_pieces = (0..n).map(|i| h.anti_entropy_stats(i).bad_pieces).sum();
     report.repairs_per_op = repaired as f64 / ops;
     report.traffic = h
         .traffic()
         .iter()
-        .map(|(kind, t)| ((*kind).to_owned(), [t.messages, t.bytes, t.dropped]))
+        .map(|(kind, t)| {
+            let figures = [t.messages, t.bytes, t.dropped, t.largest];
+            ((*kind).to_owned(), figures)
+        })
         .collect();
+    report.largest_kind = h
+        .traffic()
+        .iter()
+        .max_by_key(|(_, t)| t.largest)
+        .map(|(kind, _)| (*kind).to_owned())
+        .unwrap_or_default();
     report.tree_moves_per_op = moves as f64 / ops;
 }
 

@@ -150,6 +150,10 @@ pub struct Scenario {
     /// Broadcast tree settings, where not the defaults.
     #[serde(default)]
     pub tree: TreeSettings,
+    /// Anti-entropy's `max_digest_bytes`, where not the default (a small
+    /// value makes small runs split their digests into pieces).
+    #[serde(default)]
+    pub max_digest_bytes: Option<usize>,
 }
 
 fn one() -> usize {
@@ -223,6 +227,9 @@ impl Scenario {
             if !(p.at_s < p.heal_s && p.fraction > 0.0 && p.fraction <= 0.5) {
                 return bad("partitions: at_s < heal_s, 0 < fraction <= 0.5".into());
             }
+        }
+        if self.max_digest_bytes.is_some_and(|b| b < 512) {
+            return bad("max_digest_bytes: 512 or more".into());
         }
         if let Topology::Overlay { active } = self.topology {
             if active < 2 {

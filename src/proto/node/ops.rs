@@ -150,7 +150,7 @@ mod tests {
     use super::super::super::dissemination::SeqRun;
     use super::super::super::host::Repair;
     use super::super::super::id::{NodeId, ObjectKey, OpId};
-    use super::super::super::message::{ObjectDigest, StateFrame};
+    use super::super::super::message::{ObjectDigest, Span, StateFrame};
     use super::super::super::stability::AckTable;
     use super::super::super::version::VersionVector;
     use super::super::RepeaterConfig;
@@ -194,6 +194,7 @@ mod tests {
             _: &VersionVector,
             _: &[SeqRun],
             _: &VersionVector,
+            _: Option<&Span>,
             _: usize,
         ) -> Result<Repair, HostError> {
             Ok(Repair::Ops(Vec::new()))

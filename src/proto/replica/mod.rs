@@ -599,7 +599,13 @@ impl<T: Replicated> Replica<T> {
     /// Whether a replica that holds `held` (contiguously) lacks ops this one
     /// has already folded: it needs the snapshot, not ops.
     pub fn needs_snapshot(&self, held: &VersionVector) -> bool {
-        self.folded.0.iter().any(|(o, n)| held.get(o) < *n)
+        self.needs_snapshot_of(held, |_| true)
+    }
+
+    /// [`needs_snapshot`](Self::needs_snapshot), looking only at the
+    /// origins `of` keeps.
+    pub fn needs_snapshot_of(&self, held: &VersionVector, of: impl Fn(&NodeId) -> bool) -> bool {
+        self.folded.0.iter().any(|(o, n)| of(o) && held.get(o) < *n)
     }
 
     /// The tentative ops that a replica holding `held` (contiguously) may

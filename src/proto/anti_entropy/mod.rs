@@ -29,6 +29,15 @@
 //!
 //! Repaired ops are relayed like any op, so one repaired node at the edge of
 //! a healed partition spreads them to its side at once.
+//!
+//! An object's digest larger than `max_digest_bytes` (thousands of members)
+//! is split into pieces by origin range (see [`Span`](super::message::Span)), so no message
+//! grows with the membership: the default keeps every digest message
+//! under 64 KiB.
+
+mod pieces;
+#[cfg(test)]
+mod tests;
 
 use std::collections::{BTreeSet, HashMap};
 use std::hash::Hash;
@@ -53,7 +62,9 @@ pub struct AntiEntropyConfig {
     /// How many links a round sends a summary to. Default: 2.
     pub fanout: usize,
     /// The largest digest message, in (estimated) bytes: digests of many
-    /// objects are split. Default: 256 KiB.
+    /// objects go in several messages, and one object's digest larger than
+    /// this is split by origin range. Default: 48 KiB, which keeps every
+    /// digest message under 64 KiB on the wire.
     pub max_digest_bytes: usize,
     /// The most op bytes pushed per object in one exchange; a peer that
     /// lacks more gets the rest in later rounds. Default: 1 MiB.
@@ -65,7 +76,7 @@ impl Default for AntiEntropyConfig {
         Self {
             interval: Duration::from_secs(1),
             fanout: 2,
-            max_digest_bytes: 256 << 10,
+            max_digest_bytes: 48 << 10,
             repair_budget: 1 << 20,
         }
     }
@@ -88,6 +99,11 @@ pub struct AntiEntropyStats {
     pub snapshots: u64,
     /// Snapshots received that moved a replica forward.
     pub rebased: u64,
+    /// Pieces of split digests sent (an object's digest larger than
+    /// `max_digest_bytes` goes in several).
+    pub pieces: u64,
+    /// Digest pieces dropped for a malformed span.
+    pub bad_pieces: u64,
 }
 
 /// What this node knows of a peer's objects.
@@ -99,6 +115,11 @@ struct PeerObjects {
     pending: Option<BTreeSet<ObjectKey>>,
     /// Per object, what the peer held at its last digest.
     held: HashMap<ObjectKey, VersionVector>,
+    /// The acks of split digests being received.
+    assembly: pieces::Assembly,
+    /// Per object, the round of the peer's split digest a snapshot was
+    /// last sent for: one snapshot per round, not one per piece.
+    snapshot_round: HashMap<ObjectKey, u32>,
 }
 
 /// One hosted object: its key and its replica.
@@ -116,6 +137,8 @@ pub(crate) struct AntiEntropy<L> {
     /// Per object: the replica revision a hash was computed at, and it.
     hashes: HashMap<ObjectKey, (u64, u64)>,
     next_round: Time,
+    /// Numbers this node's split digests (see [`Span::round`](super::message::Span::round)).
+    split_round: u32,
     stats: AntiEntropyStats,
 }
 
@@ -128,6 +151,7 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             peers: HashMap::new(),
             hashes: HashMap::new(),
             next_round,
+            split_round: 0,
             stats: AntiEntropyStats::default(),
         }
     }
@@ -227,14 +251,26 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             let Ok(at) = hosts.binary_search_by(|(k, _)| (*k).cmp(&digest.object)) else {
                 continue;
             };
+            if digest.span.as_ref().is_some_and(|s| !s.is_valid()) {
+                self.stats.bad_pieces += 1;
+                continue;
+            }
             let host = &mut *hosts[at].1;
-            host.merge_acks(&digest.acks);
+            match &digest.span {
+                None => host.merge_acks(&digest.acks),
+                Some(span) => {
+                    if let Some(acks) = peer.assembly.add(&digest.object, span, &digest.acks) {
+                        host.merge_acks(&acks);
+                    }
+                }
+            }
             // Under load a peer always lacks the ops still in flight to it.
             // Only an origin whose ops stopped arriving there since its
             // previous digest (a loss, a partition, a late join) is
             // repaired; the first digest from a peer repairs everything.
             let mut upto = VersionVector::default();
-            if let Some(before) = peer.held.get(&digest.object) {
+            let before = peer.held.get(&digest.object);
+            if let Some(before) = before {
                 for (origin, held) in &digest.held.0 {
                     if *held > before.get(origin) {
                         upto.0.insert(*origin, *held);
@@ -245,17 +281,26 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
                 &digest.held,
                 &digest.above,
                 &upto,
+                digest.span.as_ref(),
                 self.config.repair_budget,
             );
-            peer.held.insert(digest.object.clone(), digest.held);
+            pieces::update_held(peer.held.entry(digest.object.clone()).or_default(), &digest);
             match result {
                 Ok(Repair::Ops(ops)) => {
                     self.stats.ops_repaired += ops.len() as u64;
                     out.extend(ops.into_iter().map(Message::Repair));
                 }
                 Ok(Repair::Snapshot(state)) => {
-                    self.stats.snapshots += 1;
-                    out.push(Message::Snapshot(Box::new(state)));
+                    // One snapshot per split digest, however many of its
+                    // pieces show folded ops missing.
+                    let round = digest.span.map(|s| s.round);
+                    let again = round.is_some_and(|r| {
+                        peer.snapshot_round.insert(digest.object.clone(), r) == Some(r)
+                    });
+                    if !again {
+                        self.stats.snapshots += 1;
+                        out.push(Message::Snapshot(Box::new(state)));
+                    }
                 }
                 // The object's state cannot be encoded here: nothing to send.
                 Err(_) => {}
@@ -294,14 +339,25 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
         for (key, host) in hosts.iter_mut() {
             host.refresh();
             let digest = host.digest(key);
-            let size = estimate(&digest);
-            if bytes + size > self.config.max_digest_bytes && bytes > 0 {
-                parts.push(Vec::new());
-                bytes = 0;
+            let budget = self.config.max_digest_bytes;
+            let split = estimate(&digest) > budget;
+            if split {
+                self.split_round = self.split_round.wrapping_add(1);
             }
-            bytes += size;
-            if let Some(part) = parts.last_mut() {
-                part.push(digest);
+            let pieces = pieces::split(digest, budget, self.split_round);
+            if split {
+                self.stats.pieces += pieces.len() as u64;
+            }
+            for piece in pieces {
+                let size = estimate(&piece);
+                if bytes + size > budget && bytes > 0 {
+                    parts.push(Vec::new());
+                    bytes = 0;
+                }
+                bytes += size;
+                if let Some(part) = parts.last_mut() {
+                    part.push(piece);
+                }
             }
         }
         let n = parts.len();
@@ -402,12 +458,15 @@ fn first_u64(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(first)
 }
 
-/// About how many bytes a digest takes on the wire.
+/// About how many bytes a digest takes on the wire (a little more than
+/// it does: entries are costed at their largest encoding).
 fn estimate(digest: &ObjectDigest) -> usize {
-    16 + digest.object.tag.len()
+    16 + 80 * usize::from(digest.span.is_some())
+        + digest.object.tag.len()
         + digest.object.name.len()
         + 44 * digest.held.0.len()
-        + 60 * digest.acks.len()
+        + 56 * digest.above.len()
+        + 64 * digest.acks.len()
         + 48 * digest.acks.evictions().count()
         + 72 * digest.acks.epochs().count()
 }
