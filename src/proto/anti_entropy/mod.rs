@@ -340,12 +340,10 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             host.refresh();
             let digest = host.digest(key);
             let budget = self.config.max_digest_bytes;
-            let split = estimate(&digest) > budget;
-            if split {
-                self.split_round = self.split_round.wrapping_add(1);
-            }
-            let pieces = pieces::split(digest, budget, self.split_round);
-            if split {
+            let round = self.split_round.wrapping_add(1);
+            let pieces = pieces::split(digest, budget, round);
+            if pieces.first().is_some_and(|p| p.span.is_some()) {
+                self.split_round = round;
                 self.stats.pieces += pieces.len() as u64;
             }
             for piece in pieces {
