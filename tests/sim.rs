@@ -66,6 +66,20 @@ fn digests_split_into_pieces_still_repair_and_stabilise_everything() {
 }
 
 #[test]
+fn every_crash_is_detected_under_half_loss() {
+    let s = scenario("ci-detect.toml");
+    for seed in s.seeds_to_run() {
+        let report = run(&s, seed).expect("runs");
+        check(&report);
+        assert!(report.outages > 0, "no crash (seed {seed})");
+        assert_eq!(
+            report.detection_ms.count, report.outages,
+            "a crash went undetected (seed {seed})"
+        );
+    }
+}
+
+#[test]
 fn the_same_seed_gives_the_same_run() {
     let mut s = scenario("ci-small.toml");
     s.nodes = 20;
@@ -114,6 +128,14 @@ fn bad_scenarios_are_refused_with_a_reason() {
         (base.replace("load_s = 1.0", "load_s = -1.0"), "load_s"),
         (format!("{base}color = 3\n"), "color"),
         (format!("{base}max_digest_bytes = 10\n"), "max_digest_bytes"),
+        (
+            format!("{base}[failure_detector]\ndirect_pings = 0\n"),
+            "direct_pings",
+        ),
+        (
+            format!("{base}[failure_detector]\nprobe_timeout_ms = 2000\n"),
+            "probe timeout",
+        ),
         (base.replace("full_mesh", "hypercube"), "hypercube"),
         (
             format!("{base}[crashes]\ncount = 10\nfirst_s = 0.0\nlast_s = 0.5\n"),

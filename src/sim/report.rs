@@ -99,9 +99,18 @@ pub struct Report {
     pub stability_lag_ms: Percentiles,
     /// Ops not stable at every live node by the end of the stability phase.
     pub unstable_ops: u64,
-    /// From a crash to each live peer's `Down`, in milliseconds.
+    /// Crash detection as SWIM defines it: from a crash to its first
+    /// detection (`Suspected` or `Down`) by a node that is up, in
+    /// milliseconds, one sample per crash.
     pub detection_ms: Percentiles,
-    /// `Suspected` or `Down` of a node that was up, at any node.
+    /// From a crash to each live watcher's `Down` of it, in milliseconds,
+    /// one sample per watcher and crash.
+    pub down_ms: Percentiles,
+    /// Outages (crashes and flaps) in the run; those never detected are
+    /// `outages - detection_ms.count`.
+    pub outages: usize,
+    /// `Suspected` or `Down` of a node that was up, at any node (each
+    /// observer counts).
     pub false_suspicions: u64,
     /// Events the simulator processed.
     pub events: u64,
@@ -186,8 +195,22 @@ impl fmt::Display for Report {
                     "no crash".to_owned()
                 } else {
                     format!(
-                        "{:.0} / {:.0} ms ({} detections)",
-                        self.detection_ms.p50, self.detection_ms.p99, self.detection_ms.count
+                        "{:.0} / {:.0} ms ({} of {} outages detected)",
+                        self.detection_ms.p50,
+                        self.detection_ms.p99,
+                        self.detection_ms.count,
+                        self.outages
+                    )
+                },
+            ),
+            (
+                "declared down p50 / p99",
+                if self.down_ms.count == 0 {
+                    "none".to_owned()
+                } else {
+                    format!(
+                        "{:.0} / {:.0} ms ({} watchers)",
+                        self.down_ms.p50, self.down_ms.p99, self.down_ms.count
                     )
                 },
             ),

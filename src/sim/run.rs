@@ -234,6 +234,7 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
             overlay,
             dissemination,
             anti_entropy,
+            failure_detector: s.failure_detector.config(),
             ..RepeaterConfig::default()
         },
         ..HarnessConfig::default()
@@ -421,37 +422,42 @@ fn dissemination_figures(h: &Harness<Tally>, report: &mut Report) {
 /// Detection delays of crashes and suspicions of nodes that were up.
 fn failure_figures(h: &Harness<Tally>, down: &[(usize, Time, Time)], report: &mut Report) {
     let index: BTreeMap<_, usize> = (0..h.len()).map(|i| (h.id(i), i)).collect();
-    let was_down = |node: usize, at: Time| {
+    // The outage of `node` that `at` falls in, as its start.
+    let outage = |node: usize, at: Time| {
         down.iter()
-            .any(|(d, since, until)| *d == node && *since <= at && at <= *until)
+            .find(|(d, since, until)| *d == node && *since <= at && at <= *until)
+            .map(|(_, since, _)| *since)
     };
-    let mut delays = Vec::new();
+    let mut first: BTreeMap<(usize, Time), Time> = BTreeMap::new();
+    let mut downs = Vec::new();
     let mut false_suspicions = 0;
     for observer in 0..h.len() {
-        let mut detected: BTreeSet<(usize, Time)> = BTreeSet::new();
+        let mut declared: BTreeSet<(usize, Time)> = BTreeSet::new();
         for (at, event) in h.failure_events(observer) {
             let (MembershipEvent::Suspected(id) | MembershipEvent::Down(id)) = event else {
                 continue;
             };
             let Some(&node) = index.get(id) else { continue };
-            if !was_down(node, *at) {
+            let Some(since) = outage(node, *at) else {
                 false_suspicions += 1;
                 continue;
+            };
+            if outage(observer, *at).is_some() {
+                continue;
             }
-            if let MembershipEvent::Down(_) = event {
-                for (d, since, until) in down {
-                    if *d == node
-                        && *since <= *at
-                        && *at <= *until
-                        && detected.insert((node, *since))
-                    {
-                        delays.push(at.since(*since).as_secs_f64() * 1000.0);
-                    }
-                }
+            let detected = first.entry((node, since)).or_insert(*at);
+            *detected = (*detected).min(*at);
+            if matches!(event, MembershipEvent::Down(_)) && declared.insert((node, since)) {
+                downs.push(at.since(since).as_secs_f64() * 1000.0);
             }
         }
     }
-    report.detection_ms = Percentiles::of(delays);
+    let delays = first
+        .iter()
+        .map(|((_, since), at)| at.since(*since).as_secs_f64() * 1000.0);
+    report.detection_ms = Percentiles::of(delays.collect());
+    report.down_ms = Percentiles::of(downs);
+    report.outages = down.len();
     report.false_suspicions = false_suspicions;
 }
 

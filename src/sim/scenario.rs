@@ -17,7 +17,8 @@
 //! Faults: `[crashes]` (how many nodes crash during the load and after how
 //! long they restart), `[flapping]` (nodes that go down and up again and
 //! again), `[[partitions]]` (a split at some second of the load, healed at
-//! another).
+//! another). `[tree]` and `[failure_detector]` override the defaults of the
+//! broadcast trees and of SWIM.
 
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +95,47 @@ pub struct TreeSettings {
     pub graft_timeout_ms: Option<f64>,
 }
 
+/// Failure detector settings, where not the defaults (see
+/// [`SwimConfig`](crate::proto::swim::SwimConfig)).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DetectorSettings {
+    /// `probe_interval` in milliseconds.
+    pub probe_interval_ms: Option<f64>,
+    /// `probe_timeout` in milliseconds.
+    pub probe_timeout_ms: Option<f64>,
+    /// `direct_pings`.
+    pub direct_pings: Option<u32>,
+    /// `indirect_probes`.
+    pub indirect_probes: Option<usize>,
+    /// `confirm_probe`.
+    pub confirm_probe: Option<bool>,
+    /// `suspicion_multiplier`.
+    pub suspicion_multiplier: Option<u32>,
+    /// `max_local_health`.
+    pub max_local_health: Option<u32>,
+}
+
+impl DetectorSettings {
+    /// The default configuration with these settings applied.
+    pub fn config(&self) -> crate::proto::swim::SwimConfig {
+        let mut c = crate::proto::swim::SwimConfig::default();
+        let millis = |ms: f64| std::time::Duration::from_micros((ms.max(0.0) * 1000.0) as u64);
+        if let Some(ms) = self.probe_interval_ms {
+            c.probe_interval = millis(ms);
+        }
+        if let Some(ms) = self.probe_timeout_ms {
+            c.probe_timeout = millis(ms);
+        }
+        c.direct_pings = self.direct_pings.unwrap_or(c.direct_pings);
+        c.indirect_probes = self.indirect_probes.unwrap_or(c.indirect_probes);
+        c.confirm_probe = self.confirm_probe.unwrap_or(c.confirm_probe);
+        c.suspicion_multiplier = self.suspicion_multiplier.unwrap_or(c.suspicion_multiplier);
+        c.max_local_health = self.max_local_health.unwrap_or(c.max_local_health);
+        c
+    }
+}
+
 /// One scenario.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -154,6 +196,9 @@ pub struct Scenario {
     /// value makes small runs split their digests into pieces).
     #[serde(default)]
     pub max_digest_bytes: Option<usize>,
+    /// Failure detector settings, where not the defaults.
+    #[serde(default)]
+    pub failure_detector: DetectorSettings,
 }
 
 fn one() -> usize {
@@ -230,6 +275,9 @@ impl Scenario {
         }
         if self.max_digest_bytes.is_some_and(|b| b < 512) {
             return bad("max_digest_bytes: 512 or more".into());
+        }
+        if let Err(e) = self.failure_detector.config().validate() {
+            return bad(format!("failure_detector: {e}"));
         }
         if let Topology::Overlay { active } = self.topology {
             if active < 2 {

@@ -355,6 +355,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
         self.clock = now;
         self.note_heard(now, from);
+        if let Some(peer) = self.links.get(&from) {
+            // Any message is proof of life for the failure detector.
+            self.swim.heard_from(*peer);
+        }
         let msg_kind = msg.kind();
         match msg {
             Message::Hello { .. } => {}

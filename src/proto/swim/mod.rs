@@ -10,10 +10,12 @@
 //!
 //! * **Probing.** Once per protocol period a node pings one member, in
 //!   round-robin order over a list shuffled anew every round, so a failure
-//!   is found within a bounded time (section 4.3 of the paper). With no ack
-//!   after the probe timeout it pings again and asks `k` other members to
+//!   is found within a bounded time (section 4.3 of the paper). The ping is
+//!   repeated [`SwimConfig::direct_pings`] times over the probe timeout,
+//!   until acked; then it pings once more and asks `k` other members to
 //!   ping the target for it (`PingReq`); they relay the ack. Any ack by the
-//!   end of the period clears the probe.
+//!   end of the period clears the probe, and so does any other message
+//!   from the target ([`Swim::heard_from`]): it is proof of life.
 //! * **Suspicion.** A target that did not answer is *suspected*, not declared
 //!   down. The suspicion is gossiped; every member that hears it starts a
 //!   timer and declares the target down (gossiping `Dead`) when it runs out.
@@ -29,7 +31,11 @@
 //!   that this node is slow than that its peers failed. A score goes up on
 //!   a failed probe, each missing nack and each refutation, down on a
 //!   successful probe, and stretches the probe interval and timeout by
-//!   `score + 1`. Relays answer `Nack` when the target is silent.
+//!   `score + 1`. Relays answer `Nack` when the target is silent (or at
+//!   once, when they cannot reach it). A node that heard from other members
+//!   during a failed probe is not deaf, so its silent helpers count once,
+//!   not each: under uniform heavy loss nacks are lost on the network, and
+//!   counting each would stretch the period ninefold on every crash.
 //! * **Dynamic suspicion timeout** (Lifeguard). A suspicion starts at the
 //!   maximum timeout and shrinks logarithmically to the minimum as
 //!   independent members confirm it.
@@ -139,9 +145,13 @@ struct Probe<P> {
     indirect_at: Option<Time>,
     /// When to ping the target directly again; `None` once done or acked.
     retry_at: Option<Time>,
+    /// Direct pings still to send before the indirect phase.
+    pings_left: u32,
     relays: Vec<P>,
     nacks: usize,
     acked: bool,
+    /// Whether another member was heard from since the probe began.
+    heard_others: bool,
 }
 
 /// An indirect probe run for `requester`.
@@ -326,8 +336,10 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             self.send(target, None, SwimKind::Ping { seq: own });
         }
         if due(self.probe.as_ref().and_then(|p| p.retry_at)) {
+            let spacing = self.ping_spacing();
             if let Some(probe) = self.probe.as_mut() {
-                probe.retry_at = None;
+                probe.pings_left = probe.pings_left.saturating_sub(1);
+                probe.retry_at = (probe.pings_left > 0).then(|| now + spacing);
                 let (target, seq) = (probe.target, probe.seq);
                 self.send(target, None, SwimKind::Ping { seq });
             }
@@ -365,6 +377,7 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         for update in std::iter::once(sender).chain(msg.updates) {
             self.apply(now, update);
         }
+        self.heard_from(from);
         match msg.kind {
             SwimKind::Ping { seq } => self.send(from, None, SwimKind::Ack { seq }),
             SwimKind::PingReq { seq, target } => self.relay(now, from, seq, target),
@@ -379,10 +392,47 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         }
     }
 
+    /// Proof of life: any message from a member, whatever it says, clears
+    /// a probe of it (ours, or one we run for another member). The driver
+    /// calls this for every message it gets from a member, not only the
+    /// detector's own: under loss, traffic that flows anyway answers for
+    /// pings and acks that were lost.
+    pub fn heard_from(&mut self, from: P) {
+        if let Some(probe) = self.probe.as_mut() {
+            if probe.target != from && self.members.contains_key(&from) {
+                probe.heard_others = true;
+            }
+        }
+        if self
+            .probe
+            .as_ref()
+            .is_some_and(|p| p.target == from && !p.acked)
+        {
+            let seq = self.probe.as_ref().map_or(0, |p| p.seq);
+            self.take_ack(from, seq);
+        }
+        let relayed: Vec<u64> = self
+            .relays
+            .iter()
+            .filter(|(_, r)| r.target == from)
+            .map(|(own, _)| *own)
+            .collect();
+        for own in relayed {
+            self.take_ack(from, own);
+        }
+    }
+
     fn relay(&mut self, now: Time, requester: P, seq: u64, target: P) {
         if target == self.me {
             self.send(requester, None, SwimKind::Ack { seq });
-        } else if self.members.contains_key(&target) {
+        } else if !self.members.contains_key(&target) {
+            // We cannot reach it; a nack at once still tells a member asking
+            // that its own messages get through (Lifeguard's point), so it
+            // does not blame itself for our silence. Strangers get nothing.
+            if self.members.contains_key(&requester) {
+                self.send(requester, None, SwimKind::Nack { seq });
+            }
+        } else {
             let own = self.take_seq();
             // Lifeguard: nack in time for the requester's period to count it.
             let nack_at = now + self.config.probe_timeout.mul_f64(0.8);
@@ -427,8 +477,12 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         };
         self.stats.probes_failed += 1;
         // Lifeguard: missing nacks say we, not the target, are in trouble.
+        // A node that heard from other members during the probe is not
+        // the deaf or stalled one: its nacks were lost on the network, so
+        // the failure counts once, not once per silent helper.
         let missed = match probe.relays.len() {
             0 => 1,
+            asked if probe.heard_others => asked.saturating_sub(probe.nacks).min(1),
             asked => asked.saturating_sub(probe.nacks),
         };
         self.adjust_health(i64::try_from(missed).unwrap_or(i64::MAX));
@@ -474,14 +528,17 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         let seq = self.take_seq();
         let timeout = self.scaled(self.config.probe_timeout);
         let indirect_at = Some(now + timeout);
-        // The direct ping is sent again halfway to the indirect phase.
-        let retry_at = Some(now + timeout / 2);
+        // The direct ping is sent again, evenly, until the indirect phase.
+        let pings_left = self.config.direct_pings.saturating_sub(1);
+        let retry_at = (pings_left > 0).then(|| now + self.ping_spacing());
         let (relays, nacks, acked) = (Vec::new(), 0, false);
         self.probe = Some(Probe {
             target,
             seq,
             indirect_at,
             retry_at,
+            pings_left,
+            heard_others: false,
             relays,
             nacks,
             acked,
@@ -767,6 +824,11 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         let max = min.saturating_mul(self.config.suspicion_max_multiplier);
         let others = u32::try_from(n.saturating_sub(2)).unwrap_or(u32::MAX);
         (min, max, self.config.suspicion_confirmations.min(others))
+    }
+
+    /// The time between direct pings of one probe.
+    fn ping_spacing(&self) -> Duration {
+        self.scaled(self.config.probe_timeout) / self.config.direct_pings.max(1)
     }
 
     fn scaled(&self, d: Duration) -> Duration {

@@ -34,10 +34,15 @@ struct Sim {
     now: Time,
     trace: Vec<(Time, u64, FailureEvent<u64>)>,
     sent: u64,
+    config: SwimConfig,
 }
 
 impl Sim {
     fn new(n: u64, seed: u64, loss: f64) -> Self {
+        Self::with_config(n, seed, loss, SwimConfig::default())
+    }
+
+    fn with_config(n: u64, seed: u64, loss: f64, config: SwimConfig) -> Self {
         let mut sim = Sim {
             seed,
             nodes: Vec::new(),
@@ -52,6 +57,7 @@ impl Sim {
             now: Time::ZERO,
             trace: Vec::new(),
             sent: 0,
+            config,
         };
         sim.nodes = (0..n).map(|i| sim.fresh_node(i)).collect();
         for i in 0..n {
@@ -63,8 +69,8 @@ impl Sim {
     fn fresh_node(&mut self, i: u64) -> Node {
         let seed = self.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (i << 32) ^ self.restarts;
         self.restarts += 1;
-        let mut node =
-            Swim::new(i, SwimConfig::default(), ChaCha8Rng::seed_from_u64(seed)).expect("valid");
+        let config = self.config.clone();
+        let mut node = Swim::new(i, config, ChaCha8Rng::seed_from_u64(seed)).expect("valid");
         for j in 0..self.up.len() as u64 {
             node.add_member(self.now, j);
         }
@@ -275,6 +281,51 @@ fn kill_is_detected(name: &str, loss: f64) {
     println!(
         "seed {seed} loss {loss}: kill→first suspicion {first_suspect:?}; kill→Down {}",
         distribution(times)
+    );
+}
+
+/// Half of all messages lost: with many pings per probe no live node is
+/// declared down, and a killed one is still suspected and declared down.
+#[test]
+fn half_loss_with_many_pings_suspects_only_the_killed() {
+    let seed = test_seed("half_loss_with_many_pings_suspects_only_the_killed");
+    let config = SwimConfig {
+        probe_interval: ms(300),
+        probe_timeout: ms(220),
+        direct_pings: 30,
+        confirm_probe: false,
+        ..SwimConfig::default()
+    };
+    let mut sim = Sim::with_config(30, seed, 0.5, config);
+    sim.run_until(at_secs(20));
+    let early = sim.count(|e| matches!(e, FailureEvent::Suspected(_)));
+    assert!(sim.downs().is_empty(), "seed {seed}: {:?}", sim.downs());
+    let killed_at = sim.now;
+    sim.kill(0);
+    sim.run_until(at_secs(60));
+    let first = sim
+        .trace
+        .iter()
+        .find(|(t, _, e)| *t >= killed_at && *e == FailureEvent::Suspected(0))
+        .map(|(t, _, _)| t.since(killed_at));
+    let first = first.unwrap_or_else(|| panic!("seed {seed}: node 0 never suspected"));
+    let wrong: Vec<_> = sim
+        .downs()
+        .into_iter()
+        .filter(|(_, _, e)| *e != FailureEvent::Down(0))
+        .collect();
+    assert!(wrong.is_empty(), "seed {seed}: false down: {wrong:?}");
+    for i in sim.live() {
+        assert_eq!(
+            sim.nodes[i as usize].state_of(0),
+            Some(MemberState::Down),
+            "seed {seed}: node {i}"
+        );
+    }
+    println!(
+        "seed {seed}: {early} suspicions of live nodes in 20 s; kill→first suspicion {first:?}; \
+         {} messages",
+        sim.sent
     );
 }
 
