@@ -47,6 +47,7 @@
 //! exporter's clock at that moment carries that entry with it.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use serde::{Deserialize, Serialize};
 
@@ -132,12 +133,44 @@ impl From<Eviction> for (u64, u32) {
 /// know whose it is.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AckTable {
-    #[serde(rename = "a")]
+    #[serde(rename = "a", deserialize_with = "bulk_map")]
     acks: BTreeMap<NodeId, Ack>,
     #[serde(rename = "e", default, skip_serializing_if = "BTreeMap::is_empty")]
     evicted: BTreeMap<NodeId, Eviction>,
     #[serde(rename = "n", default, skip_serializing_if = "BTreeMap::is_empty")]
     epochs: BTreeMap<NodeId, (NodeId, u32)>,
+}
+
+/// A map read into a vector first and built in bulk: a table has an entry
+/// per member (thousands), and serde's own reader searches the tree for
+/// each. Duplicate keys keep the last, as serde's does.
+fn bulk_map<'de, D, K, V>(de: D) -> Result<BTreeMap<K, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    K: Deserialize<'de> + Ord,
+    V: Deserialize<'de>,
+{
+    struct Entries<K, V>(std::marker::PhantomData<(K, V)>);
+    impl<'de, K: Deserialize<'de> + Ord, V: Deserialize<'de>> serde::de::Visitor<'de>
+        for Entries<K, V>
+    {
+        type Value = BTreeMap<K, V>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a map")
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(
+            self,
+            mut map: A,
+        ) -> Result<Self::Value, A::Error> {
+            // Capped: the length is the sender's word.
+            let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(4096));
+            while let Some(entry) = map.next_entry()? {
+                entries.push(entry);
+            }
+            Ok(entries.into_iter().collect())
+        }
+    }
+    de.deserialize_map(Entries(std::marker::PhantomData))
 }
 
 /// The origin a node takes on an object in its restart epoch `epoch`:
@@ -178,16 +211,37 @@ impl AckTable {
                 changed = true;
             }
         }
+        let evicted = |member: &NodeId| self.evicted.contains_key(member);
+        if self.acks.is_empty() {
+            // A first table (a digest's, a snapshot's): taken whole, which
+            // builds the map in bulk from its sorted entries.
+            let kept = other.acks.iter().filter(|(m, _)| !evicted(m));
+            self.acks = kept.map(|(m, a)| (*m, *a)).collect();
+            return changed || !self.acks.is_empty();
+        }
+        // Both maps are sorted: walk them side by side instead of looking
+        // every member up (tables have one entry per member, thousands).
+        let mut fresh = Vec::new();
+        let mut mine = self.acks.iter_mut().peekable();
         for (member, ack) in &other.acks {
-            if self.evicted.contains_key(member) {
+            if !self.evicted.is_empty() && self.evicted.contains_key(member) {
                 continue;
             }
-            match self.acks.get_mut(member) {
-                Some(mine) => changed |= mine.merge(*ack),
-                None => {
-                    self.acks.insert(*member, *ack);
-                    changed = true;
-                }
+            while mine.next_if(|(m, _)| *m < member).is_some() {}
+            match mine.next_if(|(m, _)| *m == member) {
+                Some((_, held)) => changed |= held.merge(*ack),
+                None => fresh.push((*member, *ack)),
+            }
+        }
+        if !fresh.is_empty() {
+            changed = true;
+            if fresh.len() * 8 >= self.acks.len() {
+                // Many new members (the pieces of a split digest, each a
+                // range of its own): one linear merge of two sorted maps.
+                let mut more: BTreeMap<NodeId, Ack> = fresh.into_iter().collect();
+                self.acks.append(&mut more);
+            } else {
+                self.acks.extend(fresh);
             }
         }
         changed
@@ -285,6 +339,18 @@ impl AckTable {
         self.epochs.iter().map(|(o, e)| (*o, *e))
     }
 
+    /// The part of the table about the origins in `range`: their acks,
+    /// evictions and epochs (as [`restricted`](Self::restricted), found by
+    /// range instead of by testing every member).
+    pub fn range(&self, range: (Bound<NodeId>, Bound<NodeId>)) -> AckTable {
+        let copy = |m: &NodeId, a: &Ack| (*m, *a);
+        AckTable {
+            acks: self.acks.range(range).map(|(m, a)| copy(m, a)).collect(),
+            evicted: self.evicted.range(range).map(|(o, e)| (*o, *e)).collect(),
+            epochs: self.epochs.range(range).map(|(o, e)| (*o, *e)).collect(),
+        }
+    }
+
     /// The part of the table about the origins `keep` keeps: their acks,
     /// evictions and epochs.
     pub fn restricted(&self, keep: impl Fn(&NodeId) -> bool) -> AckTable {
@@ -330,11 +396,17 @@ impl AckTable {
     /// origin bounds it until `me` holds its ops up to the cut.
     pub fn complete_at(&self, me: NodeId, clock: u64, seen: &SeenSet) -> u64 {
         let mut complete = clock;
+        // Both maps are sorted by id: walk them side by side.
+        let mut seen_iter = seen.iter().peekable();
         for (member, ack) in &self.acks {
+            while seen_iter.next_if(|(o, _)| *o < member).is_some() {}
+            let held = seen_iter
+                .peek()
+                .filter(|(o, _)| *o == member)
+                .map(|(_, s)| *s);
             if *member == me {
                 continue;
             }
-            let held = seen.origin(member);
             let contiguous = held.map_or(0, |s| s.contiguous());
             let bound = if contiguous >= ack.seq {
                 ack.clock
@@ -424,5 +496,60 @@ mod tests {
         let mut out = Vec::new();
         ciborium::into_writer(&a, &mut out).expect("encodes");
         assert_eq!(out, vec![0x83, 0x19, 0x01, 0x2c, 0x02, 0x01]);
+    }
+
+    fn table(entries: &[(u8, (u8, u8, u8))], evicted: &[u8]) -> AckTable {
+        let mut t = AckTable::default();
+        for (m, (c, q, k)) in entries {
+            t.report(
+                id(u64::from(*m)),
+                Ack::from((u64::from(*c), u64::from(*q), u64::from(*k))),
+            );
+        }
+        for e in evicted {
+            t.evict(id(u64::from(*e)), 1);
+        }
+        t
+    }
+
+    /// The merge that walks both tables side by side, as looking each
+    /// member up did.
+    fn merged_one_by_one(mut a: AckTable, b: &AckTable) -> (AckTable, bool) {
+        let mut changed = false;
+        for (origin, e) in &b.evicted {
+            changed |= a.evict(*origin, e.cut);
+        }
+        for (member, ack) in &b.acks {
+            if !a.evicted.contains_key(member) {
+                changed |= a.report(*member, *ack);
+            }
+        }
+        (a, changed)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn merging_side_by_side_equals_merging_one_by_one(
+            a in proptest::collection::vec((0u8..40, (0u8..5, 0u8..5, 0u8..5)), 0..30),
+            b in proptest::collection::vec((0u8..40, (0u8..5, 0u8..5, 0u8..5)), 0..30),
+            ea in proptest::collection::vec(0u8..40, 0..3),
+            eb in proptest::collection::vec(0u8..40, 0..3),
+        ) {
+            let (a, b) = (table(&a, &ea), table(&b, &eb));
+            let (want, want_changed) = merged_one_by_one(a.clone(), &b);
+            let mut got = a;
+            let got_changed = got.merge(&b);
+            proptest::prop_assert_eq!(got, want);
+            proptest::prop_assert_eq!(got_changed, want_changed);
+        }
+    }
+
+    #[test]
+    fn a_table_decodes_as_it_was_encoded() {
+        let t = table(&[(3, (1, 2, 3)), (1, (4, 5, 6)), (2, (0, 0, 0))], &[7]);
+        let mut out = Vec::new();
+        ciborium::into_writer(&t, &mut out).expect("encodes");
+        let back: AckTable = ciborium::from_reader(&out[..]).expect("decodes");
+        assert_eq!(back, t);
     }
 }

@@ -169,6 +169,11 @@ impl SeenSet {
         self.origins.get(origin)
     }
 
+    /// Every origin seen with what was seen of it, in origin order.
+    pub fn iter(&self) -> impl Iterator<Item = (&NodeId, &SeqSet)> + '_ {
+        self.origins.iter()
+    }
+
     /// The origins seen.
     pub fn origins(&self) -> impl Iterator<Item = &NodeId> + '_ {
         self.origins.keys()

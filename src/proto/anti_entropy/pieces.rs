@@ -9,6 +9,7 @@
 //! is in (see [`Span`] for why).
 
 use std::collections::{BTreeSet, HashMap};
+use std::ops::Bound;
 
 use super::estimate;
 use crate::proto::id::{NodeId, ObjectKey};
@@ -24,22 +25,22 @@ pub(super) fn split(digest: ObjectDigest, budget: usize, round: u32) -> Vec<Obje
     if total <= budget {
         return vec![digest];
     }
-    // The cost of each origin in the digest, in key order.
-    let mut cost: std::collections::BTreeMap<NodeId, usize> = Default::default();
-    for origin in digest.held.0.keys() {
-        *cost.entry(*origin).or_default() += 44;
-    }
-    for run in &digest.above {
-        *cost.entry(run.origin).or_default() += 56;
-    }
-    for (member, _) in digest.acks.iter() {
-        *cost.entry(member).or_default() += 64;
-    }
-    for (origin, _) in digest.acks.evictions() {
-        *cost.entry(origin).or_default() += 48;
-    }
-    for (origin, _) in digest.acks.epochs() {
-        *cost.entry(origin).or_default() += 72;
+    // The cost of each origin in the digest, in key order: gathered in a
+    // vector and sorted (every source is sorted already, and a map entry
+    // per member would cost a tree search each).
+    let mut costs: Vec<(NodeId, usize)> = Vec::with_capacity(digest.acks.len() + 64);
+    costs.extend(digest.held.0.keys().map(|o| (*o, 44)));
+    costs.extend(digest.above.iter().map(|r| (r.origin, 56)));
+    costs.extend(digest.acks.iter().map(|(m, _)| (m, 64)));
+    costs.extend(digest.acks.evictions().map(|(o, _)| (o, 48)));
+    costs.extend(digest.acks.epochs().map(|(o, _)| (o, 72)));
+    costs.sort_by_key(|(o, _)| *o);
+    let mut cost: Vec<(NodeId, usize)> = Vec::with_capacity(costs.len());
+    for (origin, c) in costs {
+        match cost.last_mut() {
+            Some((last, sum)) if *last == origin => *sum += c,
+            _ => cost.push((origin, c)),
+        }
     }
     let most = usize::from(Span::MAX_PARTS);
     let budget = budget.max(total.div_ceil(most)).max(1);
@@ -92,7 +93,10 @@ pub(super) fn split(digest: ObjectDigest, budget: usize, round: u32) -> Vec<Obje
                     .filter(|r| span.contains(&r.origin))
                     .copied()
                     .collect(),
-                acks: digest.acks.restricted(|o| span.contains(o)),
+                acks: digest.acks.range((
+                    Bound::Included(span.from),
+                    span.to.map_or(Bound::Unbounded, Bound::Excluded),
+                )),
                 span: Some(span),
             }
         })
