@@ -166,3 +166,22 @@ fn keygen_and_errors() {
     ]);
     assert!(error.contains(tls::CA_KEY_FILE), "{error}");
 }
+
+#[test]
+fn plot_draws_reports_and_refuses_bad_ones() {
+    let tmp = tempfile::Builder::new()
+        .prefix("plexus-plot-")
+        .tempdir()
+        .expect("temp dir");
+    let reports = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/reports");
+    let one = reports.join("scale-100.json");
+    let two = reports.join("scale-1000.json");
+    let out = tmp.path().join("curve.svg");
+    plexus_ok(&["plot", path(&one), path(&two), "--out", path(&out)]);
+    let svg = std::fs::read_to_string(&out).expect("the SVG");
+    assert!(svg.starts_with("<svg") && svg.contains("Latency to all nodes"));
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, r#"[{"nodes": 5}]"#).expect("write");
+    let err = plexus_err(&["plot", path(&bad), "--out", path(&out)]);
+    assert!(err.contains("latency_ms.p50"), "{err}");
+}

@@ -75,6 +75,17 @@ enum Command {
         #[arg(long)]
         seed: Option<u64>,
     },
+    /// Draw the cost curve (latency, messages per op and memory per node
+    /// against the number of nodes) from `plexus sim --json` reports, as
+    /// an SVG image.
+    Plot {
+        /// Report files (JSON arrays, as `plexus sim --json` writes).
+        #[arg(value_name = "REPORT_JSON", required = true)]
+        reports: Vec<PathBuf>,
+        /// The SVG file to write.
+        #[arg(long, value_name = "SVG")]
+        out: PathBuf,
+    },
 }
 
 /// The `ca` subcommands.
@@ -124,6 +135,7 @@ fn main() -> ExitCode {
             json,
             seed,
         } => sim(&scenario, json.as_deref(), seed),
+        Command::Plot { reports, out } => plot(&reports, &out),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -152,6 +164,37 @@ fn sim(path: &Path, json: Option<&Path>, seed: Option<u64>) -> CliResult {
         std::fs::write(out, text).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
     }
     Ok(())
+}
+
+#[cfg(feature = "sim")]
+fn plot(reports: &[PathBuf], out: &Path) -> CliResult {
+    use plexus::sim::{cost_curve_svg, CostPoint};
+    let mut points = Vec::new();
+    for path in reports {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let list = match value {
+            serde_json::Value::Array(list) => list,
+            one => vec![one],
+        };
+        for (i, report) in list.iter().enumerate() {
+            points.push(
+                CostPoint::from_report(i, report)
+                    .map_err(|e| format!("{}: {e}", path.display()))?,
+            );
+        }
+    }
+    let svg = cost_curve_svg(&points)?;
+    std::fs::write(out, svg).map_err(|e| format!("cannot write {}: {e}", out.display()))?;
+    eprintln!("{} point(s) drawn to {}", points.len(), out.display());
+    Ok(())
+}
+
+#[cfg(not(feature = "sim"))]
+fn plot(_: &[PathBuf], _: &Path) -> CliResult {
+    Err("this plexus was built without the `sim` feature (it is on by default)".into())
 }
 
 #[cfg(not(feature = "sim"))]

@@ -18,6 +18,7 @@
 mod harness;
 mod lag;
 mod latency;
+mod plot;
 mod report;
 mod run;
 mod scenario;
@@ -26,8 +27,11 @@ mod trace;
 
 pub use harness::{seed_from_env, Harness, HarnessConfig, SimHost, Traffic};
 pub use latency::{LinkLatency, Region};
+pub use plot::{cost_curve_svg, CostPoint, PlotError};
 pub use report::{Percentiles, Report};
 pub use run::{run, SimError};
-pub use scenario::{Crashes, Flapping, Partition, Scenario, Topology, TreeSettings};
+pub use scenario::{
+    Crashes, DetectorSettings, Flapping, Partition, Scenario, Topology, TreeSettings,
+};
 pub use tally::{Tally, TallyOp};
 pub use trace::{OpRecord, OpTrace};
