@@ -161,15 +161,21 @@ fn a_failed_probe_is_retried_and_confirmed_before_any_suspicion() {
     assert_eq!(a.stats().suspicions_raised, 1);
 }
 
-/// Without the confirmation probe, one failed probe is a suspicion.
-#[test]
-fn without_confirmation_one_failed_probe_suspects() {
+/// Node 1 with member 2, probing without the confirmation probe.
+fn unconfirmed_prober() -> Node {
     let config = SwimConfig {
         confirm_probe: false,
         ..SwimConfig::default()
     };
     let mut a = Swim::new(1u64, config, ChaCha8Rng::seed_from_u64(3)).expect("valid");
     a.add_member(Time::ZERO, 2);
+    a
+}
+
+/// Without the confirmation probe, one failed probe is a suspicion.
+#[test]
+fn without_confirmation_one_failed_probe_suspects() {
+    let mut a = unconfirmed_prober();
     let mut pings = 0;
     while let Some(now) = a.poll_timeout() {
         a.handle_timeout(now);
@@ -245,12 +251,7 @@ fn an_ack_stops_the_retries() {
 /// Any message from the target is proof of life: the probe does not fail.
 #[test]
 fn any_message_from_the_target_clears_its_probe() {
-    let config = SwimConfig {
-        confirm_probe: false,
-        ..SwimConfig::default()
-    };
-    let mut a = Swim::new(1u64, config, ChaCha8Rng::seed_from_u64(3)).expect("valid");
-    a.add_member(Time::ZERO, 2);
+    let mut a = unconfirmed_prober();
     let now = a.poll_timeout().expect("a first probe");
     a.handle_timeout(now);
     drain(&mut a);

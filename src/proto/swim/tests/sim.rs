@@ -192,6 +192,13 @@ impl Sim {
             .filter(|(_, _, e)| matches!(e, FailureEvent::Down(_)))
             .collect()
     }
+
+    /// `Down` events of any node but `killed`.
+    fn false_downs(&self, killed: u64) -> Vec<&(Time, u64, FailureEvent<u64>)> {
+        let mut downs = self.downs();
+        downs.retain(|(_, _, e)| *e != FailureEvent::Down(killed));
+        downs
+    }
 }
 
 fn distribution(mut xs: Vec<Duration>) -> String {
@@ -263,11 +270,7 @@ fn kill_is_detected(name: &str, loss: f64) {
         times.push(t.since(killed_at));
         assert_eq!(sim.nodes[i as usize].state_of(0), Some(MemberState::Down));
     }
-    let wrong: Vec<_> = sim
-        .downs()
-        .into_iter()
-        .filter(|(_, _, e)| *e != FailureEvent::Down(0))
-        .collect();
+    let wrong = sim.false_downs(0);
     assert!(wrong.is_empty(), "seed {seed}: false down: {wrong:?}");
     assert!(
         times.iter().all(|t| *t <= Duration::from_secs(30)),
@@ -309,11 +312,7 @@ fn half_loss_with_many_pings_suspects_only_the_killed() {
         .find(|(t, _, e)| *t >= killed_at && *e == FailureEvent::Suspected(0))
         .map(|(t, _, _)| t.since(killed_at));
     let first = first.unwrap_or_else(|| panic!("seed {seed}: node 0 never suspected"));
-    let wrong: Vec<_> = sim
-        .downs()
-        .into_iter()
-        .filter(|(_, _, e)| *e != FailureEvent::Down(0))
-        .collect();
+    let wrong = sim.false_downs(0);
     assert!(wrong.is_empty(), "seed {seed}: false down: {wrong:?}");
     for i in sim.live() {
         assert_eq!(
