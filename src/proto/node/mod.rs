@@ -355,9 +355,14 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     pub fn handle_message(&mut self, now: Time, from: L, msg: Message) {
         self.clock = now;
         self.note_heard(now, from);
-        if let Some(peer) = self.links.get(&from) {
-            // Any message is proof of life for the failure detector.
-            self.swim.heard_from(*peer);
+        if let Some(&peer) = self.links.get(&from) {
+            // Any message is proof of life for the failure detector, but
+            // only over the link its probes use: a peer that restarted and
+            // dialed again talks over its new link while the old one is
+            // dead, and the dead one must still fail its probes and close.
+            if link_to(&self.links, peer) == Some(from) {
+                self.swim.heard_from(peer);
+            }
         }
         let msg_kind = msg.kind();
         match msg {

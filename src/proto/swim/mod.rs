@@ -15,7 +15,8 @@
 //!   until acked; then it pings once more and asks `k` other members to
 //!   ping the target for it (`PingReq`); they relay the ack. Any ack by the
 //!   end of the period clears the probe, and so does any other message
-//!   from the target ([`Swim::heard_from`]): it is proof of life.
+//!   from the target that the driver reports ([`Swim::heard_from`]): it is
+//!   proof of life.
 //! * **Suspicion.** A target that did not answer is *suspected*, not declared
 //!   down. The suspicion is gossiped; every member that hears it starts a
 //!   timer and declares the target down (gossiping `Dead`) when it runs out.
@@ -377,7 +378,6 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         for update in std::iter::once(sender).chain(msg.updates) {
             self.apply(now, update);
         }
-        self.heard_from(from);
         match msg.kind {
             SwimKind::Ping { seq } => self.send(from, None, SwimKind::Ack { seq }),
             SwimKind::PingReq { seq, target } => self.relay(now, from, seq, target),
@@ -394,9 +394,12 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
 
     /// Proof of life: any message from a member, whatever it says, clears
     /// a probe of it (ours, or one we run for another member). The driver
-    /// calls this for every message it gets from a member, not only the
-    /// detector's own: under loss, traffic that flows anyway answers for
-    /// pings and acks that were lost.
+    /// calls this for every message it gets from a member over the path
+    /// its probes take, the detector's own included: under loss, traffic
+    /// that flows anyway answers for pings and acks that were lost. Only
+    /// that path: a message over another one (a second connection to the
+    /// same peer) says nothing of whether the probed path still works,
+    /// and a dead path must still be found.
     pub fn heard_from(&mut self, from: P) {
         if let Some(probe) = self.probe.as_mut() {
             if probe.target != from && self.members.contains_key(&from) {

@@ -119,7 +119,10 @@ impl Sim {
         match ev {
             Ev::Deliver { from, to, msg } => {
                 if self.up[to as usize] {
-                    self.nodes[to as usize].handle_message(t, from, msg);
+                    let node = &mut self.nodes[to as usize];
+                    // As a driver does: every message is proof of life.
+                    node.heard_from(from);
+                    node.handle_message(t, from, msg);
                     self.flush(to);
                 }
             }
