@@ -50,6 +50,13 @@ pub struct Report {
     pub delivery_pct: f64,
     /// (op, node up at the end) pairs still missing at the end.
     pub missed: u64,
+    /// Nodes up at the end that lack at least one op.
+    pub lacking_nodes: usize,
+    /// Of them, those that were down at some point (crashed or flapping).
+    pub lacking_faulty: usize,
+    /// Ops that no node up at the end holds: lost with a writer that
+    /// crashed before they left it (a node keeps nothing durable yet).
+    pub ops_nowhere: usize,
     /// Relative message redundancy: op copies that crossed links over the
     /// deliveries needed (every other node, per op), minus one.
     pub rmr: f64,
@@ -140,7 +147,17 @@ impl fmt::Display for Report {
         let rows: Vec<(&str, String)> = vec![
             ("nodes / ops", format!("{} / {}", self.nodes, self.ops)),
             ("delivery", format!("{:.3}%", self.delivery_pct)),
-            ("missed ops", self.missed.to_string()),
+            (
+                "missed ops",
+                if self.missed == 0 {
+                    "0".to_owned()
+                } else {
+                    format!(
+                        "{} (at {} node(s), {} of them crashed or flapped; {} op(s) held nowhere)",
+                        self.missed, self.lacking_nodes, self.lacking_faulty, self.ops_nowhere
+                    )
+                },
+            ),
             ("RMR", format!("{:.3}", self.rmr)),
             (
                 "duplicates per delivery",

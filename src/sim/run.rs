@@ -133,6 +133,23 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         watch.run_for(&mut h, round);
     }
     let missed = missing(&h, &names, &shouted);
+    // Who lacks ops, and whether each ever went down (a late rejoiner) or
+    // stayed up throughout (a plain miss).
+    let lacking: Vec<usize> = (0..h.len())
+        .filter(|i| h.is_alive(*i) && missing_at(&h, *i, &names, &shouted) > 0)
+        .collect();
+    let went_down = |i: &usize| down_spans.iter().any(|(d, _, _)| d == i) || !h.is_alive(*i);
+    let lacking_faulty = lacking.iter().filter(|i| went_down(i)).count();
+    // Ops no live node holds: lost with their writer (nothing durable yet).
+    let nowhere = shouted
+        .iter()
+        .filter(|(id, k)| {
+            !(0..h.len()).filter(|i| h.is_alive(*i)).any(|i| {
+                h.host_of(i, &names[*k])
+                    .is_some_and(|host| host.lock().replica.has_seen(&id.origin, id.seq))
+            })
+        })
+        .count();
 
     // Stability: the acks that fold the ops spread after the ops did; the
     // idle phase starts once they have (or `max_rounds` more rounds ran).
@@ -163,6 +180,9 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         nodes: n,
         ops: shouted.len(),
         missed,
+        lacking_nodes: lacking.len(),
+        lacking_faulty,
+        ops_nowhere: nowhere,
         anti_entropy_load_bps: ae_load as f64 / n as f64 / scenario.load_s,
         anti_entropy_idle_bps: if scenario.idle_s > 0.0 {
             ae_idle as f64 / live as f64 / scenario.idle_s
@@ -341,19 +361,25 @@ fn plan(h: &mut Harness<Tally>, s: &Scenario) -> Vec<(Duration, Action)> {
 
 /// (op, live node) pairs where the node has not got the op.
 fn missing(h: &Harness<Tally>, names: &[String], shouted: &[(OpId, usize)]) -> u64 {
+    (0..h.len())
+        .filter(|i| h.is_alive(*i))
+        .map(|i| missing_at(h, i, names, shouted))
+        .sum()
+}
+
+/// The ops node `i` has not got.
+fn missing_at(h: &Harness<Tally>, i: usize, names: &[String], shouted: &[(OpId, usize)]) -> u64 {
     let mut missed = 0;
-    for i in (0..h.len()).filter(|i| h.is_alive(*i)) {
-        for (k, name) in names.iter().enumerate() {
-            let Some(host) = h.host_of(i, name) else {
-                missed += shouted.iter().filter(|(_, o)| *o == k).count() as u64;
-                continue;
-            };
-            let host = host.lock();
-            missed += shouted
-                .iter()
-                .filter(|(id, o)| *o == k && !host.replica.has_seen(&id.origin, id.seq))
-                .count() as u64;
-        }
+    for (k, name) in names.iter().enumerate() {
+        let Some(host) = h.host_of(i, name) else {
+            missed += shouted.iter().filter(|(_, o)| *o == k).count() as u64;
+            continue;
+        };
+        let host = host.lock();
+        missed += shouted
+            .iter()
+            .filter(|(id, o)| *o == k && !host.replica.has_seen(&id.origin, id.seq))
+            .count() as u64;
     }
     missed
 }
