@@ -10,6 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::*;
 
+mod heal;
+
 const N: usize = 200;
 const INTERVAL: Duration = Duration::from_secs(1);
 

@@ -56,8 +56,19 @@
 //!   neighbour.
 //! * A join is sent again every shuffle interval until the contact accepts
 //!   it, so that a lost `Join` cannot leave the node (and whoever joins
-//!   through it) on an island; it is also sent again whenever both views are
-//!   empty.
+//!   through it) on an island; it is also sent again whenever the active
+//!   view has room and the passive view is empty (a node alone, or a small
+//!   island whose members know only each other).
+//! * **Island healing** (not in the paper): HyParView can split into parts
+//!   that never meet again, for instance when many nodes join at once and a
+//!   group's links to the rest are all dropped for joiners. The members of
+//!   such a group fill their active views with each other, and a full view
+//!   asks nobody. So at each shuffle a node with a full view, one time in
+//!   [`HyParViewConfig::rotation`], asks a random passive peer to be its
+//!   neighbour with high priority, and drops a random neighbour when the
+//!   peer accepts: a group whose passive views still name a peer outside it
+//!   meets the rest. Degrees stay as they were; the two dropped neighbours
+//!   refill from their passive views.
 //! * At most `2 * active_size` requests are out at once; a join walk ending
 //!   beyond that only puts the new node in the passive view.
 //! * Low-priority repair requests are rate-limited: at most `active_size`
@@ -80,164 +91,14 @@ use std::time::Duration;
 use rand::seq::index;
 use rand::Rng;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::time::Time;
 
-/// The longest address accepted from a peer, in bytes; a longer one is
-/// dropped (the contact is kept, without an address).
-pub const MAX_ADDR_LEN: usize = 256;
+mod types;
 
-/// The protocol's parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HyParViewConfig {
-    /// The most peers in the active view (at least 1). The paper uses
-    /// `log10(n) + 1`: 5 for ~10,000 nodes.
-    pub active_size: usize,
-    /// The most peers in the passive view. The paper uses
-    /// `k * (log10(n) + 1)` with `k = 6`: 30 for ~10,000 nodes.
-    pub passive_size: usize,
-    /// Active random walk length: the TTL a `ForwardJoin` starts with.
-    pub arwl: u32,
-    /// Passive random walk length: the TTL at which a `ForwardJoin` puts the
-    /// new node in the passive view.
-    pub prwl: u32,
-    /// The TTL a `Shuffle` starts with.
-    pub shuffle_rwl: u32,
-    /// `ka`: active peers sent in a shuffle.
-    pub shuffle_active: usize,
-    /// `kp`: passive peers sent in a shuffle.
-    pub shuffle_passive: usize,
-    /// How often a node shuffles (and retries refused repairs).
-    pub shuffle_interval: Duration,
-    /// How long a `Join` or `Neighbor` request waits for its answer.
-    pub neighbor_timeout: Duration,
-}
-
-impl Default for HyParViewConfig {
-    /// The paper's values for ~10,000 nodes: active 5, passive 30, ARWL 6,
-    /// PRWL 3, shuffles of 1 + 3 + 4 peers on walks of 6 hops, every 10 s;
-    /// requests time out after 2 s.
-    fn default() -> Self {
-        Self {
-            active_size: 5,
-            passive_size: 30,
-            arwl: 6,
-            prwl: 3,
-            shuffle_rwl: 6,
-            shuffle_active: 3,
-            shuffle_passive: 4,
-            shuffle_interval: Duration::from_secs(10),
-            neighbor_timeout: Duration::from_secs(2),
-        }
-    }
-}
-
-impl HyParViewConfig {
-    fn active_size(&self) -> usize {
-        self.active_size.max(1)
-    }
-
-    /// The longest list a shuffle may carry (the origin comes on top).
-    fn shuffle_len(&self) -> usize {
-        self.shuffle_active.saturating_add(self.shuffle_passive)
-    }
-
-    fn interval(&self) -> Duration {
-        self.shuffle_interval.max(Duration::from_millis(1))
-    }
-}
-
-/// A peer and the address it advertised for dialing.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Contact<P> {
-    /// The peer.
-    pub id: P,
-    /// Where to dial it, if known.
-    pub addr: Option<String>,
-}
-
-/// How insistent a `Neighbor` request is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum Priority {
-    /// Always accepted: the requester has no neighbour (or ends a join walk).
-    High,
-    /// Accepted only if the active view has room.
-    Low,
-}
-
-/// What nodes send each other.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Message<P> {
-    /// "Let me in": sent by a new node to its contact.
-    Join {
-        /// The sender's address.
-        addr: Option<String>,
-    },
-    /// A new node's random walk over active links.
-    ForwardJoin {
-        /// The new node.
-        joiner: Contact<P>,
-        /// Hops left.
-        ttl: u32,
-    },
-    /// "Be my neighbour."
-    Neighbor {
-        /// How insistent the request is.
-        priority: Priority,
-        /// The sender's address.
-        addr: Option<String>,
-    },
-    /// The answer to a `Join` or `Neighbor` request.
-    NeighborReply {
-        /// Whether the sender added the requester to its active view.
-        accepted: bool,
-    },
-    /// "You are no longer my neighbour."
-    Disconnect {
-        /// False when the sender is leaving for good.
-        alive: bool,
-    },
-    /// A shuffle's random walk.
-    Shuffle {
-        /// The node that started it (the answer goes there).
-        origin: Contact<P>,
-        /// Hops left.
-        ttl: u32,
-        /// Peers of the origin's views.
-        nodes: Vec<Contact<P>>,
-    },
-    /// The answer to a shuffle, sent straight to its origin.
-    ShuffleReply {
-        /// Peers of the answerer's passive view.
-        nodes: Vec<Contact<P>>,
-    },
-}
-
-/// What the driver must do.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Event<P> {
-    /// Send `msg` to `to` (dialing `to.addr` if there is no connection).
-    Send {
-        /// The recipient.
-        to: Contact<P>,
-        /// The message.
-        msg: Message<P>,
-    },
-    /// The peer joined the active view: keep a connection to it.
-    NeighborUp(Contact<P>),
-    /// The peer left the active view: the connection may close (after the
-    /// messages already queued for it, such as a `Disconnect`, went out).
-    NeighborDown(P),
-}
-
-/// A `Join` or `Neighbor` request awaiting its answer.
-#[derive(Debug)]
-struct Request<P> {
-    to: Contact<P>,
-    priority: Priority,
-    deadline: Time,
-}
+use types::Request;
+pub use types::{Contact, Event, HyParViewConfig, Message, Priority, MAX_ADDR_LEN};
 
 /// The HyParView state machine of one node.
 ///
@@ -258,7 +119,7 @@ pub struct HyParView<P, R> {
     /// The peers sent in the shuffle awaiting its answer.
     shuffled: Option<Vec<P>>,
     /// The contact of the last join, to join again until it accepts, and
-    /// whenever both views are empty.
+    /// whenever the active view has room and the passive view is empty.
     contact: Option<Contact<P>>,
     /// Whether that contact accepted us.
     joined: bool,
@@ -338,7 +199,7 @@ where
     /// Until another call, the node sends the join again at every shuffle
     /// interval until `contact` accepts it (a lost join must not leave the
     /// node, and whoever joins through it, cut off), and later whenever
-    /// both views are empty. Call again with another contact if that one
+    /// the active view has room and the passive view is empty. Call again with another contact if that one
     /// is gone.
     pub fn join(&mut self, now: Time, contact: P, addr: Option<String>) {
         let to = Contact {
@@ -476,7 +337,10 @@ where
             self.refused.clear();
             self.budget = self.config.active_size();
             self.shuffle();
-            let lonely = self.active.is_empty() && self.passive.is_empty();
+            self.rotate(now);
+            // A node with room and no one left to ask (a small island
+            // whose members know only each other) joins again too.
+            let lonely = self.active.len() < self.config.active_size() && self.passive.is_empty();
             if let Some(contact) = self.contact.clone() {
                 self.joined |= self.is_active(contact.id);
                 if !self.joined || lonely {
@@ -627,6 +491,20 @@ where
         let origin = self.me.clone();
         let ttl = self.config.shuffle_rwl;
         self.send(target, Message::Shuffle { origin, ttl, nodes });
+    }
+
+    /// One time in `rotation`, with a full active view and no request out,
+    /// asks a random passive peer to replace a neighbour (see
+    /// [`HyParViewConfig::rotation`]).
+    fn rotate(&mut self, now: Time) {
+        let n = self.config.rotation;
+        let full = self.active.len() >= self.config.active_size();
+        if n == 0 || !full || !self.pending.is_empty() || self.rng.random_range(0..n) != 0 {
+            return;
+        }
+        if let Some(to) = pick(&mut self.rng, &self.passive, 1).pop() {
+            self.request(now, to, Priority::High);
+        }
     }
 
     /// Asks passive peers to fill the free slots of the active view.
@@ -795,5 +673,4 @@ fn clean<P>(c: Contact<P>) -> Contact<P> {
 }
 
 #[cfg(test)]
-#[path = "hyparview_tests.rs"]
 mod tests;
