@@ -357,10 +357,15 @@ fn outputs(node: &mut Node) -> Vec<Event<u64>> {
 }
 
 fn unit_node(me: u64, neighbours: &[u64]) -> Node {
+    unit_node_with(me, neighbours, config())
+}
+
+/// Node `me` with `config`, whose active view holds `neighbours`.
+fn unit_node_with(me: u64, neighbours: &[u64], config: HyParViewConfig) -> Node {
     let mut node = HyParView::new(
         me,
         addr(me),
-        config(),
+        config,
         ChaCha8Rng::seed_from_u64(me),
         Time::ZERO,
     );
@@ -437,6 +442,25 @@ fn low_priority_needs_room_high_does_not() {
     );
     let out = outputs(&mut n);
     assert!(n.is_active(8) && n.active().len() == 5);
+    assert_one_dropped(&n, &out);
+}
+
+/// The `Neighbor` requests in `out`: to whom, and how insistent.
+fn asked(out: &[Event<u64>]) -> Vec<(u64, Priority)> {
+    out.iter()
+        .filter_map(|e| match e {
+            Event::Send {
+                to,
+                msg: Message::Neighbor { priority, .. },
+            } => Some((to.id, *priority)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Exactly one neighbour was dropped in `out`: told with a `Disconnect`,
+/// and kept in `n`'s passive view.
+fn assert_one_dropped(n: &Node, out: &[Event<u64>]) {
     let dropped: Vec<u64> = out
         .iter()
         .filter_map(|e| match e {
@@ -444,7 +468,7 @@ fn low_priority_needs_room_high_does_not() {
             _ => None,
         })
         .collect();
-    assert_eq!(dropped.len(), 1);
+    assert_eq!(dropped.len(), 1, "{out:?}");
     assert!(n.passive().iter().any(|c| c.id == dropped[0]));
     assert!(out.iter().any(|e| matches!(e, Event::Send { to, msg: Message::Disconnect { alive: true } } if to.id == dropped[0])));
 }
@@ -464,16 +488,7 @@ fn failure_promotes_from_passive_and_timeouts_clean_up() {
     }
     n.handle_peer_down(Time::ZERO, 2);
     let out = outputs(&mut n);
-    let asked: Vec<(u64, Priority)> = out
-        .iter()
-        .filter_map(|e| match e {
-            Event::Send {
-                to,
-                msg: Message::Neighbor { priority, .. },
-            } => Some((to.id, *priority)),
-            _ => None,
-        })
-        .collect();
+    let asked = asked(&out);
     assert_eq!(asked.len(), 3, "{out:?}");
     assert_eq!(asked[0].1, Priority::High);
     assert!(asked[1..].iter().all(|a| a.1 == Priority::Low));

@@ -3,42 +3,12 @@
 
 use super::*;
 
-fn asked(out: &[Event<u64>]) -> Vec<(u64, Priority)> {
-    out.iter()
-        .filter_map(|e| match e {
-            Event::Send {
-                to,
-                msg: Message::Neighbor { priority, .. },
-            } => Some((to.id, *priority)),
-            _ => None,
-        })
-        .collect()
-}
-
 fn with_rotation(me: u64, neighbours: &[u64], rotation: u32) -> Node {
     let config = HyParViewConfig {
         rotation,
         ..config()
     };
-    let mut node = HyParView::new(
-        me,
-        addr(me),
-        config,
-        ChaCha8Rng::seed_from_u64(me),
-        Time::ZERO,
-    );
-    for &p in neighbours {
-        node.handle_message(
-            Time::ZERO,
-            p,
-            Message::Neighbor {
-                priority: Priority::Low,
-                addr: addr(p),
-            },
-        );
-    }
-    outputs(&mut node);
-    node
+    unit_node_with(me, neighbours, config)
 }
 
 #[test]
@@ -60,17 +30,7 @@ fn a_full_view_rotates_one_neighbour_for_a_passive_peer() {
     let out = outputs(&mut n);
     assert!(n.is_active(10));
     assert_eq!(n.active().len(), 5, "the degree stays");
-    let dropped: Vec<u64> = out
-        .iter()
-        .filter_map(|e| match e {
-            Event::NeighborDown(p) => Some(*p),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(dropped.len(), 1, "{out:?}");
-    assert!(out.iter().any(|e| matches!(e,
-        Event::Send { to, msg: Message::Disconnect { alive: true } } if to.id == dropped[0])));
-    assert!(n.passive().iter().any(|c| c.id == dropped[0]));
+    assert_one_dropped(&n, &out);
 }
 
 #[test]
