@@ -26,7 +26,8 @@
 //! * **Neighbor** asks a peer to join the active view. A high-priority
 //!   request is always accepted (dropping a random neighbour if needed); a
 //!   low-priority one only when there is room. Requests are high priority
-//!   only when the requester has no neighbour at all. **NeighborReply**
+//!   only when the requester has no neighbour at all (or, here, rotates
+//!   its view: see island healing below). **NeighborReply**
 //!   answers; the requester adds the peer to its active view on acceptance.
 //! * **Disconnect** tells a neighbour it was dropped: it moves the sender to
 //!   its passive view (or forgets it if the sender is leaving).
