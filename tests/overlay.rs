@@ -201,7 +201,12 @@ fn overlay_with_doc() -> Harness<Doc> {
     for i in 1..N {
         h.open(i, "doc");
     }
-    h.drive();
+    // Not `drive`: peer sampling's exchanges never stop.
+    settle(&mut h, Duration::from_secs(10), "opening the doc", |h| {
+        (0..N)
+            .find(|i| h.host_of(*i, "doc").is_none())
+            .map(|i| format!("node {i} has not opened the doc"))
+    });
     h
 }
 
@@ -252,4 +257,38 @@ fn crashed_neighbours_are_replaced_and_restarted_nodes_rejoin() {
     );
     describe(&h, &format!("10 restarted, views sound after {took:?}"));
     shout_and_converge(&mut h, 100, &mut ops);
+}
+
+#[test]
+fn a_node_whose_contact_is_down_joins_once_it_is_back() {
+    let mut h: Harness<Doc> = Harness::from_env(12, config());
+    for i in 1..11 {
+        let contact = h.rng().random_range(0..i);
+        h.join(i, contact);
+        h.run_for(Duration::from_millis(50));
+    }
+    h.run_for(Duration::from_secs(5));
+    // Node 11's only contact is down when it starts: it stays alone (a
+    // driver keeps retrying its seeds)...
+    h.crash_silently(10);
+    h.join(11, 10);
+    h.run_for(Duration::from_secs(5));
+    assert!(h.neighbors(11).is_empty(), "{:?}", h.neighbors(11));
+    // ...and joins once the contact is back.
+    h.restart(10);
+    let took = settle(
+        &mut h,
+        Duration::from_secs(10),
+        "after the contact came back",
+        |h| {
+            (h.neighbors(11).is_empty() || h.overlay_parts() != 1).then(|| {
+                format!(
+                    "node 11 has {:?}; {} part(s)",
+                    h.neighbors(11),
+                    h.overlay_parts()
+                )
+            })
+        },
+    );
+    eprintln!("joined {took:?} after the contact restarted");
 }

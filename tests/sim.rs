@@ -24,6 +24,16 @@ fn check(report: &Report) {
         report.seed
     );
     assert!(report.ops > 0, "no ops shouted");
+    assert_eq!(
+        report.ops_nowhere_writer_up, 0,
+        "ops lost (seed {})",
+        report.seed
+    );
+    assert_eq!(
+        report.overlay_parts[1], 1,
+        "the overlay ended in parts (seed {})",
+        report.seed
+    );
     // Every node is up again at the end: every op must become stable
     // (folded) everywhere.
     assert_eq!(
@@ -121,6 +131,11 @@ fn bad_scenarios_are_refused_with_a_reason() {
     let base = "name = \"x\"\nnodes = 10\ntopology = { kind = \"full_mesh\" }\n\
                 latency = { model = \"static\", ms = 5 }\nops = 10\nload_s = 1.0\n";
     assert!(Scenario::from_toml(base).is_ok());
+    let overlay = base.replace(
+        "{ kind = \"full_mesh\" }",
+        "{ kind = \"overlay\", active = 4 }",
+    );
+    assert!(Scenario::from_toml(&format!("{overlay}[overlay]\nsampling_view = 0\n")).is_ok());
     let cases = [
         (base.replace("nodes = 10", "nodes = 1"), "at least 2"),
         (format!("{base}loss = 1.5\n"), "loss"),
@@ -137,6 +152,18 @@ fn bad_scenarios_are_refused_with_a_reason() {
             "probe timeout",
         ),
         (base.replace("full_mesh", "hypercube"), "hypercube"),
+        (
+            format!("{base}[overlay]\nrotation = 3\n"),
+            "need topology kind \"overlay\"",
+        ),
+        (
+            format!("{overlay}[overlay]\nsampling_view = 2\n"),
+            "sampling_view = 2",
+        ),
+        (
+            format!("{overlay}[overlay]\nsampling_period_ms = 0\n"),
+            "sampling_period_ms",
+        ),
         (
             format!("{base}[crashes]\ncount = 10\nfirst_s = 0.0\nlast_s = 0.5\n"),
             "crashing",

@@ -77,8 +77,11 @@ pub struct NodeConfig {
     /// [`overlay`](Self::overlay)): every cycle the node swaps part of its
     /// sample with a sampled peer, dialing it if not linked, so
     /// [`Node::peer_sample`] is a small, ever-changing random view of the
-    /// live cluster, and the overlay replaces a lost neighbour from it.
-    /// Default: `None`.
+    /// live cluster, and the overlay replaces a lost neighbour from it and
+    /// heals an island that split off from it (see
+    /// [`RepeaterConfig::sampling`](crate::proto::node::RepeaterConfig::sampling)).
+    /// Ignored without an overlay. Default: on, [`SamplingConfig::default`]
+    /// (a view of 30, a 5 s cycle); `None` turns it off.
     pub sampling: Option<SamplingConfig>,
 }
 
@@ -90,7 +93,7 @@ impl Default for NodeConfig {
             handshake_timeout: Duration::from_secs(5),
             anti_entropy: AntiEntropyConfig::default(),
             overlay: None,
-            sampling: None,
+            sampling: Some(SamplingConfig::default()),
         }
     }
 }
@@ -133,12 +136,7 @@ impl NodeConfig {
                 )));
             }
         }
-        if let Some(sampling) = &self.sampling {
-            if self.overlay.is_none() {
-                return Err(StartError::Config(
-                    "sampling runs beside the overlay: set overlay too".into(),
-                ));
-            }
+        if let Some(sampling) = self.sampling.as_ref().filter(|_| self.overlay.is_some()) {
             if sampling.view_size == 0 || sampling.period < Duration::from_millis(10) {
                 return Err(StartError::Config(format!(
                     "sampling: view_size is {} and period {:?}; they must be at least 1 and 10 ms",
@@ -234,6 +232,13 @@ impl NodeBuilder {
     /// [`NodeConfig::sampling`]; it needs [`overlay`](Self::overlay)).
     pub fn sampling(mut self, sampling: SamplingConfig) -> Self {
         self.config.sampling = Some(sampling);
+        self
+    }
+
+    /// Run the overlay without peer sampling (it is on by default; see
+    /// [`NodeConfig::sampling`]).
+    pub fn no_sampling(mut self) -> Self {
+        self.config.sampling = None;
         self
     }
 

@@ -201,6 +201,11 @@ enum Event {
         from: usize,
         to: usize,
     },
+    /// `node` tries its join contact again (it was down or cut off), as a
+    /// driver retries its seeds.
+    Join {
+        node: usize,
+    },
 }
 
 /// Messages and bytes of one kind.
@@ -551,6 +556,7 @@ impl<T: Replicated> Harness<T> {
             }
             Event::Connect { from, to } => self.connect(from, to),
             Event::Close { from, to } => self.close(from, to),
+            Event::Join { node } => self.retry_join(node),
             Event::Timeout { node } => {
                 if !self.nodes[node].alive {
                     return true;

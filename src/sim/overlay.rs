@@ -6,6 +6,10 @@ use super::{Event, Harness};
 use crate::proto::node::{OverlayStats, RepeaterConfig, RepeaterNode};
 use crate::proto::{NodeId, Replicated};
 
+/// How long a node whose join contact cannot be reached waits before it
+/// tries again.
+const JOIN_RETRY: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// The address node `index` advertises.
 fn addr_of(index: usize) -> String {
     format!("sim:{index}")
@@ -28,11 +32,15 @@ pub(super) fn node_proto(
 
 impl<T: Replicated> Harness<T> {
     /// With an overlay: node `node` joins it through `contact` (linked at
-    /// once if both are up and not cut off, as a driver links its seed).
-    /// A restarted node joins through the same contact again.
+    /// once if both are up and not cut off, as a driver links its seed;
+    /// tried again every second while the contact cannot be reached, as a
+    /// driver retries its seeds). A restarted node joins through the same
+    /// contact again.
     pub fn join(&mut self, node: usize, contact: usize) {
         self.nodes[node].contact = Some(contact);
         if !self.nodes[contact].alive || self.is_blocked(node, contact) {
+            let at = self.now + JOIN_RETRY;
+            self.push(at, Event::Join { node });
             return;
         }
         self.link(node, contact);
@@ -40,6 +48,17 @@ impl<T: Replicated> Harness<T> {
         let id = self.id(contact);
         self.nodes[node].proto.join(now, id, Some(addr_of(contact)));
         self.flush(node);
+    }
+
+    /// A join retry is due: try the contact again if `node` is up and still
+    /// alone (a restart since has joined again on its own).
+    pub(super) fn retry_join(&mut self, node: usize) {
+        let alone = self.nodes[node].links.is_empty();
+        if let (true, true, Some(contact)) =
+            (self.nodes[node].alive, alone, self.nodes[node].contact)
+        {
+            self.join(node, contact);
+        }
     }
 
     /// Node `node`'s active view, as node indices.
@@ -61,6 +80,39 @@ impl<T: Replicated> Harness<T> {
     /// Node `node`'s overlay counters.
     pub fn overlay_stats(&self, node: usize) -> OverlayStats {
         self.nodes[node].proto.gossip_stats().overlay
+    }
+
+    /// How many parts the overlay of the live nodes is in: the connected
+    /// components of their active views (a link counts if either end has
+    /// the other as a neighbour). One when every live node can reach every
+    /// other over the overlay; more means anti-entropy, which runs over
+    /// links, cannot repair across the gap.
+    pub fn overlay_parts(&self) -> usize {
+        let index: std::collections::HashMap<NodeId, usize> =
+            (0..self.nodes.len()).map(|i| (self.id(i), i)).collect();
+        let mut parent: Vec<usize> = (0..self.nodes.len()).collect();
+        fn root(parent: &mut [usize], mut i: usize) -> usize {
+            while parent[i] != i {
+                parent[i] = parent[parent[i]];
+                i = parent[i];
+            }
+            i
+        }
+        for (a, node) in self.nodes.iter().enumerate() {
+            if !node.alive {
+                continue;
+            }
+            for id in node.proto.neighbors() {
+                let Some(&b) = index.get(&id) else { continue };
+                if self.nodes[b].alive {
+                    let (ra, rb) = (root(&mut parent, a), root(&mut parent, b));
+                    parent[ra] = rb;
+                }
+            }
+        }
+        let live = (0..self.nodes.len()).filter(|i| self.nodes[*i].alive);
+        let roots: std::collections::BTreeSet<usize> = live.map(|i| root(&mut parent, i)).collect();
+        roots.len()
     }
 
     fn index_of(&self, id: NodeId) -> Option<usize> {

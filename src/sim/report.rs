@@ -57,6 +57,9 @@ pub struct Report {
     /// Ops that no node up at the end holds: lost with a writer that
     /// crashed before they left it (a node keeps nothing durable yet).
     pub ops_nowhere: usize,
+    /// Of them, those whose writer never went down: lost for no reason
+    /// (a bug; always 0 in a correct run).
+    pub ops_nowhere_writer_up: usize,
     /// Relative message redundancy: op copies that crossed links over the
     /// deliveries needed (every other node, per op), minus one.
     pub rmr: f64,
@@ -97,6 +100,12 @@ pub struct Report {
     /// until every live node held every op; `None` if it did not within
     /// the scenario's `max_rounds`.
     pub converged_rounds: Option<u32>,
+    /// (op, live node) pairs missing at the start of each of those rounds.
+    pub missing_per_round: Vec<u64>,
+    /// The parts the live nodes' overlay was in (connected components of
+    /// the active views) at the end of the load and at the end of the run;
+    /// 1 for any topology other than an overlay that stays connected.
+    pub overlay_parts: [usize; 2],
     /// Anti-entropy rounds from convergence until every op was stable
     /// (folded) at every live node; `None` if not within `max_rounds`.
     pub stable_rounds: Option<u32>,
@@ -153,8 +162,13 @@ impl fmt::Display for Report {
                     "0".to_owned()
                 } else {
                     format!(
-                        "{} (at {} node(s), {} of them crashed or flapped; {} op(s) held nowhere)",
-                        self.missed, self.lacking_nodes, self.lacking_faulty, self.ops_nowhere
+                        "{} (at {} node(s), {} of them crashed or flapped; {} op(s) held nowhere, \
+                         {} of them by a writer that never went down)",
+                        self.missed,
+                        self.lacking_nodes,
+                        self.lacking_faulty,
+                        self.ops_nowhere,
+                        self.ops_nowhere_writer_up
                     )
                 },
             ),
@@ -193,6 +207,13 @@ impl fmt::Display for Report {
                 ),
             ),
             ("converged after faults", rounds),
+            (
+                "missing per round / overlay parts",
+                format!(
+                    "{:?} / {} at load end, {} at the end",
+                    self.missing_per_round, self.overlay_parts[0], self.overlay_parts[1]
+                ),
+            ),
             (
                 "stability lag p50 / p99",
                 format!(

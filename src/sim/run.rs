@@ -16,6 +16,7 @@ use crate::proto::dissemination::DisseminationConfig;
 use crate::proto::hyparview::HyParViewConfig;
 use crate::proto::membership::MembershipEvent;
 use crate::proto::node::RepeaterConfig;
+use crate::proto::sampling::SamplingConfig;
 use crate::proto::time::Time;
 use crate::proto::OpId;
 
@@ -68,6 +69,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     let mut crashed_at: BTreeMap<usize, Time> = BTreeMap::new();
     let mut down_spans: Vec<(usize, Time, Time)> = Vec::new();
     let mut shouted: Vec<(OpId, usize)> = Vec::new();
+    // The node that shouted each op of `shouted`.
+    let mut writer_of: Vec<usize> = Vec::new();
     let mut last_fault = start;
     for (at, action) in plan {
         let due = start + at;
@@ -85,6 +88,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
                 let id = h.shout(node, &names[object], TallyOp::Add(value));
                 watch.shouted(id, object, h.now());
                 shouted.push((id, object));
+                writer_of.push(node);
             }
             Action::Crash(node) => {
                 if h.is_alive(node) {
@@ -117,6 +121,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     let rest = Duration::from_secs_f64(scenario.load_s).saturating_sub(h.now().since(start));
     watch.run_for(&mut h, rest);
     let load_end = h.now();
+    let parts_at_load_end = h.overlay_parts();
     let ae_load = anti_entropy_bytes(&h) - ae_before;
     h.set_loss(0.0);
 
@@ -124,9 +129,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     // load's end and the last fault.
     let round = h_round();
     let mut converged_rounds = None;
+    let mut missing_per_round = Vec::new();
     let _ = (load_end, last_fault);
     for r in 0..=scenario.max_rounds {
-        if missing(&h, &names, &shouted) == 0 {
+        let lacking = missing(&h, &names, &shouted);
+        missing_per_round.push(lacking);
+        if lacking == 0 {
             converged_rounds = Some(r);
             break;
         }
@@ -140,15 +148,20 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         .collect();
     let went_down = |i: &usize| down_spans.iter().any(|(d, _, _)| d == i) || !h.is_alive(*i);
     let lacking_faulty = lacking.iter().filter(|i| went_down(i)).count();
-    // Ops no live node holds: lost with their writer (nothing durable yet).
-    let nowhere = shouted
-        .iter()
-        .filter(|(id, k)| {
+    // Ops no live node holds: lost with their writer (nothing durable yet)
+    // if it went down; if it never did, lost for no reason.
+    let nowhere: Vec<usize> = (0..shouted.len())
+        .filter(|&j| {
+            let (id, k) = &shouted[j];
             !(0..h.len()).filter(|i| h.is_alive(*i)).any(|i| {
                 h.host_of(i, &names[*k])
                     .is_some_and(|host| host.lock().replica.has_seen(&id.origin, id.seq))
             })
         })
+        .collect();
+    let nowhere_writer_up = nowhere
+        .iter()
+        .filter(|&&j| !went_down(&writer_of[j]))
         .count();
 
     // Stability: the acks that fold the ops spread after the ops did; the
@@ -182,7 +195,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         missed,
         lacking_nodes: lacking.len(),
         lacking_faulty,
-        ops_nowhere: nowhere,
+        ops_nowhere: nowhere.len(),
+        ops_nowhere_writer_up: nowhere_writer_up,
         anti_entropy_load_bps: ae_load as f64 / n as f64 / scenario.load_s,
         anti_entropy_idle_bps: if scenario.idle_s > 0.0 {
             ae_idle as f64 / live as f64 / scenario.idle_s
@@ -191,6 +205,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
         },
         largest_message: h.largest_frame(),
         converged_rounds,
+        missing_per_round,
+        overlay_parts: [parts_at_load_end, h.overlay_parts()],
         stable_rounds,
         stability_lag_ms,
         unstable_ops,
@@ -222,10 +238,25 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
         Topology::Overlay { active } => Some(HyParViewConfig {
             active_size: active,
             passive_size: (active * 6).max(30),
+            rotation: s
+                .overlay
+                .rotation
+                .unwrap_or(HyParViewConfig::default().rotation),
             ..HyParViewConfig::default()
         }),
         _ => None,
     };
+    let sampling = match s.overlay.sampling_view {
+        Some(0) => None,
+        Some(view) => Some(SamplingConfig::balanced(view)),
+        None => RepeaterConfig::default().sampling,
+    }
+    .map(|mut c| {
+        if let Some(ms) = s.overlay.sampling_period_ms {
+            c.period = millis(ms);
+        }
+        c
+    });
     // Closing a link waits out the longest latency, as a writer drains.
     let longest = match &s.latency {
         LinkLatency::Static { ms } => *ms,
@@ -255,6 +286,7 @@ fn harness_config(s: &Scenario) -> HarnessConfig {
             dissemination,
             anti_entropy,
             failure_detector: s.failure_detector.config(),
+            sampling,
             ..RepeaterConfig::default()
         },
         ..HarnessConfig::default()

@@ -95,6 +95,22 @@ pub struct TreeSettings {
     pub graft_timeout_ms: Option<f64>,
 }
 
+/// Overlay settings, where not the defaults (see
+/// [`HyParViewConfig`](crate::proto::hyparview::HyParViewConfig) and
+/// [`SamplingConfig`](crate::proto::sampling::SamplingConfig)); used with
+/// `topology = { kind = "overlay", .. }`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OverlaySettings {
+    /// `rotation`: one swap of a full view in so many shuffles (0: never).
+    pub rotation: Option<u32>,
+    /// Peer sampling beside HyParView, with this view size (0: off; on
+    /// with the default view of 30 if not given).
+    pub sampling_view: Option<usize>,
+    /// Peer sampling's cycle in milliseconds.
+    pub sampling_period_ms: Option<f64>,
+}
+
 /// Failure detector settings, where not the defaults (see
 /// [`SwimConfig`](crate::proto::swim::SwimConfig)).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -199,6 +215,9 @@ pub struct Scenario {
     /// Failure detector settings, where not the defaults.
     #[serde(default)]
     pub failure_detector: DetectorSettings,
+    /// Overlay settings, where not the defaults.
+    #[serde(default)]
+    pub overlay: OverlaySettings,
 }
 
 fn one() -> usize {
@@ -283,6 +302,22 @@ impl Scenario {
             if active < 2 {
                 return bad("overlay: active of 2 or more".into());
             }
+        } else if self.overlay != OverlaySettings::default() {
+            return bad("[overlay] settings need topology kind \"overlay\"".into());
+        }
+        if let Some(view) = self.overlay.sampling_view.filter(|v| *v > 0) {
+            if view < 4 {
+                return bad(format!(
+                    "overlay: sampling_view = {view}: 0 (off) or 4 or more"
+                ));
+            }
+        }
+        if self
+            .overlay
+            .sampling_period_ms
+            .is_some_and(|ms| !(ms > 0.0 && ms.is_finite()))
+        {
+            return bad("overlay: sampling_period_ms positive".into());
         }
         Ok(())
     }

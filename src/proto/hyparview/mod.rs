@@ -69,7 +69,10 @@
 //!   neighbour with high priority, and drops a random neighbour when the
 //!   peer accepts: a group whose passive views still name a peer outside it
 //!   meets the rest. Degrees stay as they were; the two dropped neighbours
-//!   refill from their passive views.
+//!   refill from their passive views. It is off by default (each swap
+//!   costs the broadcast trees a graft; see the field's docs): the node's
+//!   peer sampling keeps passive views a sample of the whole cluster, so a
+//!   group that loses its links refills outside itself.
 //! * At most `2 * active_size` requests are out at once; a join walk ending
 //!   beyond that only puts the new node in the passive view.
 //! * Low-priority repair requests are rate-limited: at most `active_size`

@@ -46,7 +46,14 @@ pub struct RepeaterConfig {
     /// exchanges with sampled peers (dialed when not linked), readable as
     /// [`RepeaterNode::peer_sample`](super::RepeaterNode::peer_sample), and
     /// HyParView's passive view is refreshed from it. Ignored without an
-    /// overlay. Default: `None`.
+    /// overlay. Default: on ([`SamplingConfig::default`]: a view of 30, a
+    /// 5 s cycle). Keep it on in large clusters: it is what keeps an
+    /// overlay whole. HyParView's own shuffles walk the active links, so
+    /// the passive views of a group that split off name only each other,
+    /// and its members refill their views inside the group; sampled peers
+    /// come from the whole cluster. In the simulator's `faults-500` (500
+    /// nodes, 5% loss, 30 faulty nodes) one seed in five split for good
+    /// without it (see also [`HyParViewConfig::rotation`]).
     pub sampling: Option<SamplingConfig>,
     /// Evict a member of an object's replica set once this node has seen
     /// its node down (declared down by the failure detector, or its last
@@ -70,7 +77,7 @@ impl Default for RepeaterConfig {
             dissemination: DisseminationConfig::default(),
             failure_detector: SwimConfig::default(),
             overlay: None,
-            sampling: None,
+            sampling: Some(SamplingConfig::default()),
             evict_after: Some(Duration::from_secs(600)),
         }
     }

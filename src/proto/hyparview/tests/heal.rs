@@ -79,8 +79,13 @@ fn a_node_with_room_and_nobody_to_ask_joins_again() {
 }
 
 /// Two overlays grown apart, where four nodes of the second know a node of
-/// the first: with rotation they become one within a few shuffles; without,
-/// they never meet (the test would catch rotation doing nothing).
+/// the first: with rotation they become one within a few shuffles.
+///
+/// Without rotation they may also meet, when a node that learned of the
+/// other island has room in its view and asks at low priority someone who
+/// also has room; whether such a pair exists depends on the seed, so it is
+/// not asserted here. That rotation is what swaps a full view's neighbour is
+/// shown by the two unit tests above.
 fn islands(rotation: u32) -> (usize, Option<Duration>) {
     let seed = seed();
     let mut sim = Sim::new(seed);
@@ -130,5 +135,5 @@ fn islands_merge_through_rotation() {
     eprintln!("rotation 1: merged after {merged:?}");
     assert_eq!(parts, 1, "still apart after 60 shuffle intervals");
     let (parts, merged) = islands(0);
-    assert_eq!((parts, merged), (2, None), "no rotation, yet they met");
+    eprintln!("rotation 0: {parts} part(s), merged after {merged:?}");
 }
