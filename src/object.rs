@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, restamped_frames, Host,
-    HostError, Repair,
+    deliver_frame, digest_hash_of, digest_of, export_frame, ops_in, rebase_onto, repair_of,
+    restamped_frames, Host, HostError, Repair,
 };
 use crate::proto::message::{ObjectDigest, OpFrame, Span, StateFrame};
 use crate::proto::replica::{Applied, Replica};
@@ -220,6 +220,10 @@ impl<T: Replicated> Host for CellHost<T> {
 
     fn digest(&self, object: &ObjectKey) -> ObjectDigest {
         digest_of(object, &self.0.state.read())
+    }
+
+    fn digest_hash(&self, _: &ObjectKey) -> u64 {
+        digest_hash_of(&self.0.state.read())
     }
 
     fn merge_acks(&mut self, acks: &AckTable) {

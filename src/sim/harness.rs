@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_of, export_frame, ops_in, rebase_onto, repair_of, replica_from_frame,
-    restamped_frames, Host, HostError, Repair,
+    deliver_frame, digest_hash_of, digest_of, export_frame, ops_in, rebase_onto, repair_of,
+    replica_from_frame, restamped_frames, Host, HostError, Repair,
 };
 use crate::proto::membership::MembershipEvent;
 use crate::proto::message::{Message, ObjectDigest, OpFrame, Span, StateFrame, DEFAULT_MAX_FRAME};
@@ -112,6 +112,10 @@ impl<T: Replicated> Host for SharedHost<T> {
         digest_of(object, &self.1.lock().replica)
     }
 
+    fn digest_hash(&self, _: &ObjectKey) -> u64 {
+        digest_hash_of(&self.1.lock().replica)
+    }
+
     fn merge_acks(&mut self, acks: &AckTable) {
         let mut host = self.1.lock();
         let SimHost {
@@ -186,7 +190,8 @@ enum Event {
     Deliver {
         to: usize,
         from: usize,
-        frame: Vec<u8>,
+        /// Shared by every copy of a multicast.
+        frame: Arc<[u8]>,
     },
     Timeout {
         node: usize,
@@ -692,9 +697,10 @@ impl<T: Replicated> Harness<T> {
     }
 
     fn send(&mut self, from: usize, to: &[usize], msg: &Message) {
-        let frame = msg
+        let frame: Arc<[u8]> = msg
             .encode(DEFAULT_MAX_FRAME)
-            .expect("harness messages fit a frame");
+            .expect("harness messages fit a frame")
+            .into();
         self.largest = self.largest.max(frame.len());
         let kind = self.traffic.entry(msg.kind()).or_default();
         kind.largest = kind.largest.max(frame.len() as u64);
@@ -715,7 +721,7 @@ impl<T: Replicated> Harness<T> {
                     Event::Deliver {
                         to,
                         from,
-                        frame: frame.clone(),
+                        frame: Arc::clone(&frame),
                     },
                 );
             }

@@ -393,7 +393,7 @@ fn root_hash(
                 // matches a peer: digests flow until a peer's table,
                 // showing the origin, comes back.
                 let salt = if host.awaits_admission() { u64::MAX } else { 0 };
-                let hash = digest_hash(&host.digest(key)) ^ salt;
+                let hash = host.digest_hash(key) ^ salt;
                 hashes.insert((*key).clone(), (revision, hash));
                 hash
             }
@@ -416,36 +416,6 @@ fn set_hash<'a>(keys: impl Iterator<Item = &'a ObjectKey>) -> u64 {
             ctx.update(&(part.len() as u64).to_be_bytes());
             ctx.update(part);
         }
-    }
-    first_u64(ctx.finish().as_ref())
-}
-
-/// A hash of one digest: what it holds and what it acknowledged.
-fn digest_hash(digest: &ObjectDigest) -> u64 {
-    let mut ctx = Context::new(&SHA256);
-    for (origin, seq) in &digest.held.0 {
-        ctx.update(origin.as_bytes());
-        ctx.update(&seq.to_be_bytes());
-    }
-    ctx.update(&[0xff]);
-    for (member, ack) in digest.acks.iter() {
-        ctx.update(member.as_bytes());
-        for n in [ack.clock, ack.seq, ack.complete] {
-            ctx.update(&n.to_be_bytes());
-        }
-    }
-    // Evictions and epochs must spread: tables that differ only in them
-    // must not hash alike.
-    ctx.update(&[0xfe]);
-    for (origin, e) in digest.acks.evictions() {
-        ctx.update(origin.as_bytes());
-        ctx.update(&e.cut.to_be_bytes());
-    }
-    ctx.update(&[0xfd]);
-    for (origin, (node, epoch)) in digest.acks.epochs() {
-        ctx.update(origin.as_bytes());
-        ctx.update(node.as_bytes());
-        ctx.update(&epoch.to_be_bytes());
     }
     first_u64(ctx.finish().as_ref())
 }
