@@ -41,6 +41,9 @@ pub enum CreateError {
     /// The node has been shut down.
     #[error("the node has been shut down")]
     Stopped,
+    /// The node's store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Why [`Node::open`](crate::Node::open) failed. No object was created.
@@ -75,6 +78,9 @@ pub enum OpenError {
     /// The node has been shut down.
     #[error("the node has been shut down")]
     Stopped,
+    /// The node's store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Why a shout failed. The op was not applied anywhere.
@@ -95,6 +101,9 @@ pub enum ShoutError {
     /// The node has been shut down.
     #[error("the node has been shut down")]
     Stopped,
+    /// The node's store could not be read or written.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// Why [`Node::link`](crate::Node::link) failed. No link was added.
@@ -152,6 +161,10 @@ pub enum StartError {
     /// The node's actor could not be started.
     #[error("could not start the repeater actor: {0}")]
     Actor(String),
+    /// The store in the data directory could not be opened: damaged,
+    /// locked by another process, or of another layout.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl From<EncodeError> for ShoutError {

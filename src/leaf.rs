@@ -96,18 +96,29 @@ impl<T: Replicated> Leaf<T> {
     /// Shout `op`: apply it here, then relay it to every other copy.
     ///
     /// The generated `shout_<method>(..)` methods call this. The future
-    /// resolves with the op's id once the op is accepted locally; it fails,
-    /// and nothing is applied anywhere, if the op does not fit in a frame or
-    /// the node was shut down.
+    /// resolves with the op's id once the op is accepted locally: applied
+    /// here, and on a node with a store (see
+    /// [`NodeBuilder::data_dir`](crate::NodeBuilder::data_dir)) written to
+    /// its log as [`StoreConfig::durability`](crate::StoreConfig) says (by
+    /// default: on disk). It fails, and nothing is applied anywhere, if the
+    /// op does not fit in a frame, the node was shut down, or its store
+    /// cannot be written.
     pub fn shout(
         &self,
         op: T::Op,
     ) -> impl Future<Output = Result<OpId, ShoutError>> + Send + 'static {
         let result = self.shout_now(op);
-        async move { result }
+        async move {
+            let (id, commit) = result?;
+            if let Some(commit) = commit {
+                commit.await.map_err(|_| ShoutError::Stopped)??;
+            }
+            Ok(id)
+        }
     }
 
-    fn shout_now(&self, op: T::Op) -> Result<OpId, ShoutError> {
+    #[allow(clippy::type_complexity)]
+    fn shout_now(&self, op: T::Op) -> Result<(OpId, Option<Commit>), ShoutError> {
         self.cell.assert_not_in_observer("Leaf::shout");
         let payload = encode_payload(&op)?;
         let key = &self.cell.key;
@@ -119,16 +130,35 @@ impl<T: Replicated> Leaf<T> {
         if self.node.is_stopped() {
             return Err(ShoutError::Stopped);
         }
-        Ok(self.cell.shout(op, |id, relay| {
-            if relay {
-                self.node.relay_local(OpFrame {
-                    object: key.clone(),
-                    id,
-                    payload,
-                });
+        if let Some(log) = &self.cell.log {
+            log.store().check()?;
+        }
+        self.cell.shout(op, |id, relay| {
+            let frame = OpFrame {
+                object: key.clone(),
+                id,
+                payload,
+            };
+            match &self.cell.log {
+                None => {
+                    if relay {
+                        self.node.relay_local(frame);
+                    }
+                    Ok((id, None))
+                }
+                Some(log) => {
+                    // Relayed by the store's writer once on disk.
+                    let (waiter, commit) = if log.store().must_wait() {
+                        let (tx, rx) = tokio::sync::oneshot::channel();
+                        (Some(tx), Some(rx))
+                    } else {
+                        (None, None)
+                    };
+                    log.op(frame, relay, waiter)?;
+                    Ok((id, commit))
+                }
             }
-            id
-        }))
+        })
     }
 
     /// Bind a boxed observer to this object on this node: it hears of every
@@ -157,6 +187,9 @@ impl<T: Replicated> Leaf<T> {
         }
     }
 }
+
+/// A shout's wait for its op's commit.
+type Commit = tokio::sync::oneshot::Receiver<Result<(), crate::StoreError>>;
 
 /// How much room a fresh payload block has; a payload that does not fit
 /// in what is left of the block starts a new one.

@@ -73,6 +73,7 @@ pub mod proto;
 #[cfg(feature = "sim")]
 pub mod sim;
 pub mod site;
+mod store;
 pub mod tls;
 
 pub use error::{
@@ -94,6 +95,7 @@ pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
 pub use proto::node::{GossipStats, OverlayStats, RepeaterStats};
 pub use proto::replica::ReplicaStats;
 pub use proto::sampling::{Descriptor, PeerSelection, Propagation, SamplingConfig};
+pub use store::{Durability, StoreConfig, StoreError, STORE_FILE};
 pub use proto::{Delivery, NodeId, ObjectKey, OpId, Operation, Replicated, TypeTag};
 
 /// Items the macros' generated code uses. Not part of the public API.

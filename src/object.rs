@@ -12,14 +12,16 @@ use tokio::sync::watch;
 
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_hash_of, digest_of, export_frame, ops_in, rebase_onto, repair_of,
-    restamped_frames, Host, HostError, Repair,
+    deliver_frame, digest_hash_of, digest_of, export_all_frame, export_frame, ops_in, rebase_onto,
+    repair_of, restamped_frames, Host, HostError, Repair,
 };
 use crate::proto::message::{ObjectDigest, OpFrame, Span, StateFrame};
 use crate::proto::replica::{Applied, Replica};
 use crate::proto::stability::AckTable;
 use crate::proto::version::VersionVector;
 use crate::proto::{Delivery, NodeId, ObjectKey, OpId, Replicated};
+use crate::store::records::StateRecord;
+use crate::store::{Item, Logged, Store, StoreError};
 
 /// Identifies an observer bound with `observe`, to unbind it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -37,6 +39,53 @@ pub(crate) struct ObjectCell<T: Replicated> {
     next_observer: AtomicU64,
     /// Changes when ops are applied while a leaf waits on it.
     applied: watch::Sender<u64>,
+    /// Where its ops are logged, with a store.
+    pub(crate) log: Option<CellLog>,
+}
+
+/// An object's place in the node's store.
+pub(crate) struct CellLog {
+    store: Store,
+    object: u64,
+    /// The last log position used (advanced under the replica's lock).
+    pos: AtomicU64,
+    /// Ops logged since the last whole state.
+    since: AtomicU64,
+}
+
+impl CellLog {
+    /// The log of object number `object`, whose last position used is
+    /// `pos`.
+    pub(crate) fn new(store: Store, object: u64, pos: u64) -> Self {
+        Self {
+            store,
+            object,
+            pos: AtomicU64::new(pos),
+            since: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Queue an op just applied (call under the replica's write lock).
+    pub(crate) fn op(
+        &self,
+        frame: OpFrame,
+        relay: bool,
+        waiter: Option<crate::store::Waiter>,
+    ) -> Result<(), StoreError> {
+        let pos = self.pos.fetch_add(1, Ordering::Relaxed) + 1;
+        self.since.fetch_add(1, Ordering::Relaxed);
+        self.store.push(Item::Op {
+            object: self.object,
+            pos,
+            frame,
+            relay,
+            waiter,
+        })
+    }
 }
 
 impl<T: Replicated> fmt::Debug for ObjectCell<T> {
@@ -49,13 +98,82 @@ impl<T: Replicated> fmt::Debug for ObjectCell<T> {
 
 impl<T: Replicated> ObjectCell<T> {
     pub(crate) fn new(key: ObjectKey, replica: Replica<T>) -> Arc<Self> {
+        Self::with_log(key, replica, None)
+    }
+
+    /// A cell whose ops are logged in `log`. A fresh object (`fresh`) has
+    /// its whole state written first; a restored one holds only what the
+    /// store has.
+    pub(crate) fn with_log(key: ObjectKey, mut replica: Replica<T>, log: Option<CellLog>) -> Arc<Self> {
+        if log.is_some() {
+            replica.hold_until_durable();
+        }
         Arc::new(Self {
             key,
             state: RwLock::new(replica),
             observers: Mutex::new(Vec::new()),
             next_observer: AtomicU64::new(1),
             applied: watch::channel(0).0,
+            log,
         })
+    }
+
+    /// Start logging: register with the writer, and write the whole state
+    /// first when `fresh` (not restored from the store).
+    pub(crate) fn attach_log(self: &Arc<Self>, fresh: bool) -> Result<(), StoreError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let cell: Arc<dyn Logged> = self.clone();
+        log.store.push(Item::Register {
+            object: log.object,
+            cell: Arc::downgrade(&cell),
+        })?;
+        if fresh {
+            let mut replica = self.state.write();
+            self.write_state(&mut replica)?;
+        }
+        Ok(())
+    }
+
+    /// Queue the whole state (call under the replica's write lock).
+    fn write_state(&self, replica: &mut Replica<T>) -> Result<(), StoreError> {
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        let corrupt = |what: String| StoreError::Write {
+            path: log.store.path().to_path_buf(),
+            reason: what,
+        };
+        let frame = export_all_frame(&self.key, replica).map_err(|e| corrupt(e.to_string()))?;
+        let pos = log.pos.load(Ordering::Relaxed);
+        let bytes = StateRecord::encode(pos, &frame).map_err(corrupt)?;
+        log.store.push(Item::State {
+            object: log.object,
+            key: self.key.clone(),
+            pos,
+            bytes,
+        })?;
+        log.since.store(0, Ordering::Relaxed);
+        replica.note_snapshot();
+        Ok(())
+    }
+
+    /// Log the whole state now, if the cell has a store (after a change
+    /// the op log cannot replay: a rebase, an eviction, a new epoch).
+    fn relog_state(&self, replica: &mut Replica<T>) {
+        if let Err(error) = self.write_state(replica) {
+            tracing::error!(object = %self.key, %error, "could not log the object's state");
+        }
+    }
+
+    /// Log ops from peers just applied (call under the replica's lock).
+    fn log_delivered(&self, frame: &OpFrame) {
+        if let Some(log) = &self.log {
+            if let Err(error) = log.op(frame.clone(), false, None) {
+                tracing::debug!(object = %self.key, %error, "op not logged");
+            }
+        }
     }
 
     pub(crate) fn observe(&self, observer: Box<T::Observer>) -> ObserverId {
@@ -102,6 +220,19 @@ impl<T: Replicated> ObjectCell<T> {
 thread_local! {
     /// The address of the cell whose observers run on this thread, if any.
     static NOTIFYING: Cell<usize> = const { Cell::new(0) };
+}
+
+impl<T: Replicated> Logged for ObjectCell<T> {
+    fn committed(&self, n: usize) {
+        let mut replica = self.state.write();
+        replica.committed(n);
+        let due = self.log.as_ref().is_some_and(|log| {
+            log.since.load(Ordering::Relaxed) >= log.store.config().snapshot_every
+        });
+        if due {
+            self.relog_state(&mut replica);
+        }
+    }
 }
 
 impl<T: Replicated> ObjectCell<T> {
@@ -170,6 +301,9 @@ impl<T: Replicated> Host for CellHost<T> {
         let applied = deliver_frame(&mut replica, frame, |state, op, id| {
             cell.notify(state, op, id, me)
         })?;
+        if applied != Applied::Duplicate {
+            cell.log_delivered(frame);
+        }
         drop(replica);
         if applied != Applied::Duplicate {
             cell.bump();
@@ -188,7 +322,11 @@ impl<T: Replicated> Host for CellHost<T> {
                 let applied = deliver_frame(&mut replica, frame, |state, op, id| {
                     cell.tell_locked(observers, state, op, Delivery::new(id, me, false))
                 });
-                changed |= applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
+                let new = applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
+                if new {
+                    cell.log_delivered(frame);
+                }
+                changed |= new;
                 results.push(applied);
             }
             changed
@@ -235,6 +373,10 @@ impl<T: Replicated> Host for CellHost<T> {
                 cell.tell_locked(observers, state, op, Delivery::new(id, me, true))
             })
         });
+        if replica.me() != me {
+            // A new restart epoch re-stamped ops: the log cannot replay it.
+            cell.relog_state(&mut replica);
+        }
     }
 
     fn repair(
@@ -261,8 +403,11 @@ impl<T: Replicated> Host for CellHost<T> {
     }
 
     fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {
-        let moved = rebase_onto(&mut self.0.state.write(), state)?;
+        let mut replica = self.0.state.write();
+        let moved = rebase_onto(&mut replica, state)?;
         if moved {
+            self.0.relog_state(&mut replica);
+            drop(replica);
             self.0.bump();
         }
         Ok(moved)
@@ -277,14 +422,22 @@ impl<T: Replicated> Host for CellHost<T> {
     }
 
     fn evict_gone(&mut self, gone: &dyn Fn(NodeId) -> bool) -> usize {
-        let evicted = self.0.state.write().evict_gone(gone);
+        let mut replica = self.0.state.write();
+        let evicted = replica.evict_gone(gone);
         if evicted > 0 {
+            self.0.relog_state(&mut replica);
+            drop(replica);
             self.0.bump();
         }
         evicted
     }
 
     fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError> {
-        restamped_frames(&self.0.key, &mut self.0.state.write())
+        let mut replica = self.0.state.write();
+        let frames = restamped_frames(&self.0.key, &mut replica)?;
+        if !frames.is_empty() {
+            self.0.relog_state(&mut replica);
+        }
+        Ok(frames)
     }
 }

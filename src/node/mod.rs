@@ -33,8 +33,10 @@ use crate::proto::node::{GossipStats, RepeaterConfig, RepeaterStats};
 use crate::proto::replica::Replica;
 use crate::proto::sampling::{Descriptor, SamplingConfig};
 use crate::proto::{NodeId, ObjectKey, Replicated};
+use crate::store::{Durability, Store, StoreConfig, StoreError};
 use crate::tls::{Identity, Trust};
 
+mod durable;
 mod links;
 
 /// Bytes a data frame adds around its payload: the version byte, the
@@ -83,6 +85,10 @@ pub struct NodeConfig {
     /// Ignored without an overlay. Default: on, [`SamplingConfig::default`]
     /// (a view of 30, a 5 s cycle); `None` turns it off.
     pub sampling: Option<SamplingConfig>,
+    /// The store, with a [data directory](NodeBuilder::data_dir): when a
+    /// shout resolves ([`Durability::Group`] by default: once on disk) and
+    /// how often an object's log is compacted. Ignored without one.
+    pub store: StoreConfig,
 }
 
 impl Default for NodeConfig {
@@ -94,6 +100,7 @@ impl Default for NodeConfig {
             anti_entropy: AntiEntropyConfig::default(),
             overlay: None,
             sampling: Some(SamplingConfig::default()),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -135,6 +142,11 @@ impl NodeConfig {
                     overlay.shuffle_interval
                 )));
             }
+        }
+        if self.store.snapshot_every == 0 || self.store.max_batch == 0 {
+            return Err(StartError::Config(
+                "store: snapshot_every and max_batch must be at least 1".into(),
+            ));
         }
         if let Some(sampling) = self.sampling.as_ref().filter(|_| self.overlay.is_some()) {
             if sampling.view_size == 0 || sampling.period < Duration::from_millis(10) {
@@ -181,13 +193,35 @@ impl NodeBuilder {
         self
     }
 
-    /// Where the node keeps what must survive a restart. Today: its
-    /// identity (`node.key`, `node.crt`), loaded from there or made and
-    /// saved there on first start, so the node id stays the same. Without a
-    /// data directory (and without [`identity`](Self::identity)) a QUIC node
-    /// has a fresh key on every start.
+    /// Where the node keeps what must survive a restart:
+    ///
+    /// * its identity (`node.key`, `node.crt`; QUIC), loaded from there or
+    ///   made and saved there on first start, so the node id stays the same;
+    /// * its store, `plexus.redb` ([`STORE_FILE`](crate::STORE_FILE)): every
+    ///   object's state and op log, and the peers it knew.
+    ///
+    /// With a data directory a shout resolves once its op is on disk (see
+    /// [`durability`](Self::durability)); [`create`](Node::create) and
+    /// [`open`](Node::open) of an object the store holds resume it from
+    /// disk, and anti-entropy brings what the node missed while down. A
+    /// node restarted without seeds links to the peers it knew.
+    ///
+    /// **Without a data directory the node is memory-only:** a restart
+    /// starts from nothing (objects come back from peers with `open`), and
+    /// a QUIC node without [`identity`](Self::identity) has a new key.
+    ///
+    /// A damaged store fails [`start`](Self::start) with
+    /// [`StartError::Store`](crate::StartError::Store) naming the file and
+    /// what is wrong; the node never starts over silently.
     pub fn data_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.data_dir = Some(dir.into());
+        self
+    }
+
+    /// When a shout resolves relative to the disk (see [`Durability`];
+    /// default [`Durability::Group`]). Needs a [`data_dir`](Self::data_dir).
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.config.store.durability = durability;
         self
     }
 
@@ -290,15 +324,49 @@ impl NodeBuilder {
                 }
                 (None, None) => return Err(StartError::NoTransport),
             };
-        let id = match (transport.node_id(), self.node_id) {
+        let store = match &self.data_dir {
+            Some(dir) => Some(Store::open(dir, self.config.store.clone())?),
+            None => None,
+        };
+        let saved = match &store {
+            Some(store) => store.node_id()?,
+            None => None,
+        };
+        let id = match (transport.node_id(), self.node_id.or(saved)) {
             (Some(key), Some(asked)) if key != asked => {
+                let whose = if self.node_id.is_some() {
+                    "node_id"
+                } else {
+                    "the store's node id"
+                };
                 return Err(StartError::Config(format!(
-                    "node_id {asked} differs from the identity's key {key}"
-                )))
+                    "{whose} {asked} differs from the identity's key {key}"
+                )));
             }
             (Some(key), _) => key,
             (None, asked) => asked.unwrap_or_else(|| NodeId::from_bytes(rand::random())),
         };
+        if let Some(store) = &store {
+            if saved.is_none() {
+                store.save_node_id(id)?;
+            } else if saved != Some(id) {
+                return Err(StartError::Config(format!(
+                    "the store in {} belongs to node {}, not {id}",
+                    store.path().display(),
+                    saved.map_or_else(String::new, |s| s.to_string())
+                )));
+            }
+        }
+        let mut seeds = self.seeds;
+        if let (true, Some(store)) = (seeds.is_empty(), &store) {
+            // Rejoin through the peers known before the restart.
+            for (addr, _) in store.peers()? {
+                match addr.parse::<PeerAddr>() {
+                    Ok(addr @ PeerAddr::Socket(_)) => seeds.push(addr),
+                    _ => tracing::debug!(%addr, "a saved peer address is not a socket address"),
+                }
+            }
+        }
         let bound = transport.bind(self.config.max_frame)?;
         let repeater_config = RepeaterConfig {
             fetch_timeout: self.config.open_timeout,
@@ -319,7 +387,7 @@ impl NodeBuilder {
         let local = Arc::new(LocalOps::default());
         let args = RepeaterArgs {
             me: id,
-            seeds: !self.seeds.is_empty(),
+            seeds: !seeds.is_empty(),
             membership: membership.clone(),
             config: repeater_config,
             max_frame: self.config.max_frame,
@@ -348,9 +416,17 @@ impl NodeBuilder {
             registry: Mutex::new(HashMap::new()),
             next_link: AtomicU64::new(1),
             stopped: AtomicBool::new(false),
+            store,
         });
         let node = Node { inner };
         let weak = Arc::downgrade(&node.inner);
+        if let Some(store) = &node.inner.store {
+            durable::relay_committed(store, weak.clone());
+            tokio::spawn(durable::save_peers(
+                store.clone(),
+                node.inner.membership.view.subscribe(),
+            ));
+        }
         let accepting = weak.clone();
         tokio::spawn(async move {
             while let Some(conn) = listener.accept().await {
@@ -367,16 +443,16 @@ impl NodeBuilder {
         });
         tokio::spawn(links::run_dials(weak.clone(), dial_requests));
         if node.inner.config.overlay.is_some() {
-            if !self.seeds.is_empty() {
+            if !seeds.is_empty() {
                 tokio::spawn(links::join_through_seeds(
                     weak,
-                    self.seeds,
+                    seeds,
                     node.inner.backoff,
                 ));
             }
             return Ok(node);
         }
-        for seed in self.seeds {
+        for seed in seeds {
             let node = node.clone();
             tokio::spawn(async move {
                 if let Err(error) = node.link(seed.clone()).await {
@@ -402,6 +478,7 @@ struct NodeInner {
     registry: Mutex<HashMap<&'static str, (TypeId, &'static str)>>,
     next_link: AtomicU64,
     stopped: AtomicBool,
+    store: Option<Store>,
 }
 
 impl Drop for NodeInner {
@@ -409,6 +486,9 @@ impl Drop for NodeInner {
         // The last handle is gone: stop listening and stop the repeater.
         self.linker.close(&self.addr);
         self.actor.stop(Some("node dropped".into()));
+        if let Some(store) = &self.store {
+            store.close();
+        }
     }
 }
 
@@ -472,6 +552,11 @@ impl Node {
 
     /// Create the object `name` with `initial` as its state, held here.
     ///
+    /// With a [data directory](NodeBuilder::data_dir) whose store holds
+    /// `name` from an earlier run, the object is resumed from the store
+    /// instead and `initial` is not used: an application calls `create`
+    /// the same way on every start.
+    ///
     /// Other nodes get it with [`open`](Self::open). Creating the same name
     /// on two nodes makes two objects that merge their ops: both start from
     /// their own `initial`, so give them the same one.
@@ -486,13 +571,20 @@ impl Node {
             return Err(CreateError::Stopped);
         }
         let key = ObjectKey::new(T::TYPE_TAG, name);
-        let cell = ObjectCell::new(key.clone(), Replica::new(self.inner.id, initial));
+        if self.inner.objects.contains_key(&key) {
+            return Err(CreateError::Exists(key));
+        }
+        let me = self.inner.id;
+        let (cell, fresh) = durable::cell_for(self.inner.store.as_ref(), me, &key, || {
+            Replica::new(me, initial)
+        })?;
         match self.inner.objects.entry(key.clone()) {
             dashmap::Entry::Occupied(_) => return Err(CreateError::Exists(key)),
             dashmap::Entry::Vacant(v) => {
                 v.insert(cell.clone());
             }
         }
+        cell.attach_log(fresh)?;
         let host = Box::new(CellHost(cell.clone()));
         self.inner
             .actor
@@ -515,6 +607,11 @@ impl Node {
             return Err(OpenError::Stopped);
         }
         let me = self.inner.id;
+        if durable::stored(self.inner.store.as_ref(), &key)? {
+            // Held before a restart: resume it from disk, and let
+            // anti-entropy bring what was missed.
+            return self.resume::<T>(key).await;
+        }
         let objects = Arc::downgrade(&self.inner);
         let build_key = key.clone();
         let build: crate::net::actor::OpenBuilder = Box::new(move |frame| {
@@ -522,11 +619,18 @@ impl Node {
             let Some(inner) = objects.upgrade() else {
                 return Ok(None);
             };
-            let cell = ObjectCell::new(build_key.clone(), replica);
+            let (cell, _) = durable::cell_for(inner.store.as_ref(), me, &build_key, || replica)
+                .map_err(|e| crate::proto::message::DecodeError::Malformed {
+                    what: "state",
+                    reason: e.to_string(),
+                })?;
             let hosted = match inner.objects.entry(build_key) {
                 dashmap::Entry::Occupied(_) => None,
                 dashmap::Entry::Vacant(v) => {
                     v.insert(cell.clone());
+                    if let Err(error) = cell.attach_log(true) {
+                        tracing::error!(%error, "the opened object cannot be logged");
+                    }
                     Some(Box::new(CellHost(cell)) as Box<dyn crate::proto::host::Host>)
                 }
             };
@@ -545,6 +649,44 @@ impl Node {
         self.local_cell::<T>(&key)
             .map(|cell| Leaf::new(self.clone(), cell))
             .ok_or(OpenError::Stopped)
+    }
+
+    /// Resume `key` from the store and host it.
+    async fn resume<T: Replicated>(&self, key: ObjectKey) -> Result<Leaf<T>, OpenError> {
+        let me = self.inner.id;
+        let cell = durable::resumed::<T>(self.inner.store.as_ref(), me, &key)?;
+        match self.inner.objects.entry(key.clone()) {
+            dashmap::Entry::Occupied(_) => {}
+            dashmap::Entry::Vacant(v) => {
+                v.insert(cell.clone());
+                cell.attach_log(false)?;
+                let host = Box::new(CellHost(cell));
+                self.inner
+                    .actor
+                    .cast(RepeaterMsg::Host { object: key.clone(), host })
+                    .map_err(|_| OpenError::Stopped)?;
+            }
+        }
+        self.local_cell::<T>(&key)
+            .map(|cell| Leaf::new(self.clone(), cell))
+            .ok_or(OpenError::Stopped)
+    }
+
+    /// Wait until everything this node logged so far is on disk (at once
+    /// without a [data directory](NodeBuilder::data_dir)). With
+    /// [`Durability::None`], this is how an application makes its shouts
+    /// durable at a point of its choosing.
+    pub async fn flush(&self) -> Result<(), StoreError> {
+        match &self.inner.store {
+            Some(store) => store.flush().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The size of the node's store file in bytes (0 without a
+    /// [data directory](NodeBuilder::data_dir)).
+    pub fn store_size(&self) -> u64 {
+        self.inner.store.as_ref().map_or(0, Store::file_size)
     }
 
     /// The nodes this node is linked to, in link order.
@@ -653,8 +795,9 @@ impl Node {
         rx.await.unwrap_or_default()
     }
 
-    /// Stop the node: stop listening, drop every link, stop the repeater.
-    /// Leaves stay readable; shouts fail with `Stopped`.
+    /// Stop the node: stop listening, drop every link, stop the repeater,
+    /// and with a store, commit what is queued and close it (this waits for
+    /// one commit). Leaves stay readable; shouts fail with `Stopped`.
     pub fn shutdown(&self) {
         if self.inner.stopped.swap(true, Ordering::SeqCst) {
             return;
@@ -666,6 +809,10 @@ impl Node {
             .state
             .send_replace(NodeState::Destroyed);
         self.inner.actor.stop(Some("node shut down".into()));
+        if let Some(store) = &self.inner.store {
+            // Commit what is queued and close the file.
+            store.close();
+        }
     }
 
     pub(crate) fn is_stopped(&self) -> bool {

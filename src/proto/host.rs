@@ -143,10 +143,13 @@ pub enum Repair {
 pub fn digest_of<T: Replicated>(object: &ObjectKey, replica: &Replica<T>) -> ObjectDigest {
     ObjectDigest {
         object: object.clone(),
-        held: replica.version_vector(),
+        held: replica.shared_version_vector(),
         above: replica
             .held_above(ObjectDigest::MAX_ABOVE)
             .into_iter()
+            // Own ops are contiguous; with a store, the digest's own entry
+            // says what is durable, and nothing above it may show.
+            .filter(|(origin, _, _)| *origin != replica.me() || !replica.holds_until_durable())
             .map(SeqRun::from)
             .collect(),
         acks: replica.acks().clone(),
@@ -156,7 +159,7 @@ pub fn digest_of<T: Replicated>(object: &ObjectKey, replica: &Replica<T>) -> Obj
 
 /// The [`Host::digest_hash`] of `replica`.
 pub fn digest_hash_of<T: Replicated>(replica: &Replica<T>) -> u64 {
-    hash_parts(&replica.version_vector(), replica.acks())
+    hash_parts(&replica.shared_version_vector(), replica.acks())
 }
 
 /// SHA-256 (its first 8 bytes) over what a digest holds and acknowledged,
@@ -327,12 +330,28 @@ pub fn deliver_frame<T: Replicated>(
         })
 }
 
-/// Encode `replica`'s exported state as a [`StateFrame`].
+/// Encode `replica`'s exported state as a [`StateFrame`] (what may leave
+/// the node: see [`Replica::export`]).
 pub fn export_frame<T: Replicated>(
     object: &ObjectKey,
     replica: &Replica<T>,
 ) -> Result<StateFrame, HostError> {
-    let state = replica.export();
+    frame_of_state(object, replica.export())
+}
+
+/// Encode everything `replica` holds as a [`StateFrame`], for the node's
+/// own store (see [`Replica::export_all`]).
+pub fn export_all_frame<T: Replicated>(
+    object: &ObjectKey,
+    replica: &Replica<T>,
+) -> Result<StateFrame, HostError> {
+    frame_of_state(object, replica.export_all())
+}
+
+fn frame_of_state<T: Replicated>(
+    object: &ObjectKey,
+    state: ReplicaState<T>,
+) -> Result<StateFrame, HostError> {
     let encode_err = |source| HostError::Encode {
         object: object.clone(),
         source,

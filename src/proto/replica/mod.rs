@@ -22,6 +22,7 @@ use super::replicated::{Operation, Replicated};
 use super::stability::{Ack, AckTable};
 use super::version::{SeenSet, VersionVector};
 
+mod durable;
 mod eviction;
 mod log;
 
@@ -163,6 +164,9 @@ pub struct Replica<T: Replicated> {
     /// `revision` when this replica's own ack was last brought up to date.
     refreshed: Option<u64>,
     stats: ReplicaStats,
+    /// What is logged but not durable yet, with a store (see
+    /// [`hold_until_durable`](Self::hold_until_durable)).
+    gate: Option<durable::Gate>,
 }
 
 impl<T: Replicated> Replica<T> {
@@ -194,6 +198,7 @@ impl<T: Replicated> Replica<T> {
             revision: 0,
             refreshed: None,
             stats: ReplicaStats::default(),
+            gate: None,
         }
     }
 
@@ -274,6 +279,7 @@ impl<T: Replicated> Replica<T> {
             revision: 0,
             refreshed: None,
             stats: ReplicaStats::default(),
+            gate: None,
         };
         replica.replay_after(None, |_, _, _| {});
         replica.enforce_evictions();
@@ -350,6 +356,7 @@ impl<T: Replicated> Replica<T> {
         on_applied(&self.current, &op, id);
         self.push_in_order(id, op);
         self.stats.applied += 1;
+        self.note_op(id);
         id
     }
 
@@ -378,6 +385,7 @@ impl<T: Replicated> Replica<T> {
             return Err(ApplyError::BelowStable { op: id, frontier });
         }
         self.seen.insert_op(&id);
+        self.note_op(id);
         self.acks.ensure(id.origin);
         self.revision += 1;
         self.clock.witness(id.lamport);
@@ -529,11 +537,11 @@ impl<T: Replicated> Replica<T> {
         if self.refreshed == Some(self.revision) {
             return 0;
         }
-        let clock = self.clock.now();
+        let (clock, seq) = self.durable_ack_bounds(self.clock.now(), self.next_seq - 1);
         let complete = self.acks.complete_at(self.me, clock, &self.seen);
         let mine = Ack {
             clock,
-            seq: self.next_seq - 1,
+            seq,
             complete,
         };
         let grew = self.acks.report(self.me, mine);
@@ -619,7 +627,7 @@ impl<T: Replicated> Replica<T> {
         self.log
             .iter()
             .take_while(move |_| ahead)
-            .filter(move |(id, _)| self.is_shareable(id))
+            .filter(move |(id, _)| self.is_shareable(id) && self.is_durable(id))
             .filter(move |(id, _)| id.seq > held.get(&id.origin))
     }
 
@@ -680,19 +688,33 @@ impl<T: Replicated> Replica<T> {
             rebased.push_provisional(provisional);
         }
         rebased.stats = self.stats;
+        rebased.gate = self.take_gate();
         rebased.revision = self.revision + 1;
         *self = rebased;
         true
     }
 
-    /// Export what a late joiner needs.
+    /// Export what a late joiner needs (only what may leave the node: see
+    /// [`hold_until_durable`](Self::hold_until_durable)).
     pub fn export(&self) -> ReplicaState<T> {
+        self.export_with(|r, id| r.is_shareable(id) && r.is_durable(id))
+    }
+
+    /// Export everything held, durable or not, for this node's own store
+    /// (provisional ops aside, as in [`export`](Self::export)).
+    pub fn export_all(&self) -> ReplicaState<T> {
+        self.export_with(|r, id| r.is_shareable(id))
+    }
+
+    fn export_with(&self, keep: impl Fn(&Self, &OpId) -> bool) -> ReplicaState<T> {
         ReplicaState {
             stable: self.stable.clone(),
             frontier: self.frontier,
             folded: self.folded.clone(),
             tentative: self
-                .tentative_ops()
+                .log
+                .iter()
+                .filter(|(id, _)| keep(self, id))
                 .map(|(id, op)| (id, op.clone()))
                 .collect(),
             lamport: self.clock.now(),
@@ -700,11 +722,15 @@ impl<T: Replicated> Replica<T> {
         }
     }
 
-    /// The tentative ops, in order.
+    /// The tentative ops that may leave the node, in order.
     /// Provisional ops (made before this replica's new origin was
-    /// admitted) are left out: they never leave the node as they are.
+    /// admitted) are left out: they never leave the node as they are; so
+    /// are its own ops not durable yet (see
+    /// [`hold_until_durable`](Self::hold_until_durable)).
     pub fn tentative_ops(&self) -> impl Iterator<Item = (OpId, &T::Op)> + '_ {
-        self.log.iter().filter(|(id, _)| self.is_shareable(id))
+        self.log
+            .iter()
+            .filter(|(id, _)| self.is_shareable(id) && self.is_durable(id))
     }
 
     /// The ids of the tentative ops, in order.
