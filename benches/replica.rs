@@ -113,7 +113,7 @@ fn apply(c: &mut Criterion) {
                 let outcome = r.apply(id(lamport, origin, t), DocOp::Add(1), |_, _, _| {});
                 black_box(outcome).expect("op applies");
             }
-            if t % 256 == 0 && t > 2 * AHEAD {
+            if t.is_multiple_of(256) && t > 2 * AHEAD {
                 r.advance_stable(id(t - AHEAD, C, u64::MAX), |_, _, _| {});
             }
         });

@@ -27,17 +27,20 @@
 //! start in the same directory; peers on several machines need a copy of
 //! that directory (or only its `ca.crt`, once their `--dir` holds an
 //! identity the CA issued). Start the first peer before the others: two
-//! peers making a CA at the same moment would make two.
+//! peers making a CA at the same moment would make two. A `--dir` whose
+//! certificate is from another CA gets a new one from this CA, for the same
+//! key (so the same node id), with a note on standard error.
 //!
 //! **What persists.** `--dir` is the node's data directory: its key and
-//! certificate live there, so its node id survives restarts, and once the
-//! node's durable store is in, so do its shouts: `node.create` then resumes
-//! the stored box, and the `last 10 shouts` a peer prints on start include
-//! those from before the restart.
+//! certificate, and its store (`plexus.redb`). `node.create` resumes the
+//! stored box, so the `last 10 shouts` a peer prints on start include
+//! those from before a restart, its own and the ones it received, even
+//! with no peer up. Every shout shown is on disk once the peer has left
+//! cleanly (`/quit`, end of input, Ctrl-C).
 //!
 //! **Output.** Standard output carries one line per event, in this order
 //! at start: `listening on ADDR`, then `last 10 shouts:`, the shouts as
-//! `name: text` (or `(no shouts yet)`), and `---`. Then shouts from
+//! `name: text` (or `(no shouts yet)`), `---` and a hint. Then shouts from
 //! others, and `* linked to ID at ADDR` / `* lost link to ID` as peers come
 //! and go. Errors and warnings go to standard error; logs too (`RUST_LOG`,
 //! `warn` by default).
@@ -55,7 +58,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt::Display;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -139,8 +142,8 @@ struct Args {
     /// Your name, shown with your shouts (1 to 64 bytes).
     #[arg(long, required_unless_present = "short")]
     name: Option<String>,
-    /// The node's data directory: its identity (and, with the store, its
-    /// shouts) persist there. Created if missing.
+    /// The node's data directory: its identity and its shouts persist
+    /// there. Created if missing.
     #[arg(long, value_name = "PATH", required_unless_present = "short")]
     dir: Option<PathBuf>,
     /// The address to listen on.
@@ -448,7 +451,8 @@ async fn send(leaf: &Leaf<ShoutBox>, name: &str, text: &str) -> Result<Option<Op
     }
 }
 
-/// The chat on a started node, until `/quit`, end of input or Ctrl-C.
+/// The chat on a started node, until `/quit`, end of input or Ctrl-C (or
+/// after `--say` with `--exit-after-say`).
 async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
     let events = node.events();
     let leaf: Leaf<ShoutBox> = node
@@ -456,7 +460,7 @@ async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
         .await
         .context("opening the shout box")?;
     let names = Arc::new(Mutex::new(HashMap::new()));
-    let (stable, mut stable_ids) = watch::channel(BTreeSet::new());
+    let (stable, stable_ids) = watch::channel(BTreeSet::new());
     leaf.observe(Printer {
         names: names.clone(),
         stable: args.exit_after_say.then_some(stable),
@@ -472,7 +476,7 @@ async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
             .is_err()
         {
             eprintln!(
-                "shoutbox: warning: no --peer answered in {WAIT:?}; shouting anyway (peers get \
+                "shoutbox: warning: no peer answered in {WAIT:?}; shouting anyway (peers get \
                  the shouts when they link)"
             );
         }
@@ -483,21 +487,46 @@ async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
             }
         }
     }
-    if args.exit_after_say {
-        if node.current_view().is_empty() {
-            // No peer to deliver to (and nothing becomes stable alone).
-            return Ok(());
-        }
-        let all_stable = stable_ids.wait_for(|ids| said.iter().all(|id| ids.contains(id)));
-        if !matches!(tokio::time::timeout(WAIT, all_stable).await, Ok(Ok(_))) {
-            eprintln!(
-                "shoutbox: warning: not every shout was confirmed stable in {WAIT:?}; some \
-                 peers may not have it yet"
-            );
-        }
-        return Ok(());
-    }
+    let result = if args.exit_after_say {
+        await_stable(node, &said, stable_ids).await;
+        Ok(())
+    } else {
+        converse(node, &leaf, name, &names).await
+    };
+    // A peer's shout is logged right after it is applied, under the
+    // replica's lock, and the observer may have printed it in between: one
+    // read waits for that, so every shout shown here is on disk at exit.
+    leaf.read(|_| ());
+    node.flush()
+        .await
+        .context("saving the shouts in the data directory")?;
+    result
+}
 
+/// `--exit-after-say`: waits (at most [`WAIT`]) until every op in `said`
+/// is stable, that is held by every member of the box this peer knows of.
+async fn await_stable(node: &Node, said: &[OpId], mut stable: watch::Receiver<BTreeSet<OpId>>) {
+    if said.is_empty() || node.current_view().is_empty() {
+        // No peer to deliver to (and nothing becomes stable alone).
+        return;
+    }
+    let all_stable = stable.wait_for(|ids| said.iter().all(|id| ids.contains(id)));
+    if !matches!(tokio::time::timeout(WAIT, all_stable).await, Ok(Ok(_))) {
+        eprintln!(
+            "shoutbox: warning: not every shout was confirmed stable in {WAIT:?}; some peers \
+             may not have it yet"
+        );
+    }
+}
+
+/// Reads standard input and shouts every line, until `/quit`, end of
+/// input or Ctrl-C.
+async fn converse(
+    node: &Node,
+    leaf: &Leaf<ShoutBox>,
+    name: &str,
+    names: &Mutex<HashMap<NodeId, String>>,
+) -> anyhow::Result<()> {
     out("type to shout; /help lists the commands");
     let (input, mut lines) = mpsc::unbounded_channel();
     read_stdin(input.clone());
@@ -511,11 +540,11 @@ async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
         match text {
             "" => {}
             "/quit" => break,
-            "/who" => print_who(node, name, &names),
-            "/history" => print_history(&leaf),
+            "/who" => print_who(node, name, names),
+            "/history" => print_history(leaf),
             "/help" => print_help(),
             _ if text.starts_with("//") => {
-                send(&leaf, name, &text[1..]).await?;
+                send(leaf, name, &text[1..]).await?;
             }
             _ if text.starts_with('/') => {
                 let command = text.split_whitespace().next().unwrap_or(text);
@@ -525,7 +554,7 @@ async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
                 );
             }
             _ => {
-                send(&leaf, name, text).await?;
+                send(leaf, name, text).await?;
             }
         }
     }
@@ -602,11 +631,20 @@ async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("shoutbox: error: {e:#}");
+            // The chain of causes, each once: some errors already quote
+            // their source.
+            let mut message = e.to_string();
+            for cause in e.chain().skip(1).map(ToString::to_string) {
+                if !message.contains(&cause) {
+                    message = format!("{message}: {cause}");
+                }
+            }
+            eprintln!("shoutbox: error: {message}");
             ExitCode::FAILURE
         }
     }

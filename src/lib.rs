@@ -95,8 +95,8 @@ pub use proto::membership::{MembershipEvent, NodeState, PeerInfo};
 pub use proto::node::{GossipStats, OverlayStats, RepeaterStats};
 pub use proto::replica::ReplicaStats;
 pub use proto::sampling::{Descriptor, PeerSelection, Propagation, SamplingConfig};
-pub use store::{Durability, StoreConfig, StoreError, STORE_FILE};
 pub use proto::{Delivery, NodeId, ObjectKey, OpId, Operation, Replicated, TypeTag};
+pub use store::{Durability, StoreConfig, StoreError, STORE_FILE};
 
 /// Items the macros' generated code uses. Not part of the public API.
 #[doc(hidden)]

@@ -104,7 +104,11 @@ impl<T: Replicated> ObjectCell<T> {
     /// A cell whose ops are logged in `log`. A fresh object (`fresh`) has
     /// its whole state written first; a restored one holds only what the
     /// store has.
-    pub(crate) fn with_log(key: ObjectKey, mut replica: Replica<T>, log: Option<CellLog>) -> Arc<Self> {
+    pub(crate) fn with_log(
+        key: ObjectKey,
+        mut replica: Replica<T>,
+        log: Option<CellLog>,
+    ) -> Arc<Self> {
         if log.is_some() {
             replica.hold_until_durable();
         }

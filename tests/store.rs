@@ -6,8 +6,8 @@
 use std::path::Path;
 
 use plexus::{
-    replicated, Durability, Leaf, MemoryHub, Node, NodeConfig, Replicated, StartError,
-    StoreConfig, StoreError, Transport, STORE_FILE,
+    replicated, Durability, Leaf, MemoryHub, Node, NodeConfig, Replicated, StartError, StoreConfig,
+    StoreError, Transport, STORE_FILE,
 };
 use serde::{Deserialize, Serialize};
 
@@ -70,7 +70,10 @@ async fn acknowledged_shouts_survive_a_restart_at_every_durability() {
         // Its seqs and clock go on where they were: a new op sorts last.
         let next = journal.shout_write("amy".into(), 999).await.unwrap();
         assert_eq!(next.seq, 121, "{durability:?}");
-        assert_eq!(journal.read(|j| j.lines.last().cloned()), Some(("amy".into(), 999)));
+        assert_eq!(
+            journal.read(|j| j.lines.last().cloned()),
+            Some(("amy".into(), 999))
+        );
     }
 }
 
@@ -103,7 +106,11 @@ async fn open_resumes_from_disk_and_committed_ops_reach_peers() {
     }
     let amy = node(&hub, dir.path(), every(10)).await.unwrap();
     let j: Leaf<Journal> = amy.open("j").await.unwrap();
-    assert_eq!(j.read(|j| j.lines.len()), 80, "resumed from disk, not fetched");
+    assert_eq!(
+        j.read(|j| j.lines.len()),
+        80,
+        "resumed from disk, not fetched"
+    );
     amy.link(bob.local_addr()).await.unwrap();
     // Anti-entropy brings the 20 ops missed while down.
     j.wait_until(|j| j.lines.len() == 100).await;
@@ -151,7 +158,11 @@ async fn a_damaged_store_is_refused_naming_the_file() {
         // A change that missed every page in use may open; then nothing
         // acknowledged may be missing.
         let j: Leaf<Journal> = reopened.create("j", Journal::default()).await.unwrap();
-        assert_eq!(j.read(|j| j.lines.len()), 200, "{damage}: opened, but lost data");
+        assert_eq!(
+            j.read(|j| j.lines.len()),
+            200,
+            "{damage}: opened, but lost data"
+        );
     }
 }
 

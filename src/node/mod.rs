@@ -444,11 +444,7 @@ impl NodeBuilder {
         tokio::spawn(links::run_dials(weak.clone(), dial_requests));
         if node.inner.config.overlay.is_some() {
             if !seeds.is_empty() {
-                tokio::spawn(links::join_through_seeds(
-                    weak,
-                    seeds,
-                    node.inner.backoff,
-                ));
+                tokio::spawn(links::join_through_seeds(weak, seeds, node.inner.backoff));
             }
             return Ok(node);
         }
@@ -663,7 +659,10 @@ impl Node {
                 let host = Box::new(CellHost(cell));
                 self.inner
                     .actor
-                    .cast(RepeaterMsg::Host { object: key.clone(), host })
+                    .cast(RepeaterMsg::Host {
+                        object: key.clone(),
+                        host,
+                    })
                     .map_err(|_| OpenError::Stopped)?;
             }
         }

@@ -304,7 +304,9 @@ impl Store {
         else {
             return Ok(None);
         };
-        let states = read.open_table(STATES).map_err(|e| self.shared.corrupt(e))?;
+        let states = read
+            .open_table(STATES)
+            .map_err(|e| self.shared.corrupt(e))?;
         let Some(state) = states.get(object).map_err(|e| self.shared.corrupt(e))? else {
             return Err(corrupt(format!("object {key} has a number but no state")));
         };
@@ -403,19 +405,14 @@ fn open_db(path: &Path) -> Result<Database, StoreError> {
     let opened = std::panic::catch_unwind(|| {
         let mut builder = Database::builder();
         builder.set_check_integrity_on_open(!fresh);
-        let shown = path.to_path_buf();
-        builder.set_repair_callback(move |_| {
-            tracing::warn!(
-                path = %shown.display(),
-                "the store was not closed cleanly: recovering the last commit"
-            );
-        });
         builder.create(path)
     });
     let shown = path.to_path_buf();
     match opened {
         Ok(Ok(db)) => Ok(db),
-        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => Err(StoreError::Locked { path: shown }),
+        Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) => {
+            Err(StoreError::Locked { path: shown })
+        }
         Ok(Err(redb::DatabaseError::Storage(redb::StorageError::Io(e)))) => match e.kind() {
             // redb reports a file that is not a store, or too short to be
             // one, as bad data.

@@ -33,10 +33,7 @@ pub(crate) type Waiter = oneshot::Sender<Result<(), StoreError>>;
 /// What the writer is asked to do.
 pub(crate) enum Item {
     /// Report commits of `object` to `cell`.
-    Register {
-        object: u64,
-        cell: Weak<dyn Logged>,
-    },
+    Register { object: u64, cell: Weak<dyn Logged> },
     /// Log an op applied to `object`, at log position `pos`.
     Op {
         object: u64,

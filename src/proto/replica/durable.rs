@@ -212,3 +212,7 @@ impl<T: Replicated> Replica<T> {
         self.gate.take()
     }
 }
+
+#[cfg(all(test, feature = "sim"))]
+#[path = "durable_tests.rs"]
+mod tests;
