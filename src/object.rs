@@ -302,12 +302,12 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
+        // Logged before observers hear of it: what a peer shows, its store
+        // has queued.
         let applied = deliver_frame(&mut replica, frame, |state, op, id| {
+            cell.log_delivered(frame);
             cell.notify(state, op, id, me)
         })?;
-        if applied != Applied::Duplicate {
-            cell.log_delivered(frame);
-        }
         drop(replica);
         if applied != Applied::Duplicate {
             cell.bump();
@@ -324,13 +324,10 @@ impl<T: Replicated> Host for CellHost<T> {
             let mut changed = false;
             for frame in frames {
                 let applied = deliver_frame(&mut replica, frame, |state, op, id| {
+                    cell.log_delivered(frame);
                     cell.tell_locked(observers, state, op, Delivery::new(id, me, false))
                 });
-                let new = applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
-                if new {
-                    cell.log_delivered(frame);
-                }
-                changed |= new;
+                changed |= applied.as_ref().is_ok_and(|a| *a != Applied::Duplicate);
                 results.push(applied);
             }
             changed
