@@ -230,8 +230,23 @@ impl<T: Replicated> Logged for ObjectCell<T> {
     fn committed(&self, n: usize) {
         let mut replica = self.state.write();
         replica.committed(n);
+        // What the commit made durable may now be stable (at once for a
+        // lone replica; otherwise once peers acknowledged it): fold it, so
+        // the log the next state carries stays short.
+        let me = replica.me();
+        self.telling(|cell, observers| {
+            replica.refresh(|state, op, id| {
+                cell.tell_locked(observers, state, op, Delivery::new(id, me, true))
+            })
+        });
+        // A whole state carries the tentative log: written while that is
+        // long (stability lags, or folding waits for the next refresh) it
+        // would cost more than the ops it replaces. The ops table then
+        // holds at most about twice the tentative log.
         let due = self.log.as_ref().is_some_and(|log| {
-            log.since.load(Ordering::Relaxed) >= log.store.config().snapshot_every
+            let since = log.since.load(Ordering::Relaxed);
+            since >= log.store.config().snapshot_every
+                && replica.tentative_len() as u64 <= since / 2
         });
         if due {
             self.relog_state(&mut replica);

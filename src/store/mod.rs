@@ -76,8 +76,10 @@ pub struct StoreConfig {
     /// When a shout resolves. Default: [`Durability::Group`].
     pub durability: Durability,
     /// Write an object's whole state, and delete the ops it covers, once
-    /// this many ops were logged since its last state. Default: 10,000.
-    /// At least 1.
+    /// this many ops were logged since its last state and its tentative
+    /// log is at most half as long (a state carries the tentative log; while
+    /// stability lags, the ops are kept instead). Default: 10,000. At
+    /// least 1.
     pub snapshot_every: u64,
     /// The most items (ops, states) one commit takes. Default: 16,384.
     pub max_batch: usize,
