@@ -647,12 +647,9 @@ async fn run_child(role: String, dir: PathBuf, ca: PathBuf, seeds: String, inc: 
     let identity = Identity::load(&dir).expect("the identity");
     let trust = Trust::ca(load_ca_certificate(&ca).expect("the CA cert"));
     let mut quic = QuicConfig::new("127.0.0.1:0".parse().expect("addr"), identity, trust);
-    // A restarted A dials B and C while they may still hold the dead
-    // connection of its last incarnation, and they refuse the new one when
-    // the dead one's dial nonce ranks first, until it idles out: 3 s here
-    // rather than the default 30 s keeps the run short.
-    quic.keep_alive = Duration::from_millis(500);
-    quic.idle_timeout = Duration::from_secs(3);
+    // The default idle timeout (30 s): a restarted A's new connection
+    // replaces the dead one of its last run at once (the run is named in
+    // its dial nonces), so nothing waits for the old one to idle out.
     quic.reconnect_max = Duration::from_millis(500);
     let mut config = NodeConfig::default();
     config.anti_entropy.interval = Duration::from_millis(200);

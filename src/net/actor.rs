@@ -189,9 +189,17 @@ pub(crate) struct DialKey {
 }
 
 impl DialKey {
-    /// Whether `self` is preferred over `other` between `a` and `b`: the
-    /// connection dialed by the smaller id wins, then the smaller nonce.
+    /// Whether `self`, a new connection, is preferred over `other`, one
+    /// already up, between `a` and `b`. Two dialed by one node in different
+    /// runs (the high half of the nonce names the run): the new one, since
+    /// the dialer restarted and holds only it (keeping the old, dead one
+    /// would refuse the restarted node until the old one idles out).
+    /// Otherwise the connection dialed by the smaller id wins, then the
+    /// smaller nonce: both ends agree.
     fn preferred_over(self, other: DialKey, a: NodeId, b: NodeId) -> bool {
+        if self.dialer == other.dialer && self.nonce >> 32 != other.nonce >> 32 {
+            return true;
+        }
         let low = a.min(b);
         let rank = |k: DialKey| (k.dialer != low, k.nonce);
         rank(self) < rank(other)
@@ -533,4 +541,40 @@ fn schedule_timer(myself: &ActorRef<RepeaterMsg>, state: &mut RepeaterState) {
     state.timer_at = Some(next);
     let delay = next.since(state.now());
     myself.send_after(delay, || RepeaterMsg::Tick);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::DialKey;
+    use crate::proto::NodeId;
+
+    #[test]
+    fn a_restarted_dialer_replaces_its_dead_connection_and_ties_agree() {
+        let (a, b) = (NodeId::from_bytes([1; 32]), NodeId::from_bytes([2; 32]));
+        let run = |boot: u64, low: u64| (boot << 32) | low;
+        // One run: the smaller nonce wins, seen from either end.
+        let old = DialKey {
+            dialer: b,
+            nonce: run(7, 1),
+        };
+        let new = DialKey {
+            dialer: b,
+            nonce: run(7, 9),
+        };
+        assert!(!new.preferred_over(old, a, b));
+        assert!(!new.preferred_over(old, b, a));
+        // The dialer restarted: its new connection wins whatever the nonce.
+        let restarted = DialKey {
+            dialer: b,
+            nonce: run(8, 9),
+        };
+        assert!(restarted.preferred_over(old, a, b));
+        // Between dialers, the smaller id's connection wins.
+        let from_a = DialKey {
+            dialer: a,
+            nonce: run(3, 5),
+        };
+        assert!(from_a.preferred_over(old, a, b));
+        assert!(!old.preferred_over(from_a, a, b));
+    }
 }

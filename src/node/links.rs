@@ -91,7 +91,8 @@ impl Node {
         let max_frame = self.inner.config.max_frame;
         let handshake_timeout = self.inner.config.handshake_timeout;
         let advertised = Some(self.inner.addr.to_string());
-        let nonce: u64 = rand::random();
+        // The high half names this run of the node (see `DialKey`).
+        let nonce = (u64::from(self.inner.boot) << 32) | u64::from(rand::random::<u32>());
         let hello = handshake(
             &mut conn,
             self.inner.id,

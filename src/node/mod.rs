@@ -417,6 +417,7 @@ impl NodeBuilder {
             next_link: AtomicU64::new(1),
             stopped: AtomicBool::new(false),
             store,
+            boot: rand::random(),
         });
         let node = Node { inner };
         let weak = Arc::downgrade(&node.inner);
@@ -475,6 +476,9 @@ struct NodeInner {
     next_link: AtomicU64,
     stopped: AtomicBool,
     store: Option<Store>,
+    /// Names this run of the node in the nonces it dials with, so a peer
+    /// still holding a connection from before a restart drops it.
+    boot: u32,
 }
 
 impl Drop for NodeInner {
