@@ -60,6 +60,9 @@ struct Args {
     /// Shouts of the long run (disk use, restart with everything folded).
     #[arg(long, default_value_t = 1_000_000)]
     long: u64,
+    /// Shouter counts for the group-commit scaling line.
+    #[arg(long, value_delimiter = ',', default_value = "1,64,512,2048")]
+    scaling: Vec<u64>,
     /// Tentative ops for the second restart figure.
     #[arg(long, default_value_t = 10_000)]
     tentative: u64,
@@ -120,6 +123,7 @@ async fn main() -> anyhow::Result<()> {
         args.sync_shouts = 200;
         args.long = 20_000;
         args.tentative = 1_000;
+        args.scaling = vec![1, 256];
     }
     let hub = MemoryHub::new();
     let root = tempfile::tempdir().context("a temp dir")?;
@@ -151,6 +155,26 @@ async fn main() -> anyhow::Result<()> {
         node.shutdown();
         println!(
             "  {name:<30} {rate:>12.0}/s  {:.2}x of memory",
+            rate / memory
+        );
+    }
+
+    // Group commit takes what waits: the more shouters in flight, the more
+    // ops share one sync to disk.
+    println!("group commit, shouts/s by shouters in flight:");
+    for &shouters in &args.scaling {
+        let dir = root.path().join(format!("scaling-{shouters}"));
+        let node = start(&hub, Some(&dir), config(Durability::Group, 10_000)).await?;
+        let leaf: Leaf<Notes> = node.create("notes", Notes::default()).await?;
+        let total = if shouters == 1 {
+            args.sync_shouts
+        } else {
+            args.shouts
+        };
+        let rate = shout_all(&leaf, total, shouters).await?;
+        node.shutdown();
+        println!(
+            "  {shouters:>5} shouters {rate:>12.0}/s  {:.2}x of memory",
             rate / memory
         );
     }

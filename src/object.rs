@@ -166,8 +166,13 @@ impl<T: Replicated> ObjectCell<T> {
     /// Log the whole state now, if the cell has a store (after a change
     /// the op log cannot replay: a rebase, an eviction, a new epoch).
     fn relog_state(&self, replica: &mut Replica<T>) {
-        if let Err(error) = self.write_state(replica) {
-            tracing::error!(object = %self.key, %error, "could not log the object's state");
+        match self.write_state(replica) {
+            Ok(()) => {}
+            // Shutting down: the ops logged so far are committed anyway.
+            Err(StoreError::Closed) => {}
+            Err(error) => {
+                tracing::error!(object = %self.key, %error, "could not log the object's state");
+            }
         }
     }
 

@@ -166,6 +166,54 @@ async fn a_damaged_store_is_refused_naming_the_file() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_restarted_without_seeds_rejoins_through_the_peers_it_knew() {
+    use plexus::tls::{ClusterCa, Identity, Trust};
+    let ca = ClusterCa::generate("store").unwrap();
+    let trust = Trust::ca(ca.certificate());
+    let quic = |identity: Option<Identity>, dir: Option<&Path>| {
+        let mut builder = Node::builder()
+            .listen("127.0.0.1:0".parse().unwrap())
+            .trust(trust.clone());
+        if let Some(identity) = identity {
+            builder = builder.identity(identity);
+        }
+        if let Some(dir) = dir {
+            builder = builder.data_dir(dir);
+        }
+        builder.start()
+    };
+    let bob = quic(
+        Some(ca.issue(Identity::generate().unwrap(), "bob").unwrap()),
+        None,
+    )
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    ca.issue(Identity::generate().unwrap(), "amy")
+        .unwrap()
+        .save(dir.path())
+        .unwrap();
+    let amy = quic(None, Some(dir.path())).await.unwrap();
+    let id = amy.id();
+    amy.link(bob.local_addr()).await.unwrap();
+    let j: Leaf<Journal> = amy.create("j", Journal::default()).await.unwrap();
+    let bobs: Leaf<Journal> = bob.open("j").await.unwrap();
+    j.shout_write("amy".into(), 1).await.unwrap();
+    bobs.wait_until(|j| j.lines.len() == 1).await;
+    // Shutting down saves the peers known then.
+    amy.shutdown();
+    drop((j, amy));
+
+    bobs.shout_write("bob".into(), 2).await.unwrap();
+    // No seeds: the saved peers are the way back.
+    let amy = quic(None, Some(dir.path())).await.unwrap();
+    assert_eq!(amy.id(), id, "the identity is kept in the data dir");
+    let j: Leaf<Journal> = amy.open("j").await.unwrap();
+    j.wait_until(|j| j.lines.len() == 2).await;
+    assert_eq!(j.read(|j| j.clone()), bobs.read(|j| j.clone()));
+}
+
 #[tokio::test]
 async fn a_store_in_use_is_refused() {
     let hub = MemoryHub::new();

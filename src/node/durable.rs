@@ -122,17 +122,30 @@ pub(super) fn relay_committed(store: &Store, node: Weak<NodeInner>) {
     }));
 }
 
+/// The known peers with an address, sorted.
+fn with_addrs(view: &[PeerInfo]) -> Vec<(String, NodeId)> {
+    let mut peers: Vec<(String, NodeId)> = view
+        .iter()
+        .filter_map(|p| p.addr.clone().map(|a| (a, p.id)))
+        .collect();
+    peers.sort();
+    peers
+}
+
+/// Queue the peers known now (at shutdown), unless there are none.
+pub(super) fn save_peers_now(store: &Store, view: &[PeerInfo]) {
+    let peers = with_addrs(view);
+    if !peers.is_empty() {
+        let _ = store.push(Item::Peers(peers));
+    }
+}
+
 /// Save the known peers whenever they change (their addresses, for a
 /// restart without seeds).
 pub(super) async fn save_peers(store: Store, mut view: watch::Receiver<Vec<PeerInfo>>) {
     let mut last: Vec<(String, NodeId)> = Vec::new();
     while view.changed().await.is_ok() {
-        let mut peers: Vec<(String, NodeId)> = view
-            .borrow_and_update()
-            .iter()
-            .filter_map(|p| p.addr.clone().map(|a| (a, p.id)))
-            .collect();
-        peers.sort();
+        let peers = with_addrs(&view.borrow_and_update());
         if peers != last && !peers.is_empty() {
             if store.push(Item::Peers(peers.clone())).is_err() {
                 return;

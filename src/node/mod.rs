@@ -813,7 +813,9 @@ impl Node {
             .send_replace(NodeState::Destroyed);
         self.inner.actor.stop(Some("node shut down".into()));
         if let Some(store) = &self.inner.store {
-            // Commit what is queued and close the file.
+            // The peers as they are now, then commit what is queued and
+            // close the file.
+            durable::save_peers_now(store, &self.inner.membership.view.borrow());
             store.close();
         }
     }

@@ -3,7 +3,7 @@
 
 use rand::Rng;
 
-use super::{overlay, Harness, SharedHost};
+use super::{overlay, Harness};
 use crate::proto::{ObjectKey, Replicated};
 
 impl<T: Replicated> Harness<T> {
@@ -70,6 +70,7 @@ impl<T: Replicated> Harness<T> {
                 self.flush(peer);
             }
         }
+        self.reload_from_disk(node);
         let me = self.id(node);
         let seed = self.rng.random();
         let n = &mut self.nodes[node];
@@ -77,8 +78,9 @@ impl<T: Replicated> Harness<T> {
         n.alive = true;
         for (name, shared) in &n.objects {
             let key = ObjectKey::new(T::TYPE_TAG, name);
-            n.proto
-                .host(key.clone(), Box::new(SharedHost(key, shared.clone())));
+            let host =
+                super::durable::host_box(self.durable.as_ref(), node, key.clone(), shared.clone());
+            n.proto.host(key, host);
         }
         if self.config.repeater.overlay.is_some() {
             // The overlay remade its links; the restarted node joins again.

@@ -226,10 +226,14 @@ pub struct Traffic {
     pub largest: u64,
 }
 
+#[path = "durable.rs"]
+mod durable;
 #[path = "faults.rs"]
 mod faults;
 #[path = "overlay.rs"]
 mod overlay;
+
+pub use durable::{DurableBook, DurableConfig, DurableShout, SeqConflict, ShoutFate};
 
 /// Nodes of one replicated type `T`, linked by lossless links with random
 /// latency, in virtual time.
@@ -251,6 +255,8 @@ pub struct Harness<T: Replicated> {
     trace: Option<OpTrace>,
     /// The largest frame sent.
     largest: usize,
+    /// The durable nodes and their stores (see [`Harness::make_durable`]).
+    durable: Option<durable::Durable>,
 }
 
 impl<T: Replicated> std::fmt::Debug for Harness<T> {
@@ -300,6 +306,7 @@ impl<T: Replicated> Harness<T> {
             traffic: BTreeMap::new(),
             trace: None,
             largest: 0,
+            durable: None,
         }
     }
 
@@ -432,7 +439,8 @@ impl<T: Replicated> Harness<T> {
         self.host(node, name, host);
     }
 
-    fn host(&mut self, node: usize, name: &str, replica: Replica<T>) {
+    fn host(&mut self, node: usize, name: &str, mut replica: Replica<T>) {
+        self.log_fresh(node, name, &mut replica);
         let shared = Arc::new(Mutex::new(SimHost {
             replica,
             fired: Vec::new(),
@@ -441,12 +449,16 @@ impl<T: Replicated> Harness<T> {
         let n = &mut self.nodes[node];
         n.objects.insert(name.to_owned(), shared.clone());
         let key = ObjectKey::new(T::TYPE_TAG, name);
-        n.proto.host(key.clone(), Box::new(SharedHost(key, shared)));
+        let host = durable::host_box(self.durable.as_ref(), node, key.clone(), shared);
+        n.proto.host(key, host);
         self.flush(node);
     }
 
     /// Shout `op` on node `node`'s copy of `name`.
     pub fn shout(&mut self, node: usize, name: &str, op: T::Op) -> OpId {
+        if self.is_durable(node) {
+            return self.shout_durable(node, name, op);
+        }
         let shared = self.nodes[node].objects.get(name).unwrap_or_else(|| {
             panic!("node {node} does not hold {name}");
         });
@@ -534,6 +546,7 @@ impl<T: Replicated> Harness<T> {
         };
         self.now = self.now.max(at);
         self.steps += 1;
+        self.maybe_commit();
         match event {
             Event::Deliver { to, from, frame } => {
                 // Frames due on one link at one instant arrive as one batch,

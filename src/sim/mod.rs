@@ -25,7 +25,10 @@ mod scenario;
 mod tally;
 mod trace;
 
-pub use harness::{seed_from_env, Harness, HarnessConfig, SimHost, Traffic};
+pub use harness::{
+    seed_from_env, DurableBook, DurableConfig, DurableShout, Harness, HarnessConfig, SeqConflict,
+    ShoutFate, SimHost, Traffic,
+};
 pub use latency::{LinkLatency, Region};
 pub use plot::{cost_curve_svg, CostPoint, PlotError};
 pub use report::{Percentiles, Report};
