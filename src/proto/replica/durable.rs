@@ -178,9 +178,9 @@ impl<T: Replicated> Replica<T> {
         }
     }
 
-    /// The version vector a digest may show: [`version_vector`]
-    /// (Self::version_vector), this replica's own entry cut to what is
-    /// durable.
+    /// The version vector a digest may show:
+    /// [`version_vector`](Self::version_vector), this replica's own entry
+    /// cut to what is durable.
     pub fn shared_version_vector(&self) -> VersionVector {
         let mut vv = self.seen.version_vector();
         if let Some(gate) = &self.gate {
