@@ -359,9 +359,26 @@ impl<T: Replicated> Host for CellHost<T> {
     }
 
     fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
-        let mut replica = self.0.state.write();
-        replica.admit(joiner);
-        export_frame(&self.0.key, &replica)
+        let cell = &*self.0;
+        let store_err = |e: StoreError| HostError::Store {
+            object: cell.key.clone(),
+            reason: e.to_string(),
+        };
+        let frame = {
+            let mut replica = cell.state.write();
+            replica.admit(joiner);
+            // The write-ahead rule for admission: were the joiner forgotten
+            // in a crash, the restarted replica would fold ops on its own
+            // ack alone, passing ops it lacks.
+            cell.write_state(&mut replica).map_err(store_err)?;
+            export_frame(&cell.key, &replica)?
+        };
+        if let Some(log) = &cell.log {
+            // Joins are rare: the repeater waits for this one commit, with
+            // the replica unlocked so the writer can report it.
+            log.store().flush_blocking().map_err(store_err)?;
+        }
+        Ok(frame)
     }
 
     fn refresh(&mut self) -> u64 {

@@ -49,6 +49,15 @@ pub enum HostError {
         #[source]
         source: EncodeError,
     },
+    /// The host's store could not make the change durable first (a
+    /// driver with a store only).
+    #[error("{object}: {reason}")]
+    Store {
+        /// The object.
+        object: ObjectKey,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// A typed replica behind an object this node holds.
@@ -64,7 +73,9 @@ pub trait Host: Send {
     }
 
     /// Export the state for `joiner`, a late joiner, entering it in the
-    /// replica set first (see [`Replica::admit`]).
+    /// replica set first (see [`Replica::admit`]). A host with a store
+    /// makes the admission durable before the state leaves: a restart that
+    /// forgot the joiner would fold ops on a replica set without it.
     fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError>;
 
     /// Bring the replica's own ack up to date and fold what became stable

@@ -198,6 +198,9 @@ struct Disk {
     ops: Vec<OpFrame>,
     /// Written, not committed, in order.
     pending: VecDeque<Item>,
+    /// Own ops committed inside a host call (a join's commit), to relay
+    /// at the harness's next step.
+    deferred: Vec<OpFrame>,
 }
 
 /// The harness's durable nodes and their stores.
@@ -214,6 +217,8 @@ struct DurableHost<T: Replicated> {
     node: usize,
     disk: Arc<Mutex<Disk>>,
     book: Arc<Mutex<DurableBook>>,
+    /// Whether the node keeps the write-ahead rule.
+    gate: bool,
 }
 
 impl<T: Replicated> DurableHost<T> {
@@ -224,6 +229,47 @@ impl<T: Replicated> DurableHost<T> {
         self.disk.lock().pending.push_back(Item::State(frame));
         replica.note_snapshot();
         Ok(())
+    }
+
+    /// Commit everything pending at once; own ops wait in `deferred` for
+    /// the harness to relay.
+    fn commit_now(&self, replica: &mut Replica<T>, stable: &mut Vec<OpId>) {
+        let me = replica.me();
+        let mut own = Vec::new();
+        let n = {
+            let mut disk = self.disk.lock();
+            let Disk {
+                state,
+                ops,
+                pending,
+                deferred,
+            } = &mut *disk;
+            let n = pending.len();
+            for item in pending.drain(..) {
+                match item {
+                    Item::Op { frame, relay } => {
+                        if frame.id.origin == me {
+                            own.push(frame.id);
+                        }
+                        if relay {
+                            deferred.push(frame.clone());
+                        }
+                        ops.push(frame);
+                    }
+                    Item::State(frame) => {
+                        *state = Some(frame);
+                        ops.clear();
+                    }
+                }
+            }
+            n
+        };
+        replica.committed(n);
+        replica.refresh(|_, _, id| stable.push(id));
+        let mut book = self.book.lock();
+        for id in own {
+            book.decide(id, ShoutFate::Committed);
+        }
     }
 
     fn refused(&self, result: &Result<Applied, HostError>) {
@@ -250,7 +296,20 @@ impl<T: Replicated> Host for DurableHost<T> {
     }
 
     fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
-        self.inner.export(joiner)
+        if !self.gate {
+            return self.inner.export(joiner);
+        }
+        // As the driver does: the admission is written and committed
+        // before the state leaves (a restart must not forget the joiner).
+        let mut host = self.inner.1.lock();
+        host.replica.admit(joiner);
+        let frame = crate::proto::host::export_frame(&self.inner.0, &host.replica)?;
+        self.relog(&mut host.replica)?;
+        let SimHost {
+            replica, stable, ..
+        } = &mut *host;
+        self.commit_now(replica, stable);
+        Ok(frame)
     }
 
     fn refresh(&mut self) -> u64 {
@@ -332,17 +391,19 @@ pub(super) fn host_box<T: Replicated>(
     shared: Arc<Mutex<SimHost<T>>>,
 ) -> Box<dyn Host> {
     let disk = durable.and_then(|d| {
+        let gate = d.nodes.get(&node).is_some_and(|c| c.gate);
         d.disks
             .get(&(node, key.name.to_string()))
-            .map(|disk| (disk.clone(), d.book.clone()))
+            .map(|disk| (disk.clone(), d.book.clone(), gate))
     });
     let inner = SharedHost(key, shared);
     match disk {
-        Some((disk, book)) => Box::new(DurableHost {
+        Some((disk, book, gate)) => Box::new(DurableHost {
             inner,
             node,
             disk,
             book,
+            gate,
         }),
         None => Box::new(inner),
     }
@@ -455,6 +516,7 @@ impl<T: Replicated> Harness<T> {
                 state,
                 ops,
                 pending,
+                ..
             } = &mut *disk;
             let n = n.min(pending.len());
             for item in pending.drain(..n) {
@@ -475,6 +537,11 @@ impl<T: Replicated> Harness<T> {
                 }
             }
             host.replica.committed(n);
+            // As the driver does: fold what the commit made stable at once.
+            let SimHost {
+                replica, stable, ..
+            } = &mut *host;
+            replica.refresh(|_, _, id| stable.push(id));
             if snapshot {
                 let key = ObjectKey::new(T::TYPE_TAG, name);
                 let frame = export_all_frame(&key, &host.replica).expect("test states encode");
@@ -499,9 +566,45 @@ impl<T: Replicated> Harness<T> {
         n
     }
 
+    /// Write node `node`'s whole state of `name` to its store (pending
+    /// until committed), as the driver does now and then.
+    pub fn write_state(&mut self, node: usize, name: &str) {
+        let (Some(disk), Some(shared)) = (
+            self.disk(node, name),
+            self.nodes[node].objects.get(name).cloned(),
+        ) else {
+            return;
+        };
+        let mut host = shared.lock();
+        let key = ObjectKey::new(T::TYPE_TAG, name);
+        let frame = export_all_frame(&key, &host.replica).expect("test states encode");
+        disk.lock().pending.push_back(Item::State(frame));
+        host.replica.note_snapshot();
+    }
+
     /// A harness step's chance of commits (see
     /// [`DurableConfig::commit_chance`]).
     pub(super) fn maybe_commit(&mut self) {
+        let Some(d) = &self.durable else {
+            return;
+        };
+        // Own ops a join's commit made durable go out now.
+        let deferred: Vec<(usize, Vec<OpFrame>)> = d
+            .disks
+            .iter()
+            .map(|((node, _), disk)| (*node, std::mem::take(&mut disk.lock().deferred)))
+            .filter(|(_, frames)| !frames.is_empty())
+            .collect();
+        for (node, frames) in deferred {
+            if !self.nodes[node].alive {
+                continue;
+            }
+            let now = self.now;
+            for frame in frames {
+                self.nodes[node].proto.handle_local_op(now, frame);
+            }
+            self.flush(node);
+        }
         let Some(d) = &self.durable else {
             return;
         };

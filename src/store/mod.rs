@@ -380,6 +380,14 @@ impl Store {
         rx.await.map_err(|_| StoreError::Closed)?
     }
 
+    /// [`flush`](Self::flush), blocking the calling thread (not for an
+    /// async task's hot path: a join's one commit).
+    pub(crate) fn flush_blocking(&self) -> Result<(), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.push(Item::FlushBlocking(tx))?;
+        rx.recv().map_err(|_| StoreError::Closed)?
+    }
+
     /// Commit what is queued, stop the writer and wait for it.
     pub(crate) fn close(&self) {
         self.shared.queue.lock().take();

@@ -55,6 +55,8 @@ pub(crate) enum Item {
     Peers(Vec<(String, NodeId)>),
     /// Answer once everything before is committed.
     Flush(Waiter),
+    /// The same, for a thread that blocks.
+    FlushBlocking(std::sync::mpsc::Sender<Result<(), StoreError>>),
 }
 
 impl Item {
@@ -118,6 +120,7 @@ fn finish(
     let mut counts: Vec<(u64, usize)> = Vec::new();
     let mut relays = Vec::new();
     let mut waiters = Vec::new();
+    let mut blocked = Vec::new();
     for item in batch {
         match item {
             Item::Register { object, cell } => {
@@ -139,6 +142,7 @@ fn finish(
             Item::State { object, .. } => count(&mut counts, object),
             Item::Peers(_) => {}
             Item::Flush(waiter) => waiters.push(waiter),
+            Item::FlushBlocking(waiter) => blocked.push(waiter),
         }
     }
     if result.is_ok() {
@@ -158,6 +162,9 @@ fn finish(
         }
     }
     for waiter in waiters {
+        let _ = waiter.send(result.clone());
+    }
+    for waiter in blocked {
         let _ = waiter.send(result.clone());
     }
 }
@@ -212,7 +219,7 @@ fn write_items(
                     table.insert(addr.as_str(), id.as_bytes().as_slice())?;
                 }
             }
-            Item::Register { .. } | Item::Flush(_) => {}
+            Item::Register { .. } | Item::Flush(_) | Item::FlushBlocking(_) => {}
         }
     }
     Ok(())
