@@ -208,14 +208,7 @@ async fn main() -> anyhow::Result<()> {
     );
     node.shutdown();
     drop((leaf, node));
-    let started = Instant::now();
-    let node = start(&hub, Some(&dir), config(Durability::Group, 10_000)).await?;
-    let leaf: Leaf<Notes> = node.create("notes", Notes::default()).await?;
-    let took = started.elapsed();
-    ensure!(
-        leaf.read(|n| n.count) == args.long,
-        "the long run lost shouts"
-    );
+    let (node, _, took) = restart(&hub, &dir, 10_000, args.long).await?;
     println!(
         "restart with {} ops folded: {:.1} ms (start + resume)",
         args.long,
@@ -237,14 +230,7 @@ async fn main() -> anyhow::Result<()> {
     let tentative = leaf.tentative_len();
     amy.shutdown();
     drop((leaf, amy));
-    let started = Instant::now();
-    let amy = start(&hub, Some(&dir), config(Durability::Group, u64::MAX)).await?;
-    let leaf: Leaf<Notes> = amy.create("notes", Notes::default()).await?;
-    let took = started.elapsed();
-    ensure!(
-        leaf.read(|n| n.count) == args.tentative,
-        "tentative ops lost"
-    );
+    let (amy, leaf, took) = restart(&hub, &dir, u64::MAX, args.tentative).await?;
     println!(
         "restart with {} tentative ops (replayed from the log): {:.1} ms (start + resume)",
         tentative.max(leaf.tentative_len()),
@@ -252,6 +238,22 @@ async fn main() -> anyhow::Result<()> {
     );
     amy.shutdown();
     Ok(())
+}
+
+/// Start a node on `dir` and resume its notes, timed; they must hold
+/// `count` notes.
+async fn restart(
+    hub: &MemoryHub,
+    dir: &Path,
+    snapshot_every: u64,
+    count: u64,
+) -> anyhow::Result<(Node, Leaf<Notes>, Duration)> {
+    let started = Instant::now();
+    let node = start(hub, Some(dir), config(Durability::Group, snapshot_every)).await?;
+    let leaf: Leaf<Notes> = node.create("notes", Notes::default()).await?;
+    let took = started.elapsed();
+    ensure!(leaf.read(|n| n.count) == count, "the restart lost shouts");
+    Ok((node, leaf, took))
 }
 
 fn ms(d: Duration) -> f64 {
