@@ -80,7 +80,7 @@ pub use error::{
     CreateError, LinkError, OpenError, RegisterError, SendError, ShoutError, StartError,
 };
 pub use leaf::Leaf;
-pub use net::actor::{LinkInfo, ReceivedData};
+pub use net::actor::{LinkInfo, LinkTraffic, ReceivedData};
 pub use net::faults;
 pub use net::memory::{MemoryAddr, MemoryHub};
 pub use net::{PeerAddr, QuicConfig, Transport};

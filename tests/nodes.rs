@@ -488,3 +488,25 @@ async fn shutting_down_closes_every_link() {
     }
     assert!(n[0].links().await.is_empty());
 }
+
+#[tokio::test]
+async fn links_report_the_traffic_each_way() {
+    let hub = MemoryHub::new();
+    let n = nodes(&hub, 2).await;
+    n[0].link(n[1].local_addr()).await.expect("linked");
+    let (leaves, _) = boards(&n).await;
+    let before = n[0].links().await;
+    for i in 0..20 {
+        leaves[0].shout_write("a".into(), i).await.expect("shouted");
+    }
+    leaves[1].wait_until(|b| b.log.len() == 20).await;
+    let (a, b) = (n[0].links().await, n[1].links().await);
+    assert_eq!((a.len(), b.len()), (1, 1));
+    assert_eq!((a[0].peer, b[0].peer), (n[1].id(), n[0].id()));
+    // At least one message per op went from a to b (ops may share none).
+    assert!(a[0].sent.messages >= before[0].sent.messages + 20, "{a:?}");
+    assert!(a[0].sent.bytes > before[0].sent.bytes + 20 * 64, "{a:?}");
+    // What b received came from a: it cannot be more than a sent.
+    assert!(b[0].received.messages >= 20 && b[0].received.messages <= a[0].sent.messages);
+    assert!(b[0].received.bytes <= a[0].sent.bytes);
+}

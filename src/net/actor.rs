@@ -30,7 +30,7 @@ use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
 use parking_lot::Mutex;
 
-use super::frames::Outbox;
+use super::frames::{Outbox, Tally};
 use crate::proto::node::{GossipStats, OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
 use crate::proto::sampling::Descriptor;
 use crate::proto::time::Time;
@@ -64,6 +64,29 @@ pub struct ReceivedData {
 pub struct LinkInfo {
     /// The peer's node id.
     pub peer: NodeId,
+    /// What this node sent on the link (every message: ops, gossip,
+    /// data, control).
+    pub sent: LinkTraffic,
+    /// What this node received on it.
+    pub received: LinkTraffic,
+}
+
+/// Messages and bytes that crossed a link one way, since it came up. Bytes
+/// are frame bytes (each with its 4-byte length prefix), not counting
+/// QUIC's and UDP's own headers.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LinkTraffic {
+    /// Messages (frames).
+    pub messages: u64,
+    /// Bytes.
+    pub bytes: u64,
+}
+
+impl LinkTraffic {
+    fn of(tally: &Tally) -> Self {
+        let (messages, bytes) = tally.read();
+        Self { messages, bytes }
+    }
 }
 
 /// The actor's mailbox.
@@ -74,6 +97,8 @@ pub(crate) enum RepeaterMsg {
         addr: Option<String>,
         dial: DialKey,
         out: Arc<Outbox>,
+        /// What arrives on the link, counted by its reader.
+        received: Arc<Tally>,
         /// Whether the application made this link ([`Node::link`]): the
         /// overlay keeps it.
         ///
@@ -171,6 +196,7 @@ struct Link {
     peer: NodeId,
     dial: DialKey,
     out: Arc<Outbox>,
+    received: Arc<Tally>,
 }
 
 impl Drop for Link {
@@ -314,6 +340,7 @@ impl Actor for RepeaterActor {
                 addr,
                 dial,
                 out,
+                received,
                 pinned,
                 kept,
             } => {
@@ -332,7 +359,15 @@ impl Actor for RepeaterActor {
                 } else {
                     tracing::debug!(?link, %peer, ?addr, "link up");
                     let _ = kept.send(true);
-                    state.links.insert(link, Link { peer, dial, out });
+                    state.links.insert(
+                        link,
+                        Link {
+                            peer,
+                            dial,
+                            out,
+                            received,
+                        },
+                    );
                     state.proto.handle_link_up(now, link, peer, addr);
                     if pinned {
                         state.proto.pin(now, link);
@@ -400,7 +435,11 @@ impl Actor for RepeaterActor {
                 let _ = reply.send(
                     links
                         .into_iter()
-                        .map(|(_, l)| LinkInfo { peer: l.peer })
+                        .map(|(_, l)| LinkInfo {
+                            peer: l.peer,
+                            sent: LinkTraffic::of(&l.out.sent),
+                            received: LinkTraffic::of(&l.received),
+                        })
                         .collect(),
                 );
             }

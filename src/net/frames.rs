@@ -11,6 +11,7 @@
 //! repeater gets one batch per read, not one message per frame.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -34,6 +35,31 @@ const MIN_ROOM: usize = 4 * 1024;
 pub(crate) struct Outbox {
     state: Mutex<OutboxState>,
     ready: Notify,
+    /// What was queued here: frames and bytes (length prefixes included).
+    pub(crate) sent: Tally,
+}
+
+/// Frames and bytes that crossed a link one way.
+#[derive(Debug, Default)]
+pub(crate) struct Tally {
+    frames: AtomicU64,
+    bytes: AtomicU64,
+}
+
+impl Tally {
+    fn add(&self, frame_len: usize) {
+        self.frames.fetch_add(1, Ordering::Relaxed);
+        self.bytes
+            .fetch_add((PREFIX + frame_len) as u64, Ordering::Relaxed);
+    }
+
+    /// `(frames, bytes)` so far.
+    pub(crate) fn read(&self) -> (u64, u64) {
+        (
+            self.frames.load(Ordering::Relaxed),
+            self.bytes.load(Ordering::Relaxed),
+        )
+    }
 }
 
 #[derive(Default)]
@@ -74,6 +100,7 @@ impl Outbox {
         s.buf.extend_from_slice(&len.to_be_bytes());
         s.buf.extend_from_slice(frame);
         drop(s);
+        self.sent.add(frame.len());
         if was_empty {
             self.ready.notify_one();
         }
@@ -160,6 +187,8 @@ pub(crate) struct Inbound {
     /// An error found after frames that were delivered first.
     failed: Option<InboundError>,
     ended: bool,
+    /// What arrived: whole frames and their bytes.
+    received: Arc<Tally>,
 }
 
 impl Inbound {
@@ -171,7 +200,13 @@ impl Inbound {
             max_frame,
             failed: None,
             ended: false,
+            received: Arc::default(),
         }
+    }
+
+    /// The count of what arrived, shared (the link's traffic figures).
+    pub(crate) fn received(&self) -> Arc<Tally> {
+        self.received.clone()
     }
 
     /// The next whole frame in the buffer, if there is one.
@@ -193,6 +228,7 @@ impl Inbound {
             return Ok(None);
         }
         self.buf.advance(PREFIX);
+        self.received.add(len);
         Ok(Some(self.buf.split_to(len).freeze()))
     }
 

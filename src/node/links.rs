@@ -134,6 +134,7 @@ impl Node {
             ..
         } = conn;
         let writer = out.clone();
+        let received = inbound.received();
         let (kept_tx, kept_rx) = oneshot::channel();
         actor
             .cast(RepeaterMsg::LinkUp {
@@ -142,6 +143,7 @@ impl Node {
                 addr,
                 dial,
                 out,
+                received,
                 // Made by either end's application: a neighbour at both.
                 pinned: pinned || peer_pinned,
                 kept: kept_tx,

@@ -692,7 +692,9 @@ impl Node {
         self.inner.store.as_ref().map_or(0, Store::file_size)
     }
 
-    /// The nodes this node is linked to, in link order.
+    /// The nodes this node is linked to, in link order, with the messages
+    /// and bytes sent and received on each link since it came up (see
+    /// [`LinkTraffic`](crate::LinkTraffic)).
     pub async fn links(&self) -> Vec<LinkInfo> {
         let (tx, rx) = oneshot::channel();
         if self.inner.actor.cast(RepeaterMsg::Links(tx)).is_err() {
