@@ -210,6 +210,10 @@ impl NodeBuilder {
     /// starts from nothing (objects come back from peers with `open`), and
     /// a QUIC node without [`identity`](Self::identity) has a new key.
     ///
+    /// With a store, an observer's `on_stable` calls may run on the store's
+    /// writer thread (ops fold as soon as a commit makes them stable): keep
+    /// them short, as observers should be anyway.
+    ///
     /// A damaged store fails [`start`](Self::start) with
     /// [`StartError::Store`](crate::StartError::Store) naming the file and
     /// what is wrong; the node never starts over silently.
