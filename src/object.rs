@@ -406,13 +406,16 @@ impl<T: Replicated> Host for CellHost<T> {
         let cell = &*self.0;
         let mut replica = cell.state.write();
         let me = replica.me();
+        let restamped = replica.has_restamped();
         cell.telling(|cell, observers| {
             replica.merge_acks(acks, |state, op, id| {
                 cell.tell_locked(observers, state, op, Delivery::new(id, me, true))
             })
         });
-        if replica.me() != me {
-            // A new restart epoch re-stamped ops: the log cannot replay it.
+        if replica.me() != me || (!restamped && replica.has_restamped()) {
+            // A new restart epoch, or ops re-stamped on admission: the op
+            // log cannot replay that; the whole state goes to the store
+            // (re-stamped ops leave once it is committed).
             cell.relog_state(&mut replica);
         }
     }
@@ -471,11 +474,6 @@ impl<T: Replicated> Host for CellHost<T> {
     }
 
     fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError> {
-        let mut replica = self.0.state.write();
-        let frames = restamped_frames(&self.0.key, &mut replica)?;
-        if !frames.is_empty() {
-            self.0.relog_state(&mut replica);
-        }
-        Ok(frames)
+        restamped_frames(&self.0.key, &mut self.0.state.write())
     }
 }

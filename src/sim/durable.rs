@@ -325,11 +325,15 @@ impl<T: Replicated> Host for DurableHost<T> {
     }
 
     fn merge_acks(&mut self, acks: &AckTable) {
-        let before = self.inner.1.lock().replica.me();
+        let (before, restamped) = {
+            let host = self.inner.1.lock();
+            (host.replica.me(), host.replica.has_restamped())
+        };
         self.inner.merge_acks(acks);
         let mut host = self.inner.1.lock();
-        if host.replica.me() != before {
-            // A new restart epoch re-stamped ops: the log cannot replay it.
+        if host.replica.me() != before || (!restamped && host.replica.has_restamped()) {
+            // As the driver does: a new restart epoch, or ops re-stamped on
+            // admission, go to the store as a whole state.
             let _ = self.relog(&mut host.replica);
         }
     }
@@ -374,11 +378,7 @@ impl<T: Replicated> Host for DurableHost<T> {
     }
 
     fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError> {
-        let frames = self.inner.take_restamped()?;
-        if !frames.is_empty() {
-            self.relog(&mut self.inner.1.lock().replica)?;
-        }
-        Ok(frames)
+        self.inner.take_restamped()
     }
 }
 

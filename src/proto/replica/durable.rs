@@ -207,6 +207,18 @@ impl<T: Replicated> Replica<T> {
         }
     }
 
+    /// Own ops from `seq` on changed (re-stamped): hold them back again
+    /// until a whole state written after the change is committed (the op
+    /// log holds their old ids).
+    pub(super) fn hold_own_from(&mut self, seq: u64) {
+        let me = self.me;
+        if let Some(gate) = &mut self.gate {
+            let own = gate.own_limit(me).min(seq.saturating_sub(1));
+            gate.own = (me, own);
+            self.revision += 1;
+        }
+    }
+
     /// Carry the write-ahead state over to a rebuilt replica.
     pub(super) fn take_gate(&mut self) -> Option<Gate> {
         self.gate.take()

@@ -118,3 +118,24 @@ fn without_a_store_nothing_is_held() {
     assert_eq!(r.pending_durable(), 0);
     assert!(!r.holds_until_durable());
 }
+
+#[test]
+fn re_stamped_own_ops_are_held_until_a_state_is_committed() {
+    let mut r = gated(1);
+    for v in 0..3 {
+        r.shout(TallyOp::Add(v), |_, _, _| {});
+    }
+    r.committed(3);
+    assert_eq!(r.tentative_ops().count(), 3);
+    // Ops from seq 2 on got new ids (as on re-admission after eviction).
+    r.hold_own_from(2);
+    assert_eq!(
+        r.tentative_ops().count(),
+        1,
+        "seq 2 and 3 wait for the disk"
+    );
+    assert_eq!(r.shared_version_vector().get(&node(1)), 1);
+    r.note_snapshot();
+    r.committed(1);
+    assert_eq!(r.tentative_ops().count(), 3, "the state covers them all");
+}

@@ -171,6 +171,10 @@ impl<T: Replicated> Replica<T> {
         self.clock.witness(clock);
         let me = self.me;
         if let Some((ops, after)) = self.take_ops(|id| id.origin == me) {
+            if let Some((first, _)) = ops.first() {
+                // Their ids change: not shared until the store has them.
+                self.hold_own_from(first.seq);
+            }
             for (old, op) in ops {
                 let id = OpId {
                     lamport: self.clock.tick(),
