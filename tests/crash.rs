@@ -439,6 +439,7 @@ fn a_sigkilled_shouter_loses_no_acknowledged_shout() {
         let (delay, what) = if early {
             early_kills += 1;
             let delay = Duration::from_millis(rng.random_range(0..=150));
+            // The kill moment is the scenario (during start-up or resume).
             std::thread::sleep(delay.saturating_sub(spawned.elapsed()));
             (delay, "after spawn")
         } else {
@@ -540,6 +541,8 @@ fn a_sigkilled_shouter_loses_no_acknowledged_shout() {
                  {equal}, stable and equal: {stable}):{why}"
             );
         }
+        // The poll interval of a condition checked against a deadline: the
+        // three processes answer `state` over their stdin, with no push.
         std::thread::sleep(Duration::from_millis(200));
     };
     let settled = restarted.elapsed();

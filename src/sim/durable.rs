@@ -203,6 +203,39 @@ struct Disk {
     deferred: Vec<OpFrame>,
 }
 
+impl Disk {
+    /// Commit the first `n` pending items (fewer if fewer wait); the ids
+    /// of `me`'s ops among them go to `own`, the ones to relay to
+    /// `relays`. Returns how many were committed.
+    fn commit(
+        &mut self,
+        n: usize,
+        me: NodeId,
+        own: &mut Vec<OpId>,
+        relays: &mut Vec<OpFrame>,
+    ) -> usize {
+        let n = n.min(self.pending.len());
+        for item in self.pending.drain(..n) {
+            match item {
+                Item::Op { frame, relay } => {
+                    if frame.id.origin == me {
+                        own.push(frame.id);
+                    }
+                    if relay {
+                        relays.push(frame.clone());
+                    }
+                    self.ops.push(frame);
+                }
+                Item::State(frame) => {
+                    self.state = Some(frame);
+                    self.ops.clear();
+                }
+            }
+        }
+        n
+    }
+}
+
 /// The harness's durable nodes and their stores.
 #[derive(Debug, Default)]
 pub(super) struct Durable {
@@ -238,30 +271,9 @@ impl<T: Replicated> DurableHost<T> {
         let mut own = Vec::new();
         let n = {
             let mut disk = self.disk.lock();
-            let Disk {
-                state,
-                ops,
-                pending,
-                deferred,
-            } = &mut *disk;
-            let n = pending.len();
-            for item in pending.drain(..) {
-                match item {
-                    Item::Op { frame, relay } => {
-                        if frame.id.origin == me {
-                            own.push(frame.id);
-                        }
-                        if relay {
-                            deferred.push(frame.clone());
-                        }
-                        ops.push(frame);
-                    }
-                    Item::State(frame) => {
-                        *state = Some(frame);
-                        ops.clear();
-                    }
-                }
-            }
+            let mut relays = Vec::new();
+            let n = disk.commit(usize::MAX, me, &mut own, &mut relays);
+            disk.deferred.extend(relays);
             n
         };
         replica.committed(n);
@@ -512,30 +524,7 @@ impl<T: Replicated> Harness<T> {
                     self.seed
                 );
             }
-            let Disk {
-                state,
-                ops,
-                pending,
-                ..
-            } = &mut *disk;
-            let n = n.min(pending.len());
-            for item in pending.drain(..n) {
-                match item {
-                    Item::Op { frame, relay } => {
-                        if frame.id.origin == host.replica.me() {
-                            own.push(frame.id);
-                        }
-                        if relay {
-                            relays.push(frame.clone());
-                        }
-                        ops.push(frame);
-                    }
-                    Item::State(frame) => {
-                        *state = Some(frame);
-                        ops.clear();
-                    }
-                }
-            }
+            let n = disk.commit(n, host.replica.me(), &mut own, &mut relays);
             host.replica.committed(n);
             // As the driver does: fold what the commit made stable at once.
             let SimHost {
@@ -545,7 +534,7 @@ impl<T: Replicated> Harness<T> {
             if snapshot {
                 let key = ObjectKey::new(T::TYPE_TAG, name);
                 let frame = export_all_frame(&key, &host.replica).expect("test states encode");
-                pending.push_back(Item::State(frame));
+                disk.pending.push_back(Item::State(frame));
                 host.replica.note_snapshot();
             }
             n
