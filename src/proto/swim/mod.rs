@@ -148,6 +148,10 @@ struct Probe<P> {
     retry_at: Option<Time>,
     /// Direct pings still to send before the indirect phase.
     pings_left: u32,
+    /// The time between them.
+    spacing: Duration,
+    /// 2 for a confirmation probe (twice the pings and helpers), else 1.
+    width: u32,
     relays: Vec<P>,
     nacks: usize,
     acked: bool,
@@ -337,10 +341,9 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             self.send(target, None, SwimKind::Ping { seq: own });
         }
         if due(self.probe.as_ref().and_then(|p| p.retry_at)) {
-            let spacing = self.ping_spacing();
             if let Some(probe) = self.probe.as_mut() {
                 probe.pings_left = probe.pings_left.saturating_sub(1);
-                probe.retry_at = (probe.pings_left > 0).then(|| now + spacing);
+                probe.retry_at = (probe.pings_left > 0).then(|| now + probe.spacing);
                 let (target, seq) = (probe.target, probe.seq);
                 self.send(target, None, SwimKind::Ping { seq });
             }
@@ -531,9 +534,14 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         let seq = self.take_seq();
         let timeout = self.scaled(self.config.probe_timeout);
         let indirect_at = Some(now + timeout);
+        // A confirmation probe is the last word before a suspicion, and it
+        // is rare (one failed probe comes first), so it is twice as wide.
+        let width = if self.doubted.contains(&target) { 2 } else { 1 };
         // The direct ping is sent again, evenly, until the indirect phase.
-        let pings_left = self.config.direct_pings.saturating_sub(1);
-        let retry_at = (pings_left > 0).then(|| now + self.ping_spacing());
+        let pings = self.config.direct_pings.saturating_mul(width);
+        let pings_left = pings.saturating_sub(1);
+        let spacing = self.ping_spacing(pings);
+        let retry_at = (pings_left > 0).then(|| now + spacing);
         let (relays, nacks, acked) = (Vec::new(), 0, false);
         self.probe = Some(Probe {
             target,
@@ -541,6 +549,8 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             indirect_at,
             retry_at,
             pings_left,
+            spacing,
+            width,
             heard_others: false,
             relays,
             nacks,
@@ -583,11 +593,11 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
             return;
         };
         probe.indirect_at = None;
-        let (target, seq) = (probe.target, probe.seq);
+        let (target, seq, width) = (probe.target, probe.seq, probe.width);
         let mut helpers = self.members_where(|s| s == MemberState::Alive);
         helpers.retain(|id| *id != target);
         helpers.shuffle(&mut self.rng);
-        helpers.truncate(self.config.indirect_probes);
+        helpers.truncate(self.config.indirect_probes.saturating_mul(width as usize));
         self.send(target, None, SwimKind::Ping { seq });
         for helper in &helpers {
             self.send(*helper, Some(target), SwimKind::PingReq { seq, target });
@@ -751,9 +761,9 @@ impl<P: SwimPeer, R: RngCore> Swim<P, R> {
         (min, max, self.config.suspicion_confirmations.min(others))
     }
 
-    /// The time between direct pings of one probe.
-    fn ping_spacing(&self) -> Duration {
-        self.scaled(self.config.probe_timeout) / self.config.direct_pings.max(1)
+    /// The time between `pings` direct pings of one probe.
+    fn ping_spacing(&self, pings: u32) -> Duration {
+        self.scaled(self.config.probe_timeout) / pings.max(1)
     }
 
     fn scaled(&self, d: Duration) -> Duration {

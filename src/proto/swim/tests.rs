@@ -150,15 +150,55 @@ fn a_failed_probe_is_retried_and_confirmed_before_any_suspicion() {
         }
     }
     let suspected_at = suspected_at.expect("2 is suspected in the end");
-    // Before that, two probes of 2 (three pings each: at once, halfway,
-    // and with the indirect phase), the second right after the first.
+    // Before that, two probes of 2, the second right after the first. The
+    // first pings three times: at once, halfway, and with the indirect
+    // phase. The confirmation probe is twice as wide: four pings over the
+    // (health-stretched, 1 s) timeout, and one with the indirect phase.
     pings_to_2.retain(|(at, _)| *at < suspected_at);
     let probes: BTreeSet<u64> = pings_to_2.iter().map(|(_, seq)| *seq).collect();
     assert_eq!(probes.len(), 2, "{pings_to_2:?}");
-    assert_eq!(pings_to_2.len(), 6, "{pings_to_2:?}");
-    assert_eq!(pings_to_2[1].0.since(pings_to_2[0].0), ms(250));
+    assert_eq!(pings_to_2.len(), 8, "{pings_to_2:?}");
+    let (first, confirm) = pings_to_2.split_at(3);
+    assert!(first.iter().all(|(_, seq)| *seq == first[0].1));
+    assert!(confirm.iter().all(|(_, seq)| *seq == confirm[0].1));
+    assert_eq!(first[1].0.since(first[0].0), ms(250));
+    assert_eq!(confirm[1].0.since(confirm[0].0), ms(250));
+    assert_eq!(confirm[4].0.since(confirm[0].0), ms(1000));
     assert_eq!(a.stats().doubts, 1);
     assert_eq!(a.stats().suspicions_raised, 1);
+}
+
+/// The confirmation probe asks twice as many helpers as the first one.
+#[test]
+fn the_confirmation_probe_asks_twice_the_helpers() {
+    let mut a = node(1, 5);
+    for id in 2..=14 {
+        a.add_member(Time::ZERO, id);
+    }
+    let mut asked: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
+    let mut suspected = false;
+    while let Some(now) = a.poll_timeout() {
+        if now > at_secs(60) || suspected {
+            break;
+        }
+        a.handle_timeout(now);
+        for (to, m) in drain(&mut a) {
+            match m.kind {
+                // Everyone but 2 answers its own pings; no helper helps.
+                SwimKind::Ping { seq } if to != 2 => {
+                    a.handle_message(now, to, msg(SwimKind::Ack { seq }, vec![]))
+                }
+                SwimKind::PingReq { seq, target: 2 } => {
+                    asked.entry(seq).or_default().insert(to);
+                }
+                _ => {}
+            }
+        }
+        suspected = events(&mut a).contains(&FailureEvent::Suspected(2));
+    }
+    assert!(suspected, "2 is suspected in the end");
+    let widths: Vec<usize> = asked.values().map(BTreeSet::len).collect();
+    assert_eq!(widths, [5, 10], "{asked:?}");
 }
 
 /// Node 1 with member 2, probing without the confirmation probe.
