@@ -65,6 +65,8 @@
 #![warn(missing_docs)]
 
 mod error;
+#[cfg(feature = "lab")]
+pub mod lab;
 mod leaf;
 mod net;
 mod node;

@@ -7,6 +7,7 @@
 //! plexus id       --dir <node-dir>
 //! plexus node     --config <site.toml>
 //! plexus sim      <scenario.toml> [--json <report.json>] [--seed <seed>]
+//! plexus lab      <experiment> [--peers N] [--messages EXPR] [...]
 //! ```
 //!
 //! Commands that make or read a node identity print its node id (64 hex
@@ -18,6 +19,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+#[cfg(feature = "lab")]
+use plexus::lab::{LabArgs, LabCommand, PeerArgs};
 use plexus::site::SiteConfig;
 use plexus::tls::{self, ClusterCa, Identity, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE};
 
@@ -35,6 +38,16 @@ struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run an experiment on a local cluster of peer processes and watch
+    /// its live communication graph in a web page; ends when every peer
+    /// met its targets and writes lab-out/<run>/. `plexus lab --list`
+    /// names the experiments.
+    #[cfg(feature = "lab")]
+    Lab(LabArgs),
+    /// One peer of a lab run (the lab starts these).
+    #[cfg(feature = "lab")]
+    #[command(hide = true)]
+    LabPeer(PeerArgs),
     /// Manage a cluster certificate authority (for CA-trust clusters).
     Ca {
         #[command(subcommand)]
@@ -118,9 +131,20 @@ enum CaCommand {
     },
 }
 
+#[cfg(feature = "lab")]
+mod experiments;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        #[cfg(feature = "lab")]
+        Command::Lab(args) => {
+            return plexus::lab::run_command(LabCommand::Lab(args), &experiments::all())
+        }
+        #[cfg(feature = "lab")]
+        Command::LabPeer(args) => {
+            return plexus::lab::run_command(LabCommand::LabPeer(args), &experiments::all())
+        }
         Command::Ca {
             command: CaCommand::Init { dir, name },
         } => ca_init(&dir, &name),
