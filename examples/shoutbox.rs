@@ -27,7 +27,9 @@
 //! start in the same directory; peers on several machines need a copy of
 //! that directory (or only its `ca.crt`, once their `--dir` holds an
 //! identity the CA issued). Start the first peer before the others: two
-//! peers making a CA at the same moment would make two. A `--dir` whose
+//! peers making a CA at the same moment would make two. The first peer
+//! (started without `--peer`) also makes the box; the others get it from
+//! the cluster, so every copy shares one history. A `--dir` whose
 //! certificate is from another CA gets a new one from this CA, for the same
 //! key (so the same node id), with a note on standard error.
 //!
@@ -72,8 +74,8 @@ use plexus::tls::{
     self, ClusterCa, Identity, IdentityError, Trust, CA_CERT_FILE, CA_KEY_FILE, CERT_FILE, KEY_FILE,
 };
 use plexus::{
-    replicated, Delivery, Leaf, MembershipEvent, Node, NodeId, NodeState, OpId, Replicated,
-    ShoutError,
+    replicated, Delivery, Leaf, MembershipEvent, Node, NodeId, NodeState, OpId, OpenError,
+    Replicated, ShoutError,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, mpsc, watch};
@@ -451,14 +453,37 @@ async fn send(leaf: &Leaf<ShoutBox>, name: &str, text: &str) -> Result<Option<Op
     }
 }
 
+/// The box: the first peer (no `--peer`) makes it; the others get it from
+/// the cluster, so every copy shares one history. A peer whose store holds
+/// the box resumes it either way.
+async fn shout_box(node: &Node, args: &Args) -> anyhow::Result<Leaf<ShoutBox>> {
+    if args.peers.is_empty() {
+        return node
+            .create(BOX, ShoutBox::default())
+            .await
+            .context("making the shout box");
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match node.open::<ShoutBox>(BOX).await {
+            Ok(leaf) => return Ok(leaf),
+            // The peer may be linking still, or opening it itself.
+            Err(OpenError::NotFound { .. }) if tokio::time::Instant::now() < deadline => {}
+            Err(e) => {
+                return Err(e).context(
+                    "getting the shout box from the cluster (is the first peer, \
+                     started without --peer, up?)",
+                )
+            }
+        }
+    }
+}
+
 /// The chat on a started node, until `/quit`, end of input or Ctrl-C (or
 /// after `--say` with `--exit-after-say`).
 async fn chat(node: &Node, name: &str, args: &Args) -> anyhow::Result<()> {
     let events = node.events();
-    let leaf: Leaf<ShoutBox> = node
-        .create(BOX, ShoutBox::default())
-        .await
-        .context("opening the shout box")?;
+    let leaf = shout_box(node, args).await?;
     let names = Arc::new(Mutex::new(HashMap::new()));
     let (stable, stable_ids) = watch::channel(BTreeSet::new());
     leaf.observe(Printer {

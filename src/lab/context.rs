@@ -94,7 +94,10 @@ impl LabContext {
     /// Every peer's budget added up: what a replica should see in the end
     /// when each message is one op.
     pub fn total_messages(&self) -> u64 {
-        self.inner.budgets.iter().sum()
+        self.inner
+            .budgets
+            .iter()
+            .fold(0, |a, b| a.saturating_add(*b))
     }
 
     /// The pause between two messages of one peer (`--interval`), so that

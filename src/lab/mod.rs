@@ -74,6 +74,29 @@ pub use runner::{run_lab, LabArgs, Outcome};
 pub use view::{EdgeSnapshot, PeerSnapshot, RunState, Snapshot};
 pub use wire::RosterEntry;
 
+/// The lab's decoders of what crosses its control connections, for the
+/// fuzz target (`fuzz/fuzz_targets/lab_control.rs`): not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use std::time::Duration;
+
+    use super::view::View;
+    use super::wire::{ToLab, ToPeer};
+
+    /// Decodes `line` as the lab decodes a peer's line, applies it to a
+    /// 4-peer view as peer 2's, and draws a snapshot; decodes it as a peer
+    /// decodes the lab's. Errors are fine; a panic is a bug.
+    pub fn control_line(line: &[u8]) {
+        let mut view = View::new("fuzz", 4);
+        if let Ok(msg) = serde_json::from_slice::<ToLab>(line) {
+            view.apply(2, Duration::from_millis(1), msg);
+            view.tick(Duration::from_millis(2));
+            let _ = view.snapshot();
+        }
+        let _ = serde_json::from_slice::<ToPeer>(line);
+    }
+}
+
 /// What an experiment's code returns.
 pub type ExperimentResult = Result<(), Box<dyn std::error::Error + Send + Sync>>;
 

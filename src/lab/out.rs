@@ -117,7 +117,7 @@ pub fn svg(snap: &Snapshot) -> String {
     let size = 1000.0_f32;
     let at = |x: f32, y: f32| (40.0 + x * (size - 80.0), 40.0 + y * (size - 80.0));
     let n = snap.peers.len().max(1) as f32;
-    let r = (260.0 / n.sqrt()).clamp(9.0, 26.0);
+    let r = (120.0 / n.sqrt()).clamp(8.0, 24.0);
     let most = snap
         .edges
         .iter()

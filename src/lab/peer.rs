@@ -21,7 +21,7 @@ use super::wire::{self, LinkStats, PeerStats, ToLab, ToPeer, CONTROL_ENV, MAX_LI
 use super::{Experiments, LabError};
 use crate::faults::Faults;
 use crate::tls::{self, Identity, Trust, CA_CERT_FILE};
-use crate::{MembershipEvent, Node};
+use crate::{MembershipEvent, Node, NodeConfig};
 
 /// The arguments the lab gives a peer process.
 #[derive(Clone, Debug, clap::Args)]
@@ -49,6 +49,9 @@ pub struct PeerArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
+
+/// How long one attempt to open an object waits for an answer.
+const OPEN_ATTEMPT: Duration = Duration::from_secs(1);
 
 /// How long an experiment's code has to return once the run ended.
 const GRACE: Duration = Duration::from_secs(3);
@@ -96,7 +99,14 @@ pub async fn run_peer(args: PeerArgs, experiments: &Experiments) -> Result<(), L
     let ca = tls::load_ca_certificate(&args.ca.join(CA_CERT_FILE))
         .map_err(|e| LabError::Setup(e.to_string()))?;
     let faults = Faults::with_seed(args.seed ^ u64::from(args.peer));
+    // Peers open the shared object while peer 1 may still be making it: a
+    // short open timeout retries soon (see `LabContext::object`).
+    let config = NodeConfig {
+        open_timeout: OPEN_ATTEMPT,
+        ..NodeConfig::default()
+    };
     let node = Node::builder()
+        .config(config)
         .listen(SocketAddr::from(([127, 0, 0, 1], 0)))
         .identity(identity)
         .trust(Trust::ca(ca))

@@ -73,10 +73,12 @@ pub struct Outcome {
     pub metrics: Metrics,
 }
 
+/// What a control connection brought: each is numbered, so that only the
+/// one a peer's number was first claimed on is heard.
 enum Event {
-    Connected(u32, OwnedWriteHalf),
-    Line(u32, ToLab),
-    Closed(u32),
+    Connected(u64, u32, OwnedWriteHalf),
+    Line(u64, u32, ToLab),
+    Closed(u64, u32),
 }
 
 /// How often the lab refreshes the page, the bar and the layout.
@@ -148,6 +150,7 @@ pub async fn run_lab(args: LabArgs, experiments: &Experiments) -> Result<Outcome
         view: View::new(&name, args.peers),
         procs,
         writers: BTreeMap::new(),
+        conns: BTreeMap::new(),
         addrs: BTreeMap::new(),
         feed: feed_tx,
         bar: progress_bar(),
@@ -255,12 +258,14 @@ fn json(snap: &Snapshot) -> Arc<str> {
 
 /// Accepts peers' control connections; each one's lines become events.
 async fn accept(listener: TcpListener, events: mpsc::UnboundedSender<Event>) {
+    let mut conn = 0;
     while let Ok((stream, _)) = listener.accept().await {
-        tokio::spawn(read_peer(stream, events.clone()));
+        conn += 1;
+        tokio::spawn(read_peer(conn, stream, events.clone()));
     }
 }
 
-async fn read_peer(stream: TcpStream, events: mpsc::UnboundedSender<Event>) {
+async fn read_peer(conn: u64, stream: TcpStream, events: mpsc::UnboundedSender<Event>) {
     let _ = stream.set_nodelay(true);
     let (read, write) = stream.into_split();
     let mut reader = BufReader::new(read);
@@ -271,8 +276,8 @@ async fn read_peer(stream: TcpStream, events: mpsc::UnboundedSender<Event>) {
     let Ok(hello @ ToLab::Hello { peer, .. }) = serde_json::from_slice::<ToLab>(first) else {
         return;
     };
-    let _ = events.send(Event::Connected(peer, write));
-    let _ = events.send(Event::Line(peer, hello));
+    let _ = events.send(Event::Connected(conn, peer, write));
+    let _ = events.send(Event::Line(conn, peer, hello));
     loop {
         buf.clear();
         let Some(line) = read_line(&mut reader, &mut buf).await else {
@@ -280,18 +285,20 @@ async fn read_peer(stream: TcpStream, events: mpsc::UnboundedSender<Event>) {
         };
         match serde_json::from_slice::<ToLab>(line) {
             Ok(msg) => {
-                let _ = events.send(Event::Line(peer, msg));
+                let _ = events.send(Event::Line(conn, peer, msg));
             }
             Err(e) => tracing::warn!(peer, error = %e, "bad line from a peer"),
         }
     }
-    let _ = events.send(Event::Closed(peer));
+    let _ = events.send(Event::Closed(conn, peer));
 }
 
 struct Run {
     view: View,
     procs: Vec<PeerProcess>,
     writers: BTreeMap<u32, OwnedWriteHalf>,
+    /// The control connection each peer's number was claimed on.
+    conns: BTreeMap<u32, u64>,
     addrs: BTreeMap<u32, (String, SocketAddr)>,
     feed: watch::Sender<Frame>,
     bar: ProgressBar,
@@ -356,10 +363,21 @@ impl Run {
 
     async fn take(&mut self, event: Event, seeds: &[Vec<u32>]) {
         match event {
-            Event::Connected(peer, write) => {
-                self.writers.insert(peer, write);
+            Event::Connected(conn, peer, write) => {
+                // One connection per peer of this run: a second hello for
+                // a number, or a number out of range, is not a peer of it.
+                let known = (1..=self.procs.len() as u32).contains(&peer);
+                if known && !self.conns.contains_key(&peer) {
+                    self.conns.insert(peer, conn);
+                    self.writers.insert(peer, write);
+                } else {
+                    tracing::warn!(peer, "refused a control connection");
+                }
             }
-            Event::Line(peer, msg) => {
+            Event::Line(conn, peer, msg) => {
+                if self.conns.get(&peer) != Some(&conn) {
+                    return;
+                }
                 if let ToLab::Hello { id, addr, .. } = &msg {
                     self.addrs.insert(peer, (id.clone(), *addr));
                 }
@@ -369,12 +387,25 @@ impl Run {
                     self.start(seeds).await;
                 }
             }
-            Event::Closed(peer) => {
+            Event::Closed(conn, peer) => {
+                if self.conns.get(&peer) != Some(&conn) {
+                    return;
+                }
                 self.writers.remove(&peer);
                 if self.view.state == RunState::Running && !self.view.finished(peer) {
                     self.view
                         .fail(format!("peer {peer} dropped its control connection"));
                 }
+            }
+        }
+    }
+
+    /// A line from a stopping peer (its last measurements, its usage).
+    fn last_words(&mut self, event: Event) {
+        if let Event::Line(conn, peer, msg) = event {
+            if self.conns.get(&peer) == Some(&conn) {
+                let at = self.elapsed();
+                self.view.apply(peer, at, msg);
             }
         }
     }
@@ -462,20 +493,14 @@ impl Run {
         while self.procs.iter().any(|p| p.exited.is_none()) {
             tokio::select! {
                 // Their last words: final measurements, CPU and memory.
-                Some(event) = events.recv() => {
-                    if let Event::Line(peer, msg) = event {
-                        let at = self.elapsed();
-                        self.view.apply(peer, at, msg);
-                    }
-                }
+                Some(event) = events.recv() => self.last_words(event),
                 _ = tick.tick() => self.reap(),
                 _ = tokio::time::sleep_until(deadline) => break,
             }
         }
         // Lines sent just before an exit may still be queued.
-        while let Ok(Event::Line(peer, msg)) = events.try_recv() {
-            let at = self.elapsed();
-            self.view.apply(peer, at, msg);
+        while let Ok(event) = events.try_recv() {
+            self.last_words(event);
         }
         for p in &mut self.procs {
             p.lifeline = None;
@@ -490,6 +515,7 @@ impl Run {
 
     fn final_snapshot(&mut self) -> Snapshot {
         self.view.tick(self.elapsed());
+        self.view.settle();
         self.view.snapshot()
     }
 
@@ -501,18 +527,22 @@ impl Run {
             peers: args.peers,
             state: snap.state,
             messages_expr: args.messages.clone(),
-            messages_budget: budgets.iter().sum(),
+            messages_budget: budgets.iter().fold(0, |a, b| a.saturating_add(*b)),
             converged_ms: self.view.converged().map(|d| d.as_millis() as u64),
             elapsed_ms: snap.elapsed_ms,
-            ops_seen: snap.peers.iter().map(|p| p.ops).sum(),
-            link_messages: snap.edges.iter().map(|e| e.messages).sum(),
-            link_bytes: snap.edges.iter().map(|e| e.bytes).sum(),
-            cpu_ms: cpu + lab_cpu.unwrap_or(0),
-            max_rss_kib: rss + lab_rss.unwrap_or(0),
+            ops_seen: sum(snap.peers.iter().map(|p| p.ops)),
+            link_messages: sum(snap.edges.iter().map(|e| e.messages)),
+            link_bytes: sum(snap.edges.iter().map(|e| e.bytes)),
+            cpu_ms: cpu.saturating_add(lab_cpu.unwrap_or(0)),
+            max_rss_kib: rss.saturating_add(lab_rss.unwrap_or(0)),
             usage_reports: reports,
             links: snap.edges.clone(),
         }
     }
+}
+
+fn sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::saturating_add)
 }
 
 fn print_summary(m: &Metrics, dir: &std::path::Path) {

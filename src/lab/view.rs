@@ -106,14 +106,20 @@ struct Counted {
 impl Counted {
     fn update(&mut self, now: (u64, u64)) {
         if now.0 < self.last.0 || now.1 < self.last.1 {
-            self.base = (self.base.0 + self.last.0, self.base.1 + self.last.1);
+            self.base = (
+                self.base.0.saturating_add(self.last.0),
+                self.base.1.saturating_add(self.last.1),
+            );
         }
         self.last = now;
         self.up = true;
     }
 
     fn total(&self) -> (u64, u64) {
-        (self.base.0 + self.last.0, self.base.1 + self.last.1)
+        (
+            self.base.0.saturating_add(self.last.0),
+            self.base.1.saturating_add(self.last.1),
+        )
     }
 }
 
@@ -288,7 +294,8 @@ impl View {
     pub(crate) fn usage(&self) -> (u64, u64, usize) {
         let reports = self.peers.values().filter_map(|v| v.usage);
         reports.fold((0, 0, 0), |(cpu, rss, n), (c, r)| {
-            (cpu + c.unwrap_or(0), rss + r.unwrap_or(0), n + 1)
+            let (c, r) = (c.unwrap_or(0), r.unwrap_or(0));
+            (cpu.saturating_add(c), rss.saturating_add(r), n + 1)
         })
     }
 
@@ -307,6 +314,11 @@ impl View {
             .map(|((a, b), _)| ((*a).min(*b), (*a).max(*b)))
             .collect();
         self.layout.step(edges);
+    }
+
+    /// Lets the layout settle, for the final picture.
+    pub(crate) fn settle(&mut self) {
+        self.layout.settle(40);
     }
 
     /// The picture now.
@@ -368,8 +380,8 @@ impl View {
                 bytes: 0,
                 up: false,
             });
-            e.messages += messages;
-            e.bytes += bytes;
+            e.messages = e.messages.saturating_add(messages);
+            e.bytes = e.bytes.saturating_add(bytes);
             e.up |= counted.up;
         }
         let targets = self.peers.values().map(|v| v.targets.len()).sum();

@@ -100,3 +100,54 @@ pub(crate) fn line<T: Serialize>(msg: &T) -> Vec<u8> {
     out.push(b'\n');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lines_round_trip() {
+        let msgs = [
+            ToLab::Hello {
+                peer: 3,
+                id: "ab".into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 9)),
+            },
+            ToLab::Target {
+                name: "x".into(),
+                current: 1,
+                goal: 2,
+            },
+            ToLab::Waiting,
+            ToLab::Finished { error: None },
+        ];
+        for msg in msgs {
+            let line = line(&msg);
+            assert_eq!(line.last(), Some(&b'\n'));
+            let back: ToLab = serde_json::from_slice(&line[..line.len() - 1]).unwrap();
+            assert_eq!(back, msg);
+        }
+    }
+
+    proptest! {
+        /// No line, however mangled, makes the lab's side panic.
+        #[test]
+        fn any_line_is_safe(line in proptest::collection::vec(any::<u8>(), 0..200)) {
+            crate::lab::fuzzing::control_line(&line);
+        }
+
+        /// Nor does a well-formed message with any values in it.
+        #[test]
+        fn any_stats_are_safe(ops in any::<u64>(), sent in any::<u64>(), bytes in any::<u64>()) {
+            let msg = ToLab::Stats(PeerStats {
+                ops,
+                links: vec![LinkStats { peer: "01".into(), sent_messages: sent, sent_bytes: bytes }],
+                suspected: vec!["01".into()],
+                down: vec!["zz".into()],
+            });
+            let line = line(&msg);
+            crate::lab::fuzzing::control_line(&line[..line.len() - 1]);
+        }
+    }
+}

@@ -449,9 +449,13 @@ impl Node {
     /// instead and `initial` is not used: an application calls `create`
     /// the same way on every start.
     ///
-    /// Other nodes get it with [`open`](Self::open). Creating the same name
-    /// on two nodes makes two objects that merge their ops: both start from
-    /// their own `initial`, so give them the same one.
+    /// Other nodes get it with [`open`](Self::open): create an object on
+    /// one node and open it on the others. Two nodes that each create the
+    /// same name start two histories, which the stability protocol cannot
+    /// merge: once one has folded ops as the only member it knew of, the
+    /// other's earlier ops are refused there
+    /// ([`ApplyError::BelowStable`](crate::proto::replica::ApplyError::BelowStable))
+    /// and the copies differ for good.
     pub async fn create<T: Replicated>(
         &self,
         name: &str,
