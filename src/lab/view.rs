@@ -324,18 +324,13 @@ impl View {
     /// The picture now.
     pub(crate) fn snapshot(&self) -> Snapshot {
         let at = self.layout.unit_positions();
-        let suspected: BTreeSet<&String> = self
-            .peers
-            .values()
-            .filter(|v| !v.gone)
-            .flat_map(|v| v.stats.suspected.iter())
-            .collect();
-        let down: BTreeSet<&String> = self
-            .peers
-            .values()
-            .filter(|v| !v.gone)
-            .flat_map(|v| v.stats.down.iter())
-            .collect();
+        // What the live peers' failure detectors say of each node id.
+        let marked = |list: fn(&PeerStats) -> &Vec<String>| -> BTreeSet<&String> {
+            let live = self.peers.values().filter(|v| !v.gone);
+            live.flat_map(|v| list(&v.stats).iter()).collect()
+        };
+        let suspected = marked(|s| &s.suspected);
+        let down = marked(|s| &s.down);
         let running = matches!(self.state, RunState::Starting | RunState::Running);
         let peers = self
             .peers
