@@ -245,6 +245,8 @@ fn watch_membership(node: &Node) -> Marks {
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
                 Err(_) => break,
             };
+            // The peer's log keeps what its failure detector said.
+            println!("membership: {event:?}");
             let mut marks = seen.lock();
             let (suspected, down) = &mut *marks;
             match event {
@@ -258,6 +260,11 @@ fn watch_membership(node: &Node) -> Marks {
                 MembershipEvent::Back(p) | MembershipEvent::PeerUp(p) => {
                     suspected.remove(&p);
                     down.remove(&p);
+                }
+                // No link, no probes: the detector forgets the peer, and a
+                // suspicion it held will never be refuted here.
+                MembershipEvent::PeerDown(p) => {
+                    suspected.remove(&p);
                 }
                 _ => {}
             }
