@@ -154,9 +154,20 @@ async fn shout_and_converge(leaves: &[Leaf<Tally>], round: u32, per_node: u32) {
     let total = before + leaves.len() * per_node as usize;
     let start = std::time::Instant::now();
     for leaf in leaves {
-        tokio::time::timeout(WAIT, leaf.wait_until(|t| t.log.len() >= total))
+        if tokio::time::timeout(WAIT, leaf.wait_until(|t| t.log.len() >= total))
             .await
-            .expect("every shout arrives");
+            .is_err()
+        {
+            // What each node holds and sees, for the failure's record.
+            for (i, l) in leaves.iter().enumerate() {
+                let n = l.read(|t| t.log.len());
+                let links = l.node().links().await.len();
+                let view = l.node().current_view().len();
+                let ae = l.node().gossip_stats().await.anti_entropy;
+                eprintln!("leaf {i}: {n}/{total} ops, {links} links, view {view}, {ae:?}");
+            }
+            panic!("every shout arrives (round {round})");
+        }
     }
     eprintln!(
         "round {round}: {total} ops everywhere after {:?}",
@@ -170,6 +181,11 @@ async fn shout_and_converge(leaves: &[Leaf<Tally>], round: u32, per_node: u32) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_join_through_one_live_seed_and_keep_a_sound_overlay() {
+    // Warnings (a refused op, a failed link) go into the test's output.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+        .with_test_writer()
+        .try_init();
     let ca = ClusterCa::generate("overlay").expect("a CA");
     let seed = start(&ca, "seed", Vec::new()).await;
     let dead = {
