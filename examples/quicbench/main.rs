@@ -21,18 +21,20 @@
 //!
 //! What is measured, all with 64-byte arguments (`serde_bytes::ByteBuf`):
 //!
-//! * **Round-trip latency.** Peer 0 shouts `ping` one at a time; peers 1 and
-//!   2 acknowledge each ping from their observer by shouting `ack(seq)` on a
-//!   second object; the sample ends when peer 0's observer has seen both
-//!   acks. All timestamps come from peer 0's clock. This is a full Plexus
-//!   round trip (shout → applied on all → ack shouted → ack applied back),
-//!   compared with a raw quinn round trip (a 64-byte length-prefixed frame
-//!   on an open bi stream, echoed by the server), peer 0 → peer 1. Bias:
-//!   the Plexus sample includes the second Plexus hop, the relay of each
-//!   ping and ack to the third peer, and the wake-up of the waiting task;
-//!   shout-to-applied-on-all one way is about half of it (both legs are the
-//!   same path). The raw round trip to both receivers at once is printed
-//!   too, as Plexus waits for two peers.
+//! * **Latency.** Peer 0 shouts `ping` one at a time, its 64-byte argument
+//!   stamped with the shout instant read from `CLOCK_MONOTONIC` (one kernel
+//!   clock, the same in every process on the machine). Peers 1 and 2, in
+//!   their observer, read the same clock when the ping is applied and
+//!   acknowledge it by shouting `ack(seq, one_way_ns)` on a second object;
+//!   the next ping goes when peer 0's observer has seen both acks.
+//!   **Shout → applied on all** is the later of the two one-way figures:
+//!   the metric the goal names, compared with a raw quinn round trip (a
+//!   64-byte length-prefixed frame on an open bi stream, echoed by the
+//!   server), peer 0 → peer 1. The full Plexus round trip (shout → applied
+//!   on all → ack shouted → ack applied back, timed on peer 0's clock
+//!   alone) is printed beside the same raw round trip too, a comparison
+//!   of like with like that does not trust the shared clock, as is the
+//!   raw round trip to both receivers at once.
 //! * **Sustained throughput.** All three peers shout a commutative op as
 //!   fast as they can for a fixed time, each at most `window` ops (1,024;
 //!   `--window`) ahead of the average of what it has received from the
@@ -362,8 +364,12 @@ async fn bench(plan: Plan) -> anyhow::Result<()> {
     let raw_rtt = Summary::parse(&children[0].call(&line).await?)?;
     let line = format!("rawrtt {warmup} {n} {} {}", raws[1], raws[2]);
     let raw_rtt_both = Summary::parse(&children[0].call(&line).await?)?;
-    eprintln!("· plexus ping → acks round trips");
-    let ping = Summary::parse(&children[0].call(&format!("ping {warmup} {n}")).await?)?;
+    eprintln!("· plexus ping → applied on all → acks round trips");
+    let line = children[0].call(&format!("ping {warmup} {n}")).await?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let (one_way, round_trip) = words.split_at(words.len() / 2);
+    let shout_to_all = Summary::parse(&one_way.join(" "))?;
+    let ping = Summary::parse(&round_trip.join(" "))?;
 
     let endpoint = raw::endpoint(&sender, &trust)?;
     eprintln!("· raw fan-out, {BATCH} frames per write");
@@ -388,6 +394,7 @@ async fn bench(plan: Plan) -> anyhow::Result<()> {
     report::print(&Results {
         raw_rtt,
         raw_rtt_both,
+        shout_to_all,
         ping,
         fan_batched,
         fan_single,

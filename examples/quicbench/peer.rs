@@ -73,10 +73,12 @@ pub(crate) struct Acks {
 
 #[replicated]
 impl Acks {
-    /// "I applied your ping with this seq."
+    /// "I applied your ping with this seq, `one_way_ns` after it was
+    /// shouted" (both instants read from the machine's monotonic clock,
+    /// which every process on it shares).
     #[shout(commutative)]
-    pub(crate) fn ack(&mut self, seq: u64) {
-        let _ = seq;
+    pub(crate) fn ack(&mut self, seq: u64, one_way_ns: u64) {
+        let _ = (seq, one_way_ns);
         self.acks += 1;
     }
 }
@@ -134,11 +136,13 @@ struct SinkCounter {
 }
 
 impl SinkObserver for SinkCounter {
-    fn ping(&mut self, _sink: &Sink, _data: &ByteBuf, delivery: &Delivery) {
+    fn ping(&mut self, _sink: &Sink, data: &ByteBuf, delivery: &Delivery) {
         if let (false, Some(acks)) = (delivery.local, &self.acks) {
+            // The ping was applied here just now: read the clock first.
+            let one_way = monotonic_ns().saturating_sub(sent_at(data));
             // Shouting on *another* object from an observer is allowed; the
             // shout is done when the call returns (its future is ready).
-            match now_or_never(acks.shout_ack(delivery.op.seq)) {
+            match now_or_never(acks.shout_ack(delivery.op.seq, one_way)) {
                 Some(Ok(_)) => {}
                 Some(Err(error)) => tracing::error!(%error, "ack refused"),
                 None => tracing::error!("ack shout did not complete at once"),
@@ -155,15 +159,39 @@ impl SinkObserver for SinkCounter {
     }
 }
 
-/// The shouter's observer of the acks: hands each remote ack to the pinger.
-struct AckListener(mpsc::UnboundedSender<u64>);
+/// The shouter's observer of the acks: hands each remote ack (the ping's
+/// seq, its one-way latency to that peer) to the pinger.
+struct AckListener(mpsc::UnboundedSender<(u64, u64)>);
 
 impl AcksObserver for AckListener {
-    fn ack(&mut self, _acks: &Acks, seq: &u64, delivery: &Delivery) {
+    fn ack(&mut self, _acks: &Acks, seq: &u64, one_way_ns: &u64, delivery: &Delivery) {
         if !delivery.local {
-            let _ = self.0.send(*seq);
+            let _ = self.0.send((*seq, *one_way_ns));
         }
     }
+}
+
+/// Nanoseconds on `CLOCK_MONOTONIC`. Unlike `Instant`, the value means the
+/// same in every process on this machine (one kernel clock), so a
+/// timestamp written by the shouter can be read against by a receiver.
+fn monotonic_ns() -> u64 {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    u64::try_from(t.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(t.tv_nsec).unwrap_or(0)
+}
+
+/// The shout instant a ping's payload carries in its first 8 bytes.
+fn sent_at(data: &[u8]) -> u64 {
+    data.get(..8)
+        .and_then(|b| b.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+/// The two latency figures of the ping phase.
+pub(crate) struct PingSamples {
+    /// Shout → applied on both receivers, one way (the later of the two).
+    pub(crate) one_way: Vec<u64>,
+    /// Shout → both receivers' acks applied back here.
+    pub(crate) round_trip: Vec<u64>,
 }
 
 /// Poll a future once with a no-op waker.
@@ -180,7 +208,7 @@ struct Peer {
     raw: quinn::Endpoint,
     fan: mpsc::UnboundedReceiver<FanCount>,
     sink: Option<Leaf<Sink>>,
-    acks_rx: Option<mpsc::UnboundedReceiver<u64>>,
+    acks_rx: Option<mpsc::UnboundedReceiver<(u64, u64)>>,
     blast: Arc<Gauge>,
     ordered: Arc<Gauge>,
     payload: ByteBuf,
@@ -286,7 +314,11 @@ impl Peer {
                 let warmup = arg(&mut words)?;
                 let n = arg(&mut words)?;
                 let samples = self.ping(warmup, n).await?;
-                Ok(Summary::of(samples).to_line())
+                Ok(format!(
+                    "{} {}",
+                    Summary::of(samples.one_way).to_line(),
+                    Summary::of(samples.round_trip).to_line()
+                ))
             }
             "fanwait" => {
                 let count = tokio::time::timeout(PATIENCE, self.fan.recv())
@@ -362,27 +394,37 @@ impl Peer {
         self.sink = Some(sink);
     }
 
-    /// Closed-loop pings: shout one, wait for both receivers' acks, repeat.
-    async fn ping(&mut self, warmup: usize, n: usize) -> anyhow::Result<Vec<u64>> {
+    /// Closed-loop pings: shout one (its payload stamped with the shout
+    /// instant), wait for both receivers' acks, repeat.
+    async fn ping(&mut self, warmup: usize, n: usize) -> anyhow::Result<PingSamples> {
         let sink = self.sink()?.clone();
         let acks = self.acks_rx.as_mut().context("only peer 0 pings")?;
-        let mut samples = Vec::with_capacity(n);
+        let mut samples = PingSamples {
+            one_way: Vec::with_capacity(n),
+            round_trip: Vec::with_capacity(n),
+        };
+        let mut payload = self.payload.clone();
         for i in 0..warmup + n {
             let start = Instant::now();
-            let id = sink.shout_ping(self.payload.clone()).await?;
-            let mut acked = 0;
+            payload[..8].copy_from_slice(&monotonic_ns().to_le_bytes());
+            let id = sink.shout_ping(payload.clone()).await?;
+            let (mut acked, mut one_way) = (0, 0);
             while acked < 2 {
-                let seq = tokio::time::timeout(PATIENCE, acks.recv())
+                let (seq, to_peer) = tokio::time::timeout(PATIENCE, acks.recv())
                     .await
                     .with_context(|| format!("no ack for ping {i}"))?
                     .context("ack channel closed")?;
                 if seq == id.seq {
                     acked += 1;
+                    one_way = one_way.max(to_peer);
                 }
             }
             let took = start.elapsed();
             if i >= warmup {
-                samples.push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
+                samples.one_way.push(one_way);
+                samples
+                    .round_trip
+                    .push(u64::try_from(took.as_nanos()).unwrap_or(u64::MAX));
             }
         }
         Ok(samples)
