@@ -29,6 +29,7 @@ use crate::proto::hyparview::HyParViewConfig;
 use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::OpFrame;
 use crate::proto::node::{GossipStats, RepeaterConfig, RepeaterStats};
+use crate::proto::pieces::TransferConfig;
 use crate::proto::replica::Replica;
 use crate::proto::sampling::{Descriptor, SamplingConfig};
 use crate::proto::{NodeId, ObjectKey, Replicated};
@@ -265,6 +266,7 @@ impl NodeBuilder {
             anti_entropy: self.config.anti_entropy.clone(),
             overlay: self.config.overlay.clone(),
             sampling: self.config.sampling.clone(),
+            transfers: transfer_config(self.config.max_frame),
             ..RepeaterConfig::default()
         };
         let (dials, dial_requests) = mpsc::unbounded_channel();
@@ -352,6 +354,15 @@ impl NodeBuilder {
         }
         Ok(node)
     }
+}
+
+/// State transfers over links whose frames are at most `max_frame`: as
+/// large as a frame allows (as before pieces), in pieces of at most 48 KiB.
+fn transfer_config(max_frame: usize) -> TransferConfig {
+    let mut transfers = TransferConfig::default();
+    transfers.max_transfer_bytes = max_frame;
+    transfers.max_piece_bytes = transfers.max_piece_bytes.min(max_frame);
+    transfers
 }
 
 struct NodeInner {

@@ -120,6 +120,9 @@ pub enum Message {
     Overlay(super::hyparview::Message<NodeId>),
     /// Peer sampling's exchanges (see [`sampling`](super::sampling)).
     Sampling(super::sampling::Message<NodeId>),
+    /// One piece of a state transfer too large for one message (see
+    /// [`pieces`](super::pieces)).
+    Piece(super::pieces::PieceFrame),
 }
 
 impl Message {
@@ -144,6 +147,7 @@ impl Message {
             Message::Probe(_) => "probe",
             Message::Overlay(_) => "overlay",
             Message::Sampling(_) => "sampling",
+            Message::Piece(_) => "piece",
         }
     }
 }

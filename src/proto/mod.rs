@@ -51,6 +51,7 @@ pub mod id;
 pub mod membership;
 pub mod message;
 pub mod node;
+pub mod pieces;
 pub mod plumtree;
 pub mod replica;
 pub mod replicated;

@@ -433,6 +433,11 @@ impl<T: Replicated> Harness<T> {
         self.nodes[node].proto.anti_entropy_stats()
     }
 
+    /// The state-transfer counters of node `node`.
+    pub fn transfer_stats(&self, node: usize) -> crate::proto::pieces::TransferStats {
+        self.nodes[node].proto.gossip_stats().transfers
+    }
+
     /// Create object `name` on node `node`.
     pub fn create(&mut self, node: usize, name: &str, initial: T) {
         let host = Replica::new(self.id(node), initial);

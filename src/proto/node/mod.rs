@@ -31,6 +31,7 @@ use super::host::Host;
 use super::id::{NodeId, ObjectKey};
 use super::membership::{Membership, MembershipEvent};
 use super::message::{FetchId, Message, ObjectDigest, OpFrame};
+use super::pieces::{is_transfer, Transfers};
 use super::swim::{FailureEvent, Swim, SwimConfig};
 use super::time::Time;
 use super::version::SeenSet;
@@ -98,6 +99,8 @@ pub struct RepeaterNode<L> {
     overlay: Option<Overlay>,
     /// Peers seen gone, for eviction.
     departed: Departures,
+    /// State transfers cut into pieces and put back together.
+    transfers: Transfers<L>,
     /// When each linked peer was last heard from (any message): the
     /// eviction guard counts only peers heard from within the period.
     heard: BTreeMap<NodeId, Time>,
@@ -157,6 +160,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 .expect("the default failure detector settings are valid")
         });
         let mut membership = Membership::new(me);
+        let transfers = Transfers::new(config.transfers.clone());
         let overlay = config.overlay.clone().map(|c| {
             membership.use_overlay();
             let sampling = config.sampling.clone();
@@ -179,6 +183,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             swim,
             overlay,
             departed: Departures::default(),
+            transfers,
             heard: BTreeMap::new(),
             heard_any: Time::ZERO,
             clock: Time::ZERO,
@@ -213,6 +218,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 .as_ref()
                 .map(Overlay::stats)
                 .unwrap_or_default(),
+            transfers: self.transfers.stats(),
         }
     }
 
@@ -296,6 +302,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// arrive.
     pub fn handle_link_down(&mut self, now: Time, link: L) {
         self.clock = now;
+        self.transfers.link_down(link);
         if let Some(peer) = self.links.remove(&link) {
             self.membership.handle_link_down(peer);
             let last = link_to(&self.links, peer).is_none();
@@ -395,6 +402,13 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             Message::Tree(msg) => self.tree.handle_tree_change(now, from, &msg),
             Message::Overlay(msg) => self.handle_overlay(now, from, msg),
             Message::Sampling(msg) => self.handle_sampling(now, from, msg),
+            Message::Piece(piece) => match self.transfers.receive(now, from, piece) {
+                // A state transfer, whole again: handled as if it had come
+                // in one frame (it is never itself a piece).
+                Ok(Some(whole)) => self.handle_message(now, from, whole),
+                Ok(None) => {}
+                Err(error) => tracing::warn!(?from, %error, "state transfer piece refused"),
+            },
             Message::Probe(msg) => {
                 if let Some(peer) = self.links.get(&from) {
                     self.swim.handle_message(now, *peer, msg);
@@ -562,8 +576,23 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         if let Some(event) = self.membership.poll_event() {
             return Some(OutEvent::Membership(event));
         }
-        if let Some(event) = self.out.pop_front() {
-            return Some(event);
+        while let Some(event) = self.out.pop_front() {
+            match event {
+                OutEvent::Send { to, msg } if is_transfer(&msg) => {
+                    match self.transfers.split(&msg) {
+                        Ok(None) => return Some(OutEvent::Send { to, msg }),
+                        Ok(Some(pieces)) => {
+                            for msg in pieces.into_iter().rev() {
+                                self.out.push_front(OutEvent::Send { to, msg });
+                            }
+                        }
+                        // Too large to transfer even in pieces: the peer
+                        // asks again (an open fails at its deadline).
+                        Err(error) => tracing::warn!(?to, %error, "state transfer not sent"),
+                    }
+                }
+                event => return Some(event),
+            }
         }
         if let Some(event) = self.swim.poll_event() {
             match event {

@@ -11,6 +11,7 @@ use super::super::hyparview::HyParViewConfig;
 use super::super::id::{NodeId, ObjectKey, OpId};
 use super::super::membership::MembershipEvent;
 use super::super::message::{FetchId, Message, StateFrame};
+use super::super::pieces::{TransferConfig, TransferStats};
 use super::super::sampling::SamplingConfig;
 use super::super::swim::{SwimConfig, SwimStats};
 use super::overlay::OverlayStats;
@@ -66,6 +67,10 @@ pub struct RepeaterConfig {
     /// every object's frontier, and its tentative log, forever.
     /// Default: 10 minutes.
     pub evict_after: Option<Duration>,
+    /// State transfers (an open's answer, anti-entropy's snapshots): over
+    /// `max_piece_bytes` they travel in pieces, so no message grows with an
+    /// object's state or membership (see [`pieces`](super::super::pieces)).
+    pub transfers: TransferConfig,
 }
 
 impl Default for RepeaterConfig {
@@ -79,6 +84,7 @@ impl Default for RepeaterConfig {
             overlay: None,
             sampling: Some(SamplingConfig::default()),
             evict_after: Some(Duration::from_secs(600)),
+            transfers: TransferConfig::default(),
         }
     }
 }
@@ -189,4 +195,6 @@ pub struct GossipStats {
     pub failure_detector: SwimStats,
     /// The overlay (all zero without one).
     pub overlay: OverlayStats,
+    /// State transfers sent and received in pieces.
+    pub transfers: TransferStats,
 }
