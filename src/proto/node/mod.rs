@@ -374,7 +374,13 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let msg_kind = msg.kind();
         match msg {
             Message::Hello { .. } => {}
-            Message::Welcome { peers } => self.membership.handle_welcome(peers),
+            Message::Welcome { peers } => {
+                if let Some(overlay) = &mut self.overlay {
+                    overlay.handle_welcome(now, &peers);
+                }
+                self.membership.handle_welcome(peers);
+                self.pump_overlay(now);
+            }
             Message::Data(frame) => self.handle_data(from, frame),
             Message::Op(frame) | Message::Repair(frame) => {
                 let repair = matches!(msg_kind, "repair");

@@ -282,6 +282,22 @@ impl Overlay {
         self.pump(now);
     }
 
+    /// A linked peer's `Welcome`: the peers of its views, offered to the
+    /// passive view as backups. Without them a node whose only neighbour
+    /// is its seed knows no one else until its first shuffle, and is left
+    /// alone (asking the gone seed forever) if the seed leaves before that.
+    pub(super) fn handle_welcome(&mut self, now: Time, peers: &[(NodeId, Option<String>)]) {
+        for (id, addr) in peers {
+            if addr.is_some() {
+                self.hpv.learn(Contact {
+                    id: *id,
+                    addr: addr.clone(),
+                });
+            }
+        }
+        self.pump(now);
+    }
+
     pub(super) fn handle_message(&mut self, now: Time, from: NodeId, msg: Message<NodeId>) {
         self.hpv.handle_message(now, from, msg);
         self.pump(now);
@@ -474,6 +490,53 @@ mod tests {
             "{out:?}"
         );
         assert!(!o.is_dialing());
+    }
+
+    #[test]
+    fn a_welcome_names_backups_so_losing_the_only_neighbour_is_not_the_end() {
+        let mut o = overlay();
+        o.handle_link_up(Time::ZERO, id(2));
+        o.join(Time::ZERO, id(2), Some("sim:2".into()));
+        o.handle_message(
+            Time::from_micros(1),
+            id(2),
+            Message::NeighborReply { accepted: true },
+        );
+        assert_eq!(o.neighbors(), vec![id(2)]);
+        // 2's welcome: peers with addresses become backups; one without
+        // cannot be dialed and is left out.
+        o.handle_welcome(
+            Time::from_micros(2),
+            &[
+                (id(3), Some("sim:3".into())),
+                (id(4), Some("sim:4".into())),
+                (id(5), None),
+            ],
+        );
+        let known: Vec<NodeId> = o.known().into_iter().map(|(p, _)| p).collect();
+        assert!(
+            known.contains(&id(3)) && known.contains(&id(4)),
+            "{known:?}"
+        );
+        assert!(!known.contains(&id(5)));
+        actions(&mut o);
+        // 2 goes for good before any shuffle: the node asks a backup.
+        o.handle_message(
+            Time::from_micros(3),
+            id(2),
+            Message::Disconnect { alive: false },
+        );
+        let dials: Vec<NodeId> = actions(&mut o)
+            .into_iter()
+            .filter_map(|a| match a {
+                Action::Dial { peer, .. } => Some(peer),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            dials.iter().any(|p| *p == id(3) || *p == id(4)),
+            "{dials:?}"
+        );
     }
 
     #[test]
