@@ -505,7 +505,9 @@ async fn links_report_the_traffic_each_way() {
     assert_eq!((a[0].peer, b[0].peer), (n[1].id(), n[0].id()));
     // At least one message per op went from a to b (ops may share none).
     assert!(a[0].sent.messages >= before[0].sent.messages + 20, "{a:?}");
-    assert!(a[0].sent.bytes > before[0].sent.bytes + 20 * 64, "{a:?}");
+    // Each op's frame: a 4-byte prefix, then at least its version, kind,
+    // ids and payload (a run's later ops leave out the object and origin).
+    assert!(a[0].sent.bytes >= before[0].sent.bytes + 20 * 10, "{a:?}");
     // What b received came from a: it cannot be more than a sent.
     assert!(b[0].received.messages >= 20 && b[0].received.messages <= a[0].sent.messages);
     assert!(b[0].received.bytes <= a[0].sent.bytes);

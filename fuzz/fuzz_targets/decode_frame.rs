@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use plexus::proto::host::{deliver_frame, rebase_onto, repair_of, replica_from_frame};
-use plexus::proto::message::{Message, DEFAULT_MAX_FRAME};
+use plexus::proto::message::{Decoder, Message, DEFAULT_MAX_FRAME};
 use plexus::proto::replica::Replica;
 use plexus::proto::version::VersionVector;
 use plexus::{Delivery, NodeId, Operation, Replicated, TypeTag};
@@ -56,6 +56,12 @@ impl Replicated for Doc {
 }
 
 fuzz_target!(|data: &[u8]| {
+    // A stream's decoder, which reads short op frames against the last op
+    // frame: the input twice, so a short frame may find a reference.
+    let mut stream = Decoder::new(DEFAULT_MAX_FRAME);
+    let bytes = bytes::Bytes::copy_from_slice(data);
+    let _ = stream.decode(&bytes);
+    let _ = stream.decode(&bytes);
     let Ok(msg) = Message::decode(data, DEFAULT_MAX_FRAME) else { return };
     let me = NodeId::from_u64(7);
     match msg {

@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use crate::proto::message::{DecodeError, Decoder, Message};
+use crate::proto::short::OpShortener;
 
 /// Length-prefix size.
 const PREFIX: usize = 4;
@@ -68,6 +69,8 @@ struct OutboxState {
     /// The writer's last buffer, handed back so its capacity is reused.
     spare: Vec<u8>,
     closed: bool,
+    /// Writes ops that repeat the last op's object and origin short.
+    shortener: OpShortener,
 }
 
 impl fmt::Debug for Outbox {
@@ -96,11 +99,19 @@ impl Outbox {
             return false;
         }
         let was_empty = s.buf.is_empty();
+        let at = s.buf.len();
         s.buf.reserve(PREFIX + frame.len());
         s.buf.extend_from_slice(&len.to_be_bytes());
-        s.buf.extend_from_slice(frame);
+        // An op on the previous op's object and origin goes short; the
+        // length prefix is then the short frame's.
+        let state = &mut *s;
+        let written = state.shortener.append(frame, &mut state.buf);
+        if written != frame.len() {
+            let short = u32::try_from(written).unwrap_or(len).to_be_bytes();
+            state.buf[at..at + PREFIX].copy_from_slice(&short);
+        }
         drop(s);
-        self.sent.add(frame.len());
+        self.sent.add(written);
         if was_empty {
             self.ready.notify_one();
         }

@@ -13,6 +13,10 @@
 //!   anti-entropy ([`Message::Repair`]), the same shape: a repair is
 //!   delivered and relayed like a pushed op, but says nothing about the
 //!   broadcast tree's links.
+//! * `[4, lamport, seq, payload]`: an op on the same object, from the same
+//!   origin, as the last op frame on the stream (see
+//!   [`short`](super::short)); only a stream's stateful [`Decoder`] can
+//!   read it.
 //! * `[1, message]`: any other message, the serde CBOR encoding of
 //!   [`Message`] (rare, small, and easier to evolve as a map).
 //!
@@ -359,10 +363,15 @@ pub enum EncodeError {
 
 /// The first item of a frame's array: what the frame holds.
 const KIND_SERDE: u64 = 1;
-const KIND_OP: u64 = 2;
-const KIND_REPAIR: u64 = 3;
+pub(crate) const KIND_OP: u64 = 2;
+pub(crate) const KIND_REPAIR: u64 = 3;
+/// An op on the object and origin of the stream's last op frame (see
+/// [`short`](super::short)).
+pub(crate) const KIND_SHORT_OP: u64 = 4;
 /// The length of an op frame's array.
-const OP_ITEMS: u64 = 7;
+pub(crate) const OP_ITEMS: u64 = 7;
+/// The length of a short op frame's array.
+pub(crate) const SHORT_OP_ITEMS: u64 = 4;
 
 impl Message {
     /// Encode as a frame: the version byte, then CBOR. Fails if the frame
@@ -450,6 +459,9 @@ impl OpFrame {
 pub struct Decoder {
     max_frame: usize,
     last_key: Option<ObjectKey>,
+    /// The origin of the last full op frame: with `last_key`, what a short
+    /// op frame leaves out.
+    last_origin: Option<NodeId>,
 }
 
 impl Decoder {
@@ -458,6 +470,7 @@ impl Decoder {
         Self {
             max_frame,
             last_key: None,
+            last_origin: None,
         }
     }
 
@@ -482,6 +495,26 @@ impl Decoder {
         let msg = match (r.uint().map_err(bad)?, items) {
             (KIND_OP, OP_ITEMS) => Message::Op(self.op_body(&mut r).map_err(bad)?),
             (KIND_REPAIR, OP_ITEMS) => Message::Repair(self.op_body(&mut r).map_err(bad)?),
+            (KIND_SHORT_OP, SHORT_OP_ITEMS) => {
+                let (Some(object), Some(origin)) = (self.last_key.clone(), self.last_origin) else {
+                    return Err(DecodeError::Malformed {
+                        what: "message",
+                        reason: "a short op frame with no op frame before it".into(),
+                    });
+                };
+                let lamport = r.uint().map_err(bad)?;
+                let seq = r.uint().map_err(bad)?;
+                let payload = r.bytes().map_err(bad)?;
+                Message::Op(OpFrame {
+                    object,
+                    id: OpId {
+                        lamport,
+                        origin,
+                        seq,
+                    },
+                    payload,
+                })
+            }
             (KIND_SERDE, 2) => {
                 let pos = r.position();
                 return decode_exact(&frame[pos..], "message");
@@ -517,6 +550,7 @@ impl Decoder {
         };
         let lamport = r.uint()?;
         let origin = NodeId::from_bytes(r.bytes_n::<32>()?);
+        self.last_origin = Some(origin);
         let seq = r.uint()?;
         let payload = r.bytes()?;
         Ok(OpFrame {

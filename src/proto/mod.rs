@@ -56,6 +56,7 @@ pub mod plumtree;
 pub mod replica;
 pub mod replicated;
 pub mod sampling;
+pub mod short;
 pub mod stability;
 pub mod swim;
 pub mod time;
