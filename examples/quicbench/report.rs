@@ -7,6 +7,7 @@ use anyhow::Context;
 use plexus::proto::message::{
     decode_exact, encode_value, Decoder, Message, OpFrame, DEFAULT_MAX_FRAME,
 };
+use plexus::proto::short::OpShortener;
 use plexus::proto::{NodeId, ObjectKey, OpId, TypeTag};
 use serde::{Deserialize, Serialize};
 use serde_bytes::ByteBuf;
@@ -105,6 +106,9 @@ enum VecOp {
 pub(crate) struct Codec {
     /// The whole frame: version byte + CBOR `Message::Op`.
     pub(crate) frame_len: usize,
+    /// The same op as a link writes it when the op before it on the link
+    /// had the same object and origin (the short form).
+    pub(crate) short_len: usize,
     /// The op payload inside it (CBOR of `SinkOp::Blast(64-byte ByteBuf)`).
     pub(crate) payload_len: usize,
     /// The same payload with a `Vec<u8>` argument (a CBOR array of ints).
@@ -146,6 +150,9 @@ pub(crate) fn codec(iterations: u32) -> anyhow::Result<Codec> {
     });
     let frame = msg.encode(DEFAULT_MAX_FRAME)?;
     Message::decode(&frame, DEFAULT_MAX_FRAME)?;
+    let mut shortener = OpShortener::new();
+    shortener.append(&frame, &mut Vec::new());
+    let short_len = shortener.append(&frame, &mut Vec::new());
     let op_encode_ns = per_op(iterations, || {
         black_box(encode_value(black_box(&op), "op").expect("a small op encodes"));
     });
@@ -168,6 +175,7 @@ pub(crate) fn codec(iterations: u32) -> anyhow::Result<Codec> {
     });
     Ok(Codec {
         frame_len: frame.len(),
+        short_len,
         payload_len: payload.len(),
         vec_payload_len: vec_payload.len(),
         op_encode_ns,
@@ -303,9 +311,10 @@ pub(crate) fn print(r: &Results) {
     );
     let c = &r.codec;
     println!(
-        "  op frame: {} bytes on the wire (+4-byte prefix) for a {}-byte argument; op payload {} bytes ({} as Vec<u8>)",
+        "  op frame: {} bytes on the wire (+4-byte prefix) for a {}-byte argument, {} in a run (same object and origin as the op before it on the link); op payload {} bytes ({} as Vec<u8>)",
         c.frame_len,
         crate::PAYLOAD,
+        c.short_len,
         c.payload_len,
         c.vec_payload_len
     );
