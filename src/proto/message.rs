@@ -504,16 +504,12 @@ impl Decoder {
                 };
                 let lamport = r.uint().map_err(bad)?;
                 let seq = r.uint().map_err(bad)?;
-                let payload = r.bytes().map_err(bad)?;
-                Message::Op(OpFrame {
-                    object,
-                    id: OpId {
-                        lamport,
-                        origin,
-                        seq,
-                    },
-                    payload,
-                })
+                let id = OpId {
+                    lamport,
+                    origin,
+                    seq,
+                };
+                Message::Op(op_frame(object, id, r.bytes().map_err(bad)?))
             }
             (KIND_SERDE, 2) => {
                 let pos = r.position();
@@ -552,16 +548,20 @@ impl Decoder {
         let origin = NodeId::from_bytes(r.bytes_n::<32>()?);
         self.last_origin = Some(origin);
         let seq = r.uint()?;
-        let payload = r.bytes()?;
-        Ok(OpFrame {
-            object,
-            id: OpId {
-                lamport,
-                origin,
-                seq,
-            },
-            payload,
-        })
+        let id = OpId {
+            lamport,
+            origin,
+            seq,
+        };
+        Ok(op_frame(object, id, r.bytes()?))
+    }
+}
+
+fn op_frame(object: ObjectKey, id: OpId, payload: Bytes) -> OpFrame {
+    OpFrame {
+        object,
+        id,
+        payload,
     }
 }
 

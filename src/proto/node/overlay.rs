@@ -466,6 +466,17 @@ mod tests {
         o
     }
 
+    /// Linked to 2, joined through it, and 2 accepted.
+    fn joined_through_2(o: &mut Overlay) {
+        o.handle_link_up(Time::ZERO, id(2));
+        o.join(Time::ZERO, id(2), Some("sim:2".into()));
+        o.handle_message(
+            Time::from_micros(1),
+            id(2),
+            Message::NeighborReply { accepted: true },
+        );
+    }
+
     fn actions(o: &mut Overlay) -> Vec<Action> {
         std::iter::from_fn(|| o.poll_action()).collect()
     }
@@ -495,13 +506,7 @@ mod tests {
     #[test]
     fn a_welcome_names_backups_so_losing_the_only_neighbour_is_not_the_end() {
         let mut o = overlay();
-        o.handle_link_up(Time::ZERO, id(2));
-        o.join(Time::ZERO, id(2), Some("sim:2".into()));
-        o.handle_message(
-            Time::from_micros(1),
-            id(2),
-            Message::NeighborReply { accepted: true },
-        );
+        joined_through_2(&mut o);
         assert_eq!(o.neighbors(), vec![id(2)]);
         // 2's welcome: peers with addresses become backups; one without
         // cannot be dialed and is left out.
@@ -571,13 +576,7 @@ mod tests {
         let mut o = overlay();
         // Linked to 2 through a join it answered, then 2 leaves for good
         // (so it is no backup to ask again).
-        o.handle_link_up(Time::ZERO, id(2));
-        o.join(Time::ZERO, id(2), Some("sim:2".into()));
-        o.handle_message(
-            Time::from_micros(1),
-            id(2),
-            Message::NeighborReply { accepted: true },
-        );
+        joined_through_2(&mut o);
         assert!(o.is_neighbor(id(2)));
         // (A second contact, so that being alone does not send us back
         // to 2.)
