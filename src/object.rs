@@ -12,8 +12,8 @@ use tokio::sync::watch;
 
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, digest_hash_of, digest_of, export_all_frame, export_frame, ops_in, rebase_onto,
-    repair_of, restamped_frames, Host, HostError, Repair,
+    deliver_frame, digest_hash_of, digest_of, export_all_frame, export_frame, ops_in,
+    provisional_payloads, rebase_onto, repair_of, restamped_frames, Host, HostError, Repair,
 };
 use crate::proto::message::{ObjectDigest, OpFrame, Span, StateFrame};
 use crate::proto::replica::{Applied, Replica};
@@ -150,8 +150,12 @@ impl<T: Replicated> ObjectCell<T> {
             reason: what,
         };
         let frame = export_all_frame(&self.key, replica).map_err(|e| corrupt(e.to_string()))?;
+        // Ops made while this node's origin awaits admission are not in
+        // the frame; the record keeps them, or a compaction would drop them.
+        let provisional =
+            provisional_payloads(&self.key, replica).map_err(|e| corrupt(e.to_string()))?;
         let pos = log.pos.load(Ordering::Relaxed);
-        let bytes = StateRecord::encode(pos, &frame).map_err(corrupt)?;
+        let bytes = StateRecord::encode(pos, &frame, provisional.as_deref()).map_err(corrupt)?;
         log.store.push(Item::State {
             object: log.object,
             key: self.key.clone(),

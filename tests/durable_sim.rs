@@ -577,3 +577,145 @@ fn a_restart_must_not_forget_the_replica_set() {
         describe(&h)
     );
 }
+
+/// How many of `node`'s items were pushed as `name`.
+fn pushed(h: &Harness<Doc>, node: usize, name: &str) -> usize {
+    h.state(node, DOC).map_or(0, |d| {
+        d.items
+            .iter()
+            .filter(|i| i.split('/').next() == Some(name))
+            .count()
+    })
+}
+
+/// A node evicted while cut off learns it on its return and moves to a
+/// new restart epoch; until a peer's table shows the new origin, its
+/// shouts are provisional (applied there, not sent). A crash in that
+/// window, after a whole state was written, lost them: the state leaves
+/// provisional ops out and replaces the ops logged before it, and the ops
+/// logged after it came back as ordinary ops of the new origin, with
+/// Lamport times its peers' frontiers may have passed. Now the store
+/// keeps them beside the state, and the node resumes awaiting admission.
+#[test]
+fn provisional_ops_survive_a_crash_while_the_origin_awaits_admission() {
+    let seed = seed_from_env();
+    let n = 5;
+    let mut config = HarnessConfig::default();
+    config.repeater.evict_after = Some(Duration::from_secs(10));
+    let mut h = Harness::new(n, seed, config);
+    let manual = DurableConfig {
+        gate: true,
+        commit_chance: 0.0,
+        snapshot_chance: 0.0,
+    };
+    for i in 0..n {
+        h.make_durable(i, manual);
+        for j in 0..i {
+            h.link(i, j);
+        }
+    }
+    h.create(0, DOC, Doc::default());
+    for i in 1..n {
+        h.open(i, DOC);
+    }
+    h.drive();
+    h.commit_all();
+    h.drive();
+
+    let away = 4;
+    let rest: Vec<usize> = (0..n).filter(|i| *i != away).collect();
+    h.partition(&[vec![away], rest.clone()]);
+    let mut names = Vec::new();
+    for k in 0..8 {
+        let node = if k % 4 == 0 {
+            away
+        } else {
+            rest[k % rest.len()]
+        };
+        let name = format!("apart{k}");
+        h.shout(node, DOC, DocOp::Push(name.clone()));
+        names.push(name);
+        h.commit_all();
+        h.run_for(Duration::from_millis(500));
+    }
+    let old = h.id(away);
+    let mut waited = 0;
+    while !rest.iter().all(|i| {
+        let host = h.host_of(*i, DOC).expect("holds the doc");
+        let evicted = host.lock().replica.acks().eviction(&old).is_some();
+        evicted
+    }) {
+        assert!(waited < 90, "not evicted within {waited} s (seed {seed})");
+        h.commit_all();
+        h.run_for(Duration::from_secs(1));
+        waited += 1;
+    }
+
+    // Back, one event at a time, until the node learns it was evicted;
+    // then cut it off again before a peer can admit its new origin.
+    h.heal();
+    let admitted = |h: &Harness<Doc>| {
+        let host = h.host_of(away, DOC).expect("holds the doc");
+        let admitted = host.lock().replica.is_admitted();
+        admitted
+    };
+    let mut steps = 0;
+    while admitted(&h) {
+        assert!(
+            h.step(),
+            "the queue ran dry before the node learned of its eviction"
+        );
+        steps += 1;
+        assert!(steps < 1_000_000, "the node never learned (seed {seed})");
+    }
+    h.partition(&[vec![away], rest.clone()]);
+
+    // Provisional shouts, committed, with a whole state written between
+    // them (as the driver compacts its log every so many ops).
+    let mut provisional = Vec::new();
+    for k in 0..5 {
+        if k == 3 {
+            h.write_state(away, DOC);
+        }
+        let name = format!("provisional{k}");
+        h.shout(away, DOC, DocOp::Push(name.clone()));
+        h.commit(away);
+        provisional.push(name);
+    }
+    assert!(!admitted(&h), "still cut off, so still awaiting admission");
+    h.crash(away);
+    h.restart(away);
+    assert!(
+        !admitted(&h),
+        "resumed from its store still awaiting admission (seed {seed})"
+    );
+    for name in &provisional {
+        assert_eq!(
+            pushed(&h, away, name),
+            1,
+            "{name} is back after the restart (seed {seed}):{}",
+            describe(&h)
+        );
+    }
+
+    h.heal();
+    names.extend(provisional);
+    let done = |h: &Harness<Doc>| {
+        states_equal(h)
+            && (0..n).all(|i| {
+                let host = h.host_of(i, DOC).expect("holds the doc");
+                let folded = host.lock().replica.tentative_len() == 0;
+                folded && names.iter().all(|name| pushed(h, i, name) == 1)
+            })
+    };
+    assert!(
+        settle(&mut h, Duration::from_secs(30), done),
+        "seed {seed}: not every shout once on every node, folded:{}",
+        describe(&h)
+    );
+    let host = h.host_of(away, DOC).expect("holds the doc");
+    assert_eq!(
+        host.lock().replica.me(),
+        plexus::proto::stability::epoch_origin(old, 1)
+    );
+}

@@ -8,7 +8,7 @@ use tokio::sync::watch;
 
 use super::{Node, NodeInner};
 use crate::object::{CellLog, ObjectCell};
-use crate::proto::host::{deliver_frame, replica_from_frame, HostError};
+use crate::proto::host::restore_replica;
 use crate::proto::membership::PeerInfo;
 use crate::proto::replica::Replica;
 use crate::proto::{NodeId, ObjectKey, Replicated};
@@ -75,28 +75,22 @@ fn restore<T: Replicated>(
         what,
     };
     let started = std::time::Instant::now();
-    let mut replica = replica_from_frame::<T>(me, &stored.state.frame).map_err(|e| {
+    let mut skipped = 0;
+    // An op refused now is refused as it would be from a peer: one the
+    // state's evictions or frontier made void since it was logged.
+    let replica = restore_replica::<T>(
+        me,
+        &stored.state.frame,
+        stored.state.provisional.as_deref(),
+        &stored.ops,
+        |_| skipped += 1,
+    )
+    .map_err(|e| {
         corrupt(format!(
-            "the state of {key} does not decode as {}: {e}",
+            "{key} does not decode as {}: {e}",
             std::any::type_name::<T>()
         ))
     })?;
-    let mut skipped = 0;
-    for frame in &stored.ops {
-        match deliver_frame(&mut replica, frame, |_, _, _| {}) {
-            Ok(_) => {}
-            Err(HostError::Decode { source, .. }) => {
-                return Err(corrupt(format!(
-                    "op {} of {key} does not decode as an op of {}: {source}",
-                    frame.id,
-                    std::any::type_name::<T>()
-                )))
-            }
-            // Refused now as it would be from a peer: an op the state's
-            // evictions or frontier made void since it was logged.
-            Err(_) => skipped += 1,
-        }
-    }
     tracing::info!(
         object = %key,
         ops = stored.ops.len(),

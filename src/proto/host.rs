@@ -301,6 +301,75 @@ fn frames<'a, O: serde::Serialize + 'a>(
     Ok(frames)
 }
 
+/// What a store keeps of a replica beside [`export_all_frame`]: the ops it
+/// made while its origin awaits admission, encoded, in order
+/// ([`Replica::provisional_ops`]); `None` when it is admitted.
+pub fn provisional_payloads<T: Replicated>(
+    object: &ObjectKey,
+    replica: &Replica<T>,
+) -> Result<Option<Vec<Vec<u8>>>, HostError> {
+    let Some(ops) = replica.provisional_ops() else {
+        return Ok(None);
+    };
+    ops.into_iter()
+        .map(|op| {
+            encode_value(op, "op").map_err(|source| HostError::Encode {
+                object: object.clone(),
+                source,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Rebuild a replica from what a store holds: the state `frame` (from
+/// [`export_all_frame`]), the `provisional` ops written with it (from
+/// [`provisional_payloads`]), then `ops`, the ops logged after it, in the
+/// order they were logged.
+///
+/// When the state was written while the replica's origin awaited
+/// admission (`provisional` is `Some`), that admission had not come
+/// before the crash either (the driver writes the whole state again on
+/// admission, before anything made after it is committed): the replica
+/// awaits it again, and its own ops among `ops` are provisional ones, as
+/// they were. Each op refused now (one that the state's evictions or
+/// frontier made void since it was logged) goes to `refused`, as a peer's
+/// would; a frame or payload that does not decode as `T` is an error.
+pub fn restore_replica<T: Replicated>(
+    me: NodeId,
+    frame: &StateFrame,
+    provisional: Option<&[Vec<u8>]>,
+    ops: &[OpFrame],
+    mut refused: impl FnMut(HostError),
+) -> Result<Replica<T>, HostError> {
+    let mut replica = replica_from_frame::<T>(me, frame).map_err(|source| HostError::Decode {
+        object: frame.object.clone(),
+        source,
+    })?;
+    let origin = replica.me();
+    let mut own = Vec::new();
+    if let Some(payloads) = provisional {
+        for payload in payloads {
+            own.push(decode_op::<T>(&frame.object, payload)?);
+        }
+    }
+    for op in ops {
+        if provisional.is_some() && op.id.origin == origin {
+            own.push(decode_op::<T>(&op.object, &op.payload)?);
+            continue;
+        }
+        match deliver_frame(&mut replica, op, |_, _, _| {}) {
+            Ok(_) => {}
+            Err(e @ HostError::Decode { .. }) => return Err(e),
+            Err(e) => refused(e),
+        }
+    }
+    if provisional.is_some() {
+        replica.resume_awaiting_admission(own);
+    }
+    Ok(replica)
+}
+
 /// Decode `state` and [`rebase`](Replica::rebase) `replica` onto it.
 pub fn rebase_onto<T: Replicated>(
     replica: &mut Replica<T>,

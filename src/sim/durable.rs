@@ -39,7 +39,7 @@ use rand::Rng;
 use super::{Harness, SharedHost, SimHost};
 use crate::proto::dissemination::SeqRun;
 use crate::proto::host::{
-    deliver_frame, export_all_frame, replica_from_frame, Host, HostError, Repair,
+    deliver_frame, export_all_frame, provisional_payloads, restore_replica, Host, HostError, Repair,
 };
 use crate::proto::message::{encode_value, ObjectDigest, OpFrame, Span, StateFrame};
 use crate::proto::replica::{Applied, ApplyError, Replica};
@@ -186,14 +186,32 @@ enum Item {
     /// An op as applied; `relay`: the node's own, to relay once committed.
     Op { frame: OpFrame, relay: bool },
     /// The whole state.
-    State(StateFrame),
+    State(WholeState),
+}
+
+/// A whole state as the driver's store keeps it: the frame, and the ops
+/// made while the replica's origin awaits admission, which the frame
+/// leaves out.
+#[derive(Debug)]
+struct WholeState {
+    frame: StateFrame,
+    provisional: Option<Vec<Vec<u8>>>,
+}
+
+impl WholeState {
+    fn of<T: Replicated>(key: &ObjectKey, replica: &Replica<T>) -> Result<Self, HostError> {
+        Ok(Self {
+            frame: export_all_frame(key, replica)?,
+            provisional: provisional_payloads(key, replica)?,
+        })
+    }
 }
 
 /// One object's store on one node.
 #[derive(Debug, Default)]
 struct Disk {
     /// The last whole state committed.
-    state: Option<StateFrame>,
+    state: Option<WholeState>,
     /// The ops committed after it, in order.
     ops: Vec<OpFrame>,
     /// Written, not committed, in order.
@@ -226,8 +244,8 @@ impl Disk {
                     }
                     self.ops.push(frame);
                 }
-                Item::State(frame) => {
-                    self.state = Some(frame);
+                Item::State(state) => {
+                    self.state = Some(state);
                     self.ops.clear();
                 }
             }
@@ -258,8 +276,8 @@ impl<T: Replicated> DurableHost<T> {
     /// Write the whole state (as the driver does after a change its op log
     /// cannot replay).
     fn relog(&self, replica: &mut Replica<T>) -> Result<(), HostError> {
-        let frame = export_all_frame(&self.inner.0, replica)?;
-        self.disk.lock().pending.push_back(Item::State(frame));
+        let state = WholeState::of(&self.inner.0, replica)?;
+        self.disk.lock().pending.push_back(Item::State(state));
         replica.note_snapshot();
         Ok(())
     }
@@ -533,8 +551,8 @@ impl<T: Replicated> Harness<T> {
             replica.refresh(|_, _, id| stable.push(id));
             if snapshot {
                 let key = ObjectKey::new(T::TYPE_TAG, name);
-                let frame = export_all_frame(&key, &host.replica).expect("test states encode");
-                disk.pending.push_back(Item::State(frame));
+                let state = WholeState::of(&key, &host.replica).expect("test states encode");
+                disk.pending.push_back(Item::State(state));
                 host.replica.note_snapshot();
             }
             n
@@ -566,8 +584,8 @@ impl<T: Replicated> Harness<T> {
         };
         let mut host = shared.lock();
         let key = ObjectKey::new(T::TYPE_TAG, name);
-        let frame = export_all_frame(&key, &host.replica).expect("test states encode");
-        disk.lock().pending.push_back(Item::State(frame));
+        let state = WholeState::of(&key, &host.replica).expect("test states encode");
+        disk.lock().pending.push_back(Item::State(state));
         host.replica.note_snapshot();
     }
 
@@ -628,9 +646,9 @@ impl<T: Replicated> Harness<T> {
             replica.hold_until_durable();
         }
         let key = ObjectKey::new(T::TYPE_TAG, name);
-        let frame = export_all_frame(&key, replica).expect("test states encode");
+        let state = WholeState::of(&key, replica).expect("test states encode");
         let disk = Disk {
-            pending: VecDeque::from([Item::State(frame)]),
+            pending: VecDeque::from([Item::State(state)]),
             ..Disk::default()
         };
         replica.note_snapshot();
@@ -713,16 +731,21 @@ impl<T: Replicated> Harness<T> {
                 self.nodes[node].objects.remove(&name);
                 continue;
             };
-            let mut replica =
-                replica_from_frame::<T>(me, state).expect("a committed state decodes");
-            for frame in &disk.ops {
-                if let Err(HostError::Apply { source, .. }) =
-                    deliver_frame(&mut replica, frame, |_, _, _| {})
-                {
-                    if let Some(book) = book.as_mut() {
-                        book.refused.push((node, *source));
+            let mut refused = Vec::new();
+            let mut replica = restore_replica::<T>(
+                me,
+                &state.frame,
+                state.provisional.as_deref(),
+                &disk.ops,
+                |e| {
+                    if let HostError::Apply { source, .. } = e {
+                        refused.push(*source);
                     }
-                }
+                },
+            )
+            .expect("a committed state and its ops decode");
+            if let Some(book) = book.as_mut() {
+                book.refused.extend(refused.into_iter().map(|e| (node, e)));
             }
             if config.gate {
                 replica.hold_until_durable();

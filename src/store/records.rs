@@ -66,28 +66,78 @@ pub(crate) struct StateRecord {
     pub(crate) pos: u64,
     /// The state, as a late joiner would receive it.
     pub(crate) frame: StateFrame,
+    /// When the replica's origin awaited admission as the state was
+    /// written: the ops it had made meanwhile (CBOR payloads, in order),
+    /// which the frame leaves out. `None` when it was admitted.
+    pub(crate) provisional: Option<Vec<Vec<u8>>>,
 }
 
+/// The top bit of a state record's position: set when the record carries
+/// provisional ops (`[pos | FLAG, frame length (u32), frame, ops]`); a
+/// record without them is `[pos, frame]`, as the first stores wrote it.
+const PROVISIONAL_FLAG: u64 = 1 << 63;
+
 impl StateRecord {
-    pub(crate) fn encode(pos: u64, frame: &StateFrame) -> Result<Vec<u8>, String> {
+    pub(crate) fn encode(
+        pos: u64,
+        frame: &StateFrame,
+        provisional: Option<&[Vec<u8>]>,
+    ) -> Result<Vec<u8>, String> {
+        if pos & PROVISIONAL_FLAG != 0 {
+            return Err(format!("log position {pos} is out of range"));
+        }
         let body = encode_value(frame, "state").map_err(|e| e.to_string())?;
-        let mut out = Vec::with_capacity(8 + body.len());
-        out.extend_from_slice(&pos.to_be_bytes());
+        let mut out = Vec::with_capacity(12 + body.len());
+        let Some(ops) = provisional else {
+            out.extend_from_slice(&pos.to_be_bytes());
+            out.extend_from_slice(&body);
+            return Ok(out);
+        };
+        let len = u32::try_from(body.len()).map_err(|_| "state over 4 GiB".to_string())?;
+        let ops: Vec<&serde_bytes::Bytes> =
+            ops.iter().map(|op| serde_bytes::Bytes::new(op)).collect();
+        let ops = encode_value(&ops, "provisional ops").map_err(|e| e.to_string())?;
+        out.extend_from_slice(&(pos | PROVISIONAL_FLAG).to_be_bytes());
+        out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(&body);
+        out.extend_from_slice(&ops);
         Ok(out)
     }
 
     pub(crate) fn decode(bytes: &[u8], object: &ObjectKey) -> Result<Self, String> {
-        let (pos, body) = bytes
+        let (pos, rest) = bytes
             .split_first_chunk::<8>()
             .ok_or_else(|| format!("{} bytes, too short for a state", bytes.len()))?;
+        let pos = u64::from_be_bytes(*pos);
+        let (body, provisional) = if pos & PROVISIONAL_FLAG == 0 {
+            (rest, None)
+        } else {
+            let (len, rest) = rest
+                .split_first_chunk::<4>()
+                .ok_or_else(|| "a state with provisional ops ends in its length".to_string())?;
+            let len = u32::from_be_bytes(*len) as usize;
+            if rest.len() < len {
+                return Err(format!(
+                    "a state of {len} bytes, but only {} follow",
+                    rest.len()
+                ));
+            }
+            let (body, ops) = rest.split_at(len);
+            let ops: Vec<serde_bytes::ByteBuf> =
+                decode_exact(ops, "provisional ops").map_err(|e| e.to_string())?;
+            (
+                body,
+                Some(ops.into_iter().map(|op| op.into_vec()).collect()),
+            )
+        };
         let frame: StateFrame = decode_exact(body, "state").map_err(|e| e.to_string())?;
         if frame.object != *object {
             return Err(format!("it holds the state of {}", frame.object));
         }
         Ok(Self {
-            pos: u64::from_be_bytes(*pos),
+            pos: pos & !PROVISIONAL_FLAG,
             frame,
+            provisional,
         })
     }
 }
@@ -109,5 +159,58 @@ mod tests {
         assert_eq!(back, id);
         assert_eq!(&payload[..], b"payload");
         assert!(decode_op(&out[..OP_HEADER - 1]).is_none());
+    }
+
+    fn frame() -> StateFrame {
+        StateFrame {
+            object: ObjectKey::new("test.Doc", "doc"),
+            stable: vec![1, 2, 3],
+            frontier: None,
+            folded: crate::proto::version::VersionVector::default(),
+            tentative: Vec::new(),
+            lamport: 7,
+            acks: crate::proto::stability::AckTable::default(),
+        }
+    }
+
+    #[test]
+    fn a_state_record_round_trips_with_and_without_provisional_ops() {
+        let key = ObjectKey::new("test.Doc", "doc");
+        let plain = StateRecord::encode(42, &frame(), None).expect("encodes");
+        let back = StateRecord::decode(&plain, &key).expect("decodes");
+        assert_eq!(
+            (back.pos, &back.frame, &back.provisional),
+            (42, &frame(), &None)
+        );
+        // The first stores' layout: the position, then the frame.
+        assert_eq!(&plain[..8], &42u64.to_be_bytes());
+
+        let ops = vec![b"one".to_vec(), Vec::new(), b"three".to_vec()];
+        let with = StateRecord::encode(42, &frame(), Some(&ops)).expect("encodes");
+        let back = StateRecord::decode(&with, &key).expect("decodes");
+        assert_eq!((back.pos, &back.frame), (42, &frame()));
+        assert_eq!(back.provisional, Some(ops.clone()));
+        let none: Vec<Vec<u8>> = Vec::new();
+        let empty = StateRecord::encode(5, &frame(), Some(&none)).expect("encodes");
+        assert_eq!(
+            StateRecord::decode(&empty, &key)
+                .expect("decodes")
+                .provisional,
+            Some(none)
+        );
+
+        // Damaged records are refused, never misread.
+        for cut in [4, 8, 10, 12, with.len() - 1] {
+            assert!(
+                StateRecord::decode(&with[..cut], &key).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut long = with.clone();
+        long.push(0);
+        assert!(StateRecord::decode(&long, &key).is_err());
+        let other = ObjectKey::new("test.Doc", "other");
+        assert!(StateRecord::decode(&with, &other).is_err());
+        assert!(StateRecord::encode(PROVISIONAL_FLAG, &frame(), None).is_err());
     }
 }

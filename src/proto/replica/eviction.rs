@@ -163,6 +163,39 @@ impl<T: Replicated> Replica<T> {
         }
     }
 
+    /// The ops made here while this replica's origin awaits admission, in
+    /// order; `None` once it is admitted. [`export_all`](Self::export_all)
+    /// leaves them out (they never leave the node as they are), so a store
+    /// keeps them beside it: see
+    /// [`resume_awaiting_admission`](Self::resume_awaiting_admission).
+    pub fn provisional_ops(&self) -> Option<Vec<&T::Op>> {
+        if self.admitted {
+            return None;
+        }
+        Some(
+            self.log
+                .iter()
+                .filter(|(id, _)| !self.is_shareable(id))
+                .map(|(_, op)| op)
+                .collect(),
+        )
+    }
+
+    /// After a restart from a store written while this replica's origin
+    /// awaited admission: await it again, with `ops` (what
+    /// [`provisional_ops`](Self::provisional_ops) returned then, and the
+    /// node's own ops logged after it, in order) applied after everything
+    /// held, as provisional ops, exactly as when they were made. Nothing
+    /// of them leaves the node until a peer's table shows this replica's
+    /// origin; they are then re-stamped, as they would have been without
+    /// the restart.
+    pub fn resume_awaiting_admission(&mut self, ops: Vec<T::Op>) {
+        self.admitted = false;
+        self.acks.ensure(self.me);
+        self.push_provisional(ops);
+        self.revision += 1;
+    }
+
     /// A peer's table showed this replica's new origin: it is admitted.
     /// Its provisional ops are re-stamped after `clock` (every frontier
     /// that passed without this origin is behind it), become ordinary
