@@ -8,6 +8,7 @@
 //! allow = []                      # and/or: node ids (64 hex digits) to accept
 //! links = ["127.0.0.1:7001"]      # sites this one dials (upstream/downstream alike)
 //! max_frame = 1048576             # optional, bytes
+//! max_link_queue = 16777216       # optional, bytes queued per link before ops are shed
 //! ```
 //!
 //! `plexus node --config site-b.toml` runs such a site as a pure repeater:
@@ -89,6 +90,10 @@ pub struct SiteConfig {
     /// The largest frame, in bytes (default 1 MiB).
     #[serde(default)]
     pub max_frame: Option<usize>,
+    /// Bytes queued for one link before ops sent on it are shed (default
+    /// 16 MiB; see [`NodeConfig::max_link_queue`](crate::NodeConfig::max_link_queue)).
+    #[serde(default)]
+    pub max_link_queue: Option<usize>,
 }
 
 impl SiteConfig {
@@ -158,7 +163,7 @@ impl SiteConfig {
     }
 
     /// A node builder set up from this file (listen, identity, trust,
-    /// frame limit); add types or settings, then `start`.
+    /// frame and queue limits); add types or settings, then `start`.
     pub fn builder(&self) -> Result<NodeBuilder, SiteConfigError> {
         let mut builder = Node::builder()
             .listen(self.listen)
@@ -166,6 +171,9 @@ impl SiteConfig {
             .trust(self.trust()?);
         if let Some(max) = self.max_frame {
             builder = builder.max_frame(max);
+        }
+        if let Some(bound) = self.max_link_queue {
+            builder = builder.max_link_queue(Some(bound));
         }
         Ok(builder)
     }

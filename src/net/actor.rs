@@ -30,7 +30,7 @@ use crate::proto::membership::{MembershipEvent, NodeState, PeerInfo};
 use crate::proto::message::{DecodeError, FetchId, Message, OpFrame, StateFrame};
 use parking_lot::Mutex;
 
-use super::frames::{Outbox, Tally};
+use super::frames::{Outbox, Pushed, Tally};
 use crate::proto::node::{GossipStats, OutEvent, RepeaterConfig, RepeaterNode, RepeaterStats};
 use crate::proto::sampling::Descriptor;
 use crate::proto::time::Time;
@@ -69,6 +69,16 @@ pub struct LinkInfo {
     pub sent: LinkTraffic,
     /// What this node received on it.
     pub received: LinkTraffic,
+    /// Bytes queued for the link now and not yet written to the
+    /// transport (at most about
+    /// [`NodeConfig::max_link_queue`](crate::NodeConfig::max_link_queue)
+    /// plus one frame, and what other messages add).
+    pub queued: u64,
+    /// Op frames not sent on the link because more than
+    /// [`NodeConfig::max_link_queue`](crate::NodeConfig::max_link_queue)
+    /// bytes were queued for it (the peer, or the path to it, was slower
+    /// than the ops; anti-entropy repairs them). Not counted in `sent`.
+    pub shed: u64,
 }
 
 /// Messages and bytes that crossed a link one way, since it came up. Bytes
@@ -154,6 +164,9 @@ pub(crate) struct RepeaterArgs {
     pub(crate) membership: MembershipSink,
     pub(crate) config: RepeaterConfig,
     pub(crate) max_frame: usize,
+    /// Op frames are shed on a link with more than this queued (see
+    /// [`NodeConfig::max_link_queue`](crate::NodeConfig::max_link_queue)).
+    pub(crate) max_link_queue: Option<usize>,
     pub(crate) local: Arc<LocalOps>,
     /// The address this node advertises.
     pub(crate) addr: String,
@@ -250,6 +263,7 @@ pub(crate) struct RepeaterState {
     epoch: Instant,
     timer_at: Option<Time>,
     max_frame: usize,
+    max_link_queue: Option<usize>,
     local: Arc<LocalOps>,
     /// The local ops being relayed (its buffer swaps with the queue's).
     local_ops: Vec<OpFrame>,
@@ -289,6 +303,7 @@ impl Actor for RepeaterActor {
             epoch: Instant::now(),
             timer_at: None,
             max_frame: args.max_frame,
+            max_link_queue: args.max_link_queue,
             local: args.local,
             local_ops: Vec::new(),
             dials: args.dials,
@@ -439,6 +454,8 @@ impl Actor for RepeaterActor {
                             peer: l.peer,
                             sent: LinkTraffic::of(&l.out.sent),
                             received: LinkTraffic::of(&l.received),
+                            queued: l.out.queued() as u64,
+                            shed: l.out.shed(),
                         })
                         .collect(),
                 );
@@ -555,9 +572,16 @@ fn send(state: &mut RepeaterState, to: &[LinkId], msg: &Message) {
         tracing::error!(%error, "could not encode an outbound message; dropped");
         return;
     }
+    // Ops (tree pushes and repairs) are what a fast writer sends in bulk;
+    // on a link that is behind they are shed, and anti-entropy repairs
+    // them once it catches up. Everything else is small, and queued.
+    let bound = match msg {
+        Message::Op(_) | Message::Repair(_) => state.max_link_queue,
+        _ => None,
+    };
     for link in to {
         let closed = match state.links.get(link) {
-            Some(l) => !l.out.push(&state.scratch),
+            Some(l) => l.out.push_bounded(&state.scratch, bound) == Pushed::Closed,
             None => false,
         };
         if closed {

@@ -38,6 +38,20 @@ pub(crate) struct Outbox {
     ready: Notify,
     /// What was queued here: frames and bytes (length prefixes included).
     pub(crate) sent: Tally,
+    /// Frames [`push_bounded`](Self::push_bounded) left out because the
+    /// outbox was over its bound.
+    shed: AtomicU64,
+}
+
+/// What became of a frame offered to an [`Outbox`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Pushed {
+    /// Queued for the writer.
+    Queued,
+    /// Left out: the outbox already held more than its bound.
+    Shed,
+    /// The outbox is closed (the link is gone).
+    Closed,
 }
 
 /// Frames and bytes that crossed a link one way.
@@ -68,6 +82,8 @@ struct OutboxState {
     buf: Vec<u8>,
     /// The writer's last buffer, handed back so its capacity is reused.
     spare: Vec<u8>,
+    /// Bytes the writer took and has not handed back yet (being written).
+    writing: usize,
     closed: bool,
     /// Writes ops that repeat the last op's object and origin short.
     shortener: OpShortener,
@@ -91,12 +107,24 @@ impl Outbox {
 
     /// Queue one frame. `false` if the outbox is closed (the link is gone).
     pub(crate) fn push(&self, frame: &[u8]) -> bool {
+        self.push_bounded(frame, None) != Pushed::Closed
+    }
+
+    /// Queue one frame, unless more than `bound` bytes are already
+    /// [queued](Self::queued) (the peer, or the path to it, is slower than
+    /// what is sent): then leave it out and count it. `None`: no bound.
+    pub(crate) fn push_bounded(&self, frame: &[u8], bound: Option<usize>) -> Pushed {
         let Ok(len) = u32::try_from(frame.len()) else {
-            return false;
+            return Pushed::Closed;
         };
         let mut s = self.state.lock();
         if s.closed {
-            return false;
+            return Pushed::Closed;
+        }
+        if bound.is_some_and(|b| s.buf.len() + s.writing > b) {
+            drop(s);
+            self.shed.fetch_add(1, Ordering::Relaxed);
+            return Pushed::Shed;
         }
         let was_empty = s.buf.is_empty();
         let at = s.buf.len();
@@ -115,7 +143,19 @@ impl Outbox {
         if was_empty {
             self.ready.notify_one();
         }
-        true
+        Pushed::Queued
+    }
+
+    /// Bytes queued and not written yet: waiting for the writer, or taken
+    /// by it and not handed back (length prefixes included).
+    pub(crate) fn queued(&self) -> usize {
+        let s = self.state.lock();
+        s.buf.len() + s.writing
+    }
+
+    /// How many frames [`push_bounded`](Self::push_bounded) left out.
+    pub(crate) fn shed(&self) -> u64 {
+        self.shed.load(Ordering::Relaxed)
     }
 
     /// Wait for queued bytes and take them all; `None` once the outbox is
@@ -126,7 +166,9 @@ impl Outbox {
                 let mut s = self.state.lock();
                 if !s.buf.is_empty() {
                     let spare = std::mem::take(&mut s.spare);
-                    return Some(std::mem::replace(&mut s.buf, spare));
+                    let taken = std::mem::replace(&mut s.buf, spare);
+                    s.writing = taken.len();
+                    return Some(taken);
                 }
                 if s.closed {
                     return None;
@@ -141,6 +183,7 @@ impl Outbox {
     pub(crate) fn recycle(&self, mut buf: Vec<u8>) {
         buf.clear();
         let mut s = self.state.lock();
+        s.writing = 0;
         if s.spare.capacity() < buf.capacity() {
             s.spare = buf;
         }
@@ -389,6 +432,34 @@ mod tests {
         assert!(inbound.next_batch(&mut batch).await.expect("good frames"));
         assert_eq!(batch, (1..=5).map(hello).collect::<Vec<_>>());
         assert!(!inbound.next_batch(&mut batch).await.expect("clean end"));
+    }
+
+    #[tokio::test]
+    async fn a_bounded_push_sheds_while_the_writer_is_behind_and_queues_again_after() {
+        let (outbox, mut inbound) = pipe();
+        let frame = hello(1).encode(DEFAULT_MAX_FRAME).expect("encodes");
+        let each = PREFIX + frame.len();
+        let bound = Some(3 * each);
+        // Up to the bound (and one frame past it), frames queue.
+        for _ in 0..4 {
+            assert_eq!(outbox.push_bounded(&frame, bound), Pushed::Queued);
+        }
+        assert_eq!(outbox.queued(), 4 * each);
+        for _ in 0..10 {
+            assert_eq!(outbox.push_bounded(&frame, bound), Pushed::Shed);
+        }
+        assert_eq!((outbox.queued(), outbox.shed()), (4 * each, 10));
+        // Unbounded pushes (control messages) still queue.
+        assert!(outbox.push(&frame));
+        assert_eq!(outbox.sent.read().0, 5);
+        // Once the writer took what waited, frames queue again.
+        let mut batch = Vec::new();
+        assert!(inbound.next_batch(&mut batch).await.expect("good frames"));
+        assert_eq!(batch.len(), 5);
+        assert_eq!(outbox.queued(), 0);
+        assert_eq!(outbox.push_bounded(&frame, bound), Pushed::Queued);
+        outbox.close();
+        assert_eq!(outbox.push_bounded(&frame, bound), Pushed::Closed);
     }
 
     #[tokio::test]

@@ -17,6 +17,18 @@ pub struct NodeConfig {
     /// op would not fit fails with [`ShoutError::TooLarge`](crate::ShoutError::TooLarge).
     /// Default: 1 MiB. At least 1 KiB.
     pub max_frame: usize,
+    /// How many bytes may wait for one link, not yet handed to the
+    /// transport, before ops are **shed** on it: an op frame (a tree push
+    /// or a repair) offered to a link with more queued is not sent there,
+    /// and is counted in [`LinkInfo::shed`](crate::LinkInfo::shed). The
+    /// peer, or the path to it, is slower than the ops; anti-entropy
+    /// repairs what it missed once it keeps up, at its own pace. So a slow
+    /// or stalled peer costs a bounded amount of memory, and never slows
+    /// the writers or the other links. Other messages (gossip, membership,
+    /// [`send_data`](crate::Node::send_data)) are small and always queued.
+    /// `None`: no bound (memory then grows with the backlog). Default:
+    /// 16 MiB. At least [`max_frame`](Self::max_frame).
+    pub max_link_queue: Option<usize>,
     /// How long [`Node::open`](crate::Node::open) waits for a linked node to send the object's
     /// state. Default: 5 s.
     pub open_timeout: Duration,
@@ -58,6 +70,7 @@ impl Default for NodeConfig {
     fn default() -> Self {
         Self {
             max_frame: DEFAULT_MAX_FRAME,
+            max_link_queue: Some(16 << 20),
             open_timeout: Duration::from_secs(5),
             handshake_timeout: Duration::from_secs(5),
             anti_entropy: AntiEntropyConfig::default(),
@@ -79,6 +92,12 @@ impl NodeConfig {
         if self.max_frame > 64 << 20 {
             return Err(StartError::Config(format!(
                 "max_frame is {} bytes; it must be at most 64 MiB",
+                self.max_frame
+            )));
+        }
+        if let Some(bound) = self.max_link_queue.filter(|b| *b < self.max_frame) {
+            return Err(StartError::Config(format!(
+                "max_link_queue is {bound} bytes; it must be at least max_frame ({} bytes)",
                 self.max_frame
             )));
         }

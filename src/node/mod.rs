@@ -142,6 +142,13 @@ impl NodeBuilder {
         self
     }
 
+    /// How many bytes may wait for one link before ops sent on it are shed
+    /// (see [`NodeConfig::max_link_queue`]); `None`: no bound.
+    pub fn max_link_queue(mut self, bytes: Option<usize>) -> Self {
+        self.config.max_link_queue = bytes;
+        self
+    }
+
     /// The largest frame, in bytes (see [`NodeConfig::max_frame`]).
     pub fn max_frame(mut self, bytes: usize) -> Self {
         self.config.max_frame = bytes;
@@ -285,6 +292,7 @@ impl NodeBuilder {
             membership: membership.clone(),
             config: repeater_config,
             max_frame: self.config.max_frame,
+            max_link_queue: self.config.max_link_queue,
             local: local.clone(),
             addr: bound.addr.to_string(),
             dials,
