@@ -308,3 +308,49 @@ fn late_joiner_built_from_an_export_converges() {
         .apply(ops[3].0, ops[3].1.clone(), |_, _, _| {})
         .is_ok_and(|a| a == Applied::Duplicate));
 }
+
+/// A long tentative log (nothing folds: no acks) and a late op 100 places
+/// from its end. Checkpoints spread over the whole log, geometrically, so
+/// the replay starts near the op; when only the newest were kept (covering
+/// the last `max_checkpoints × checkpoint_every` = 32 ops), it started
+/// from the stable snapshot: all 1,000 ops.
+#[test]
+fn checkpoints_spread_over_a_long_log_so_a_late_op_far_back_replays_little() {
+    let config = ReplicaConfig {
+        checkpoint_every: 8,
+        max_checkpoints: 4,
+    };
+    let mut replica = Replica::with_config(NodeId::from_u64(1), Doc::default(), config);
+    let writer = NodeId::from_u64(2);
+    let mut ops = Vec::new();
+    for seq in 1..=1000u64 {
+        let id = OpId {
+            lamport: 2 * seq,
+            origin: writer,
+            seq,
+        };
+        let op = DocOp::Push(seq.to_string());
+        let applied = replica.apply(id, op.clone(), |_, _, _| {});
+        assert_eq!(applied, Ok(Applied::InOrder));
+        ops.push((id, op));
+    }
+    let late = OpId {
+        lamport: 2 * 900 + 1,
+        origin: NodeId::from_u64(3),
+        seq: 1,
+    };
+    let op = DocOp::Push("late".into());
+    let applied = replica.apply(late, op.clone(), |_, _, _| {});
+    ops.push((late, op));
+    let Ok(Applied::Replayed { replayed }) = applied else {
+        panic!("a late order-sensitive op replays: {applied:?}");
+    };
+    eprintln!("a late op 100 places from the end of 1,000 replayed {replayed} ops");
+    // The op and the 100 after it, plus at most one gap of checkpoints
+    // grown apart with the distance from the end.
+    assert!(
+        replayed <= 101 + 2 * 1000 / 4,
+        "replayed {replayed} ops for a late op 100 places from the end"
+    );
+    assert_eq!(replica.state(), &reference(ops));
+}
