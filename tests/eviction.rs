@@ -16,7 +16,6 @@ use plexus::proto::replica::{ApplyError, Replica};
 use plexus::proto::stability::epoch_origin;
 use plexus::sim::{Harness, HarnessConfig};
 use plexus::{NodeId, OpId};
-use rand::Rng;
 
 use common::{Doc, DocOp};
 
@@ -158,16 +157,7 @@ fn config(evict_after: Duration) -> HarnessConfig {
 /// `n` nodes, each linked to the next and to two random others; the doc
 /// created on node 0, opened everywhere.
 fn cluster(n: usize, config: HarnessConfig) -> Harness<Doc> {
-    let mut h = Harness::from_env(n, config);
-    for i in 0..n {
-        h.link(i, (i + 1) % n);
-        for _ in 0..2 {
-            let j = h.rng().random_range(0..n);
-            if j != i {
-                h.link(i, j);
-            }
-        }
-    }
+    let mut h = common::ring_cluster(n, 2, config);
     h.create(0, "doc", Doc::default());
     for i in 1..n {
         h.open(i, "doc");

@@ -28,16 +28,7 @@ fn cluster(n: usize, config: HarnessConfig) -> Harness<Doc> {
 
 /// [`cluster`], the object held by the first `holders` nodes only.
 fn cluster_of(n: usize, holders: usize, config: HarnessConfig) -> Harness<Doc> {
-    let mut h = Harness::from_env(n, config);
-    for i in 0..n {
-        h.link(i, (i + 1) % n);
-        for _ in 0..3 {
-            let j = h.rng().random_range(0..n);
-            if j != i {
-                h.link(i, j);
-            }
-        }
-    }
+    let mut h = common::ring_cluster(n, 3, config);
     h.create(0, "doc", Doc::default());
     for i in 1..holders {
         h.open(i, "doc");

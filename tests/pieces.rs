@@ -24,17 +24,7 @@ const ITEM: usize = 3_000;
 
 /// `n` nodes on a ring plus two random links each.
 fn cluster(n: usize, config: HarnessConfig) -> Harness<Doc> {
-    let mut h = Harness::from_env(n, config);
-    for i in 0..n {
-        h.link(i, (i + 1) % n);
-        for _ in 0..2 {
-            let j = h.rng().random_range(0..n);
-            if j != i {
-                h.link(i, j);
-            }
-        }
-    }
-    h
+    common::ring_cluster(n, 2, config)
 }
 
 fn big_push(h: &mut Harness<Doc>) -> DocOp {

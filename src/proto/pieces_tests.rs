@@ -86,14 +86,14 @@ fn transfers_from_two_links_with_one_id_do_not_mix() {
     let pa = pieces(
         Transfers::<u8>::new(config(4096))
             .split(&a)
-            .unwrap()
-            .unwrap(),
+            .expect("a test snapshot encodes")
+            .expect("over one piece, so it is split"),
     );
     let pb = pieces(
         Transfers::<u8>::new(config(4096))
             .split(&b)
-            .unwrap()
-            .unwrap(),
+            .expect("a test snapshot encodes")
+            .expect("over one piece, so it is split"),
     );
     assert_eq!(pa[0].transfer, pb[0].transfer);
     let mut r = Transfers::<u8>::new(TransferConfig::default());
@@ -121,7 +121,10 @@ fn malformed_pieces_are_refused_and_drop_their_transfer() {
             Err(PieceError::Malformed { .. })
         ));
     }
-    assert!(r.receive(T0, 1, piece(0, 3, b"abc")).unwrap().is_none());
+    assert!(r
+        .receive(T0, 1, piece(0, 3, b"abc"))
+        .expect("a well-formed piece after refused ones is taken")
+        .is_none());
     assert_eq!(r.in_progress(), 1);
     // Another count of parts for the same transfer.
     assert!(matches!(
@@ -138,7 +141,7 @@ fn malformed_pieces_are_refused_and_drop_their_transfer() {
     // Over the byte limit as the pieces come.
     assert!(small
         .receive(T0, 1, piece(0, 2, b"abcdef"))
-        .unwrap()
+        .expect("the first piece is within the limit")
         .is_none());
     assert!(matches!(
         small.receive(T0, 1, piece(1, 2, b"ghijk")),
@@ -218,7 +221,7 @@ proptest! {
         let msg = snapshot(len);
         let mut s = Transfers::<u8>::new(config(piece));
         let Some(out) = s.split(&msg).expect("encodes") else {
-            prop_assert!(msg.encode(DEFAULT_MAX_FRAME).unwrap().len() <= piece);
+            prop_assert!(msg.encode(DEFAULT_MAX_FRAME).expect("encodes").len() <= piece);
             return Ok(());
         };
         let mut ps = pieces(out);

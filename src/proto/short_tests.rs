@@ -131,7 +131,7 @@ proptest! {
         let (read, sizes) = through_a_stream(&msgs);
         prop_assert_eq!(&read, &msgs);
         for (m, n) in msgs.iter().zip(sizes) {
-            prop_assert!(n <= m.encode(DEFAULT_MAX_FRAME).unwrap().len());
+            prop_assert!(n <= m.encode(DEFAULT_MAX_FRAME).expect("encodes").len());
         }
     }
 }

@@ -351,6 +351,21 @@ impl<T: Replicated> Harness<T> {
         &mut self.rng
     }
 
+    /// Link every node to the next on a ring (so the graph is connected)
+    /// and to `extra` others drawn from the harness's RNG.
+    pub fn link_ring(&mut self, extra: usize) {
+        let n = self.nodes.len();
+        for i in 0..n {
+            self.link(i, (i + 1) % n);
+            for _ in 0..extra {
+                let j = self.rng.random_range(0..n);
+                if j != i {
+                    self.link(i, j);
+                }
+            }
+        }
+    }
+
     /// Link nodes `a` and `b` both ways.
     pub fn link(&mut self, a: usize, b: usize) {
         assert_ne!(a, b, "a node cannot link to itself");

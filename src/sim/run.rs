@@ -308,17 +308,7 @@ fn build(h: &mut Harness<Tally>, s: &Scenario) {
                 }
             }
         }
-        Topology::Random { extra } => {
-            for i in 0..n {
-                h.link(i, (i + 1) % n);
-                for _ in 0..extra {
-                    let j = h.rng().random_range(0..n);
-                    if j != i {
-                        h.link(i, j);
-                    }
-                }
-            }
-        }
+        Topology::Random { extra } => h.link_ring(extra),
         Topology::Overlay { .. } => {
             for i in 1..n {
                 let contact = h.rng().random_range(0..i);

@@ -118,6 +118,18 @@ pub fn settle<T: Replicated>(
     h.now().since(start)
 }
 
+/// `n` harness nodes (seeded from `PLEXUS_SEED`), each linked to the next
+/// on a ring and to `extra` random others.
+pub fn ring_cluster<T: Replicated>(
+    n: usize,
+    extra: usize,
+    config: plexus::sim::HarnessConfig,
+) -> plexus::sim::Harness<T> {
+    let mut h = plexus::sim::Harness::from_env(n, config);
+    h.link_ring(extra);
+    h
+}
+
 /// The repeater of the overlay tests: HyParView on, shuffling every 2 s.
 pub fn overlay_repeater() -> plexus::proto::node::RepeaterConfig {
     plexus::proto::node::RepeaterConfig {
