@@ -52,6 +52,13 @@ pub struct QuicConfig {
     /// [`faults`](crate::faults)). For tests of the application under bad
     /// networks. Default: none.
     pub faults: Option<Faults>,
+    /// The kernel receive and send buffer sizes asked for the UDP socket,
+    /// in bytes (`None`: the system's defaults). A burst larger than the
+    /// receive buffer is dropped by the kernel before QUIC sees it, and
+    /// QUIC takes the drop for congestion. Linux caps the request at
+    /// `net.core.rmem_max` / `wmem_max` (and then doubles it for its own
+    /// bookkeeping); raise those to let it take. Default: 4 MiB.
+    pub socket_buffer: Option<usize>,
 }
 
 impl fmt::Debug for QuicConfig {
@@ -77,6 +84,7 @@ impl QuicConfig {
             reconnect_initial: Duration::from_millis(100),
             reconnect_max: Duration::from_secs(10),
             faults: None,
+            socket_buffer: Some(4 << 20),
         }
     }
 
@@ -88,6 +96,20 @@ impl QuicConfig {
             .max_idle_timeout(Some(idle));
         Ok(t)
     }
+}
+
+/// A UDP socket bound to `addr`, its kernel buffers asked to be `buffer`
+/// bytes each (the kernel may grant less: see
+/// [`QuicConfig::socket_buffer`]).
+fn udp_socket(addr: SocketAddr, buffer: Option<usize>) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if let Some(size) = buffer {
+        socket.set_recv_buffer_size(size)?;
+        socket.set_send_buffer_size(size)?;
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// A bound QUIC endpoint (server and client).
@@ -120,18 +142,26 @@ impl QuicEndpoint {
             addr: config.listen,
             reason: e.to_string(),
         };
+        let socket = udp_socket(config.listen, config.socket_buffer).map_err(bind_err)?;
         let mut endpoint = match &config.faults {
-            None => Endpoint::server(server, config.listen).map_err(bind_err)?,
-            Some(faults) => {
-                let socket = std::net::UdpSocket::bind(config.listen).map_err(bind_err)?;
-                faults::endpoint(
+            None => {
+                let runtime = quinn::default_runtime()
+                    .ok_or_else(|| StartError::Config("no async runtime for QUIC".into()))?;
+                Endpoint::new(
                     quinn::EndpointConfig::default(),
                     Some(server),
                     socket,
-                    faults.clone(),
+                    runtime,
                 )
                 .map_err(bind_err)?
             }
+            Some(faults) => faults::endpoint(
+                quinn::EndpointConfig::default(),
+                Some(server),
+                socket,
+                faults.clone(),
+            )
+            .map_err(bind_err)?,
         };
         endpoint.set_default_client_config(client);
         Ok(Self {
@@ -292,5 +322,39 @@ pub(crate) fn check_hello(authenticated: Option<NodeId>, claimed: NodeId) -> Res
             "the peer says it is {claimed} but its certificate is {id}"
         ))),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What Linux grants at most without privileges: `net.core.rmem_max`.
+    fn rmem_max() -> usize {
+        std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_socket_gets_the_receive_buffer_asked_for_up_to_the_system_cap() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("a socket address");
+        let default = udp_socket(addr, None).expect("bind with default buffers");
+        let default = socket2::SockRef::from(&default)
+            .recv_buffer_size()
+            .expect("read SO_RCVBUF");
+        let asked = 4 << 20;
+        let socket = udp_socket(addr, Some(asked)).expect("bind with 4 MiB buffers");
+        let granted = socket2::SockRef::from(&socket)
+            .recv_buffer_size()
+            .expect("read SO_RCVBUF");
+        // Linux doubles what it grants, which is capped at rmem_max; never
+        // less than the default.
+        assert!(
+            granted >= asked.min(rmem_max()).max(default),
+            "granted {granted}, default {default}, rmem_max {}",
+            rmem_max()
+        );
     }
 }
