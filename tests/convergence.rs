@@ -354,3 +354,39 @@ fn checkpoints_spread_over_a_long_log_so_a_late_op_far_back_replays_little() {
     );
     assert_eq!(replica.state(), &reference(ops));
 }
+
+/// A fold over the ops of more writers than it keeps slots for still
+/// records, per origin, the highest seq folded (what a snapshot tells a
+/// joiner it holds).
+#[test]
+fn a_fold_over_many_interleaved_writers_records_each_origins_top_seq() {
+    let me = NodeId::from_u64(1000);
+    let mut replica = Replica::new(me, Doc::default());
+    let writers: Vec<NodeId> = (1..=12).map(NodeId::from_u64).collect();
+    let mut lamport = 0;
+    for seq in 1..=5u64 {
+        for origin in &writers {
+            lamport += 1;
+            let id = OpId {
+                lamport,
+                origin: *origin,
+                seq,
+            };
+            replica
+                .apply(id, DocOp::Mark(seq as u8), |_, _, _| {})
+                .expect("a valid op");
+        }
+    }
+    // Fold all but the last round: origins 1..=12 up to seq 4.
+    let frontier = OpId {
+        lamport: 4 * writers.len() as u64,
+        origin: NodeId::MAX,
+        seq: u64::MAX,
+    };
+    assert_eq!(replica.advance_stable(frontier, |_, _, _| {}), 48);
+    let folded = replica.export().folded;
+    for origin in &writers {
+        assert_eq!(folded.get(origin), 4, "origin {origin}");
+    }
+    assert_eq!(folded.0.len(), writers.len());
+}

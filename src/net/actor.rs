@@ -470,9 +470,7 @@ impl Actor for RepeaterActor {
         // applied has its op relayed in this same turn.
         let mut local = std::mem::take(&mut state.local_ops);
         state.local.take_into(&mut local);
-        for frame in local.drain(..) {
-            state.proto.handle_local_op(now, frame);
-        }
+        state.proto.handle_local_ops(now, local.drain(..));
         state.local_ops = local;
         drain(state);
         schedule_timer(&myself, state);

@@ -54,6 +54,7 @@
 //! numbers it names.
 
 mod missing;
+mod relay;
 mod trees;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
@@ -68,7 +69,7 @@ use super::message::{Message, OpFrame};
 use super::time::Time;
 use missing::Missing;
 use smallvec::{smallvec, SmallVec};
-use trees::{Shortcut, Trees};
+use trees::Trees;
 
 /// The links a message goes to: most go to one or two, kept inline.
 pub(crate) type Targets<L> = SmallVec<[L; 2]>;
@@ -384,57 +385,6 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         }
     }
 
-    /// An op made here.
-    pub(crate) fn broadcast(&mut self, now: Time, slot: Slot, frame: OpFrame) {
-        self.relay(now, None, slot, frame);
-    }
-
-    /// An op arrived from `from`; `first` is whether it is new here.
-    pub(crate) fn received(&mut self, now: Time, from: L, slot: Slot, frame: OpFrame, first: bool) {
-        let neighbor = self.is_neighbor(&from);
-        let origin = frame.id.origin;
-        if !first {
-            self.duplicate(now, from, origin, neighbor);
-            return;
-        }
-        let mut lazy = None;
-        if neighbor {
-            lazy = match self.trees.first_copy(now, origin, from) {
-                None => None,
-                Some(Shortcut::Take { direct, from }) => {
-                    self.stats.shortcuts += 1;
-                    let eager = Message::Tree(TreeMsg::Eager(vec![origin]));
-                    self.out.push_back((smallvec![direct], eager, 0));
-                    Some(from)
-                }
-                // Told once per prune interval, as a prune is.
-                Some(Shortcut::Leave(from)) => self.quiet(now, from, origin).then_some(from),
-            };
-        }
-        if !self.missing.is_empty() {
-            let group = (slot, frame.id.origin);
-            if let Some(missing) = self.missing.get_mut(&group) {
-                let before = missing.due();
-                if missing.remove(frame.id.seq).is_some_and(|g| g > 0) {
-                    self.grafted.insert((origin, from), now);
-                }
-                let after = missing.due();
-                if missing.is_empty() {
-                    self.missing.remove(&group);
-                }
-                self.reschedule(group, before, after);
-            }
-        }
-        if let Some(from) = lazy {
-            let msg = Message::Tree(TreeMsg::Lazy(vec![origin]));
-            self.out.push_back((smallvec![from], msg, 0));
-            // Its ops still on their way over `from` arrive as duplicates:
-            // they need no prune of their own.
-            self.note_pruned(now, from, origin);
-        }
-        self.relay(now, Some(from), slot, frame);
-    }
-
     /// Whether `link` was not told to stop pushing ops of `origin` within
     /// the last [`PRUNE_REPEAT`].
     fn quiet(&self, now: Time, link: L, origin: NodeId) -> bool {
@@ -469,7 +419,8 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             let window = self.config.graft_timeout_1.saturating_mul(2);
             self.repairs.retain(|_, at| now.since(*at) <= window);
         }
-        self.relay(now, Some(from), slot, frame);
+        let (eager, lazy) = self.trees.split(now, origin, Some(from));
+        self.relay_one(now, slot, frame, &eager, &lazy);
     }
 
     /// A copy of an op of `origin` arrived again, over `from`.
@@ -686,112 +637,6 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
     /// The next message to send: `(links, message, ops in it)`.
     pub(crate) fn poll_send(&mut self) -> Option<(Targets<L>, Message, u64)> {
         self.out.pop_front()
-    }
-
-    /// Push `frame` to the eager links and announce it on the lazy ones
-    /// (but `from`). A lazy link that announced the op too hears of it
-    /// again: harmless (it holds the op), and cheaper than remembering who
-    /// announced which op.
-    fn relay(&mut self, now: Time, from: Option<L>, slot: Slot, frame: OpFrame) {
-        let group = (slot, frame.id.origin);
-        let seq = frame.id.seq;
-        let (eager, lazy) = self.trees.split(now, frame.id.origin, from);
-        let mut announced = false;
-        for link in lazy {
-            let runs = self.pending.entry(link).or_default();
-            // Ops of one group mostly come in order: extend a recent run.
-            let recent = runs.iter_mut().rev().take(8);
-            match recent
-                .into_iter()
-                .find(|(g, _, last)| *g == group && last.checked_add(1) == Some(seq))
-            {
-                Some(run) => run.2 = seq,
-                None => {
-                    runs.push((group, seq, seq));
-                    self.pending_runs += 1;
-                }
-            }
-            announced = true;
-        }
-        if announced {
-            if self.pending_runs >= self.config.ihave_batch.max(1) {
-                self.flush();
-            } else if self.flush_at.is_none() {
-                self.flush_at = Some(now + self.config.ihave_interval);
-            }
-        }
-        let cached = (!self.is_served(slot)).then(|| frame.clone());
-        if !eager.is_empty() {
-            let n = eager.len() as u64;
-            self.stats.pushed += n;
-            self.out.push_back((eager, Message::Op(frame), n));
-        }
-        if let Some(frame) = cached {
-            self.keep(group, frame);
-        }
-    }
-
-    fn is_served(&self, slot: Slot) -> bool {
-        self.served.get(slot as usize) == Some(&true)
-    }
-
-    fn flush(&mut self) {
-        self.flush_at = None;
-        self.pending_runs = 0;
-        for (link, mut runs) in std::mem::take(&mut self.pending) {
-            runs.sort_unstable();
-            let mut objects: Vec<ObjectRuns> = Vec::new();
-            let mut last: Option<(Group, u64)> = None;
-            for (group, first, end) in runs {
-                self.stats.ops_announced = self
-                    .stats
-                    .ops_announced
-                    .saturating_add((end - first).saturating_add(1));
-                let (slot, origin) = group;
-                match objects.last_mut() {
-                    // The same group, contiguous or overlapping: one run.
-                    Some(o)
-                        if last
-                            .is_some_and(|(g, l)| g == group && first <= l.saturating_add(1)) =>
-                    {
-                        if let Some(run) = o.runs.last_mut() {
-                            run.last = run.last.max(end);
-                        }
-                    }
-                    Some(o) if last.is_some_and(|(g, _)| g.0 == slot) => {
-                        o.runs.push(SeqRun {
-                            origin,
-                            first,
-                            last: end,
-                        });
-                    }
-                    _ => objects.push(ObjectRuns {
-                        object: self.keys[slot as usize].clone(),
-                        runs: vec![SeqRun {
-                            origin,
-                            first,
-                            last: end,
-                        }],
-                    }),
-                }
-                let top = last
-                    .filter(|(g, _)| *g == group)
-                    .map_or(end, |(_, l)| l.max(end));
-                last = Some((group, top));
-            }
-            if !objects.is_empty() {
-                self.stats.ihaves_sent += 1;
-                self.out
-                    .push_back((smallvec![link], Message::Tree(TreeMsg::IHave(objects)), 0));
-            }
-        }
-    }
-
-    fn keep(&mut self, group: Group, frame: OpFrame) {
-        if self.frames.len() >= self.config.max_cached_ops.max(1) {
-            self.frames.pop_front();
-        }
-        self.frames.push_back((group, frame));
     }
 }
 

@@ -406,3 +406,71 @@ fn a_neighbour_of_the_origin_takes_its_ops_straight_from_it() {
     d.received(t(2), 1, slot, from_origin(1), false);
     assert!(drain(&mut d).is_empty());
 }
+
+/// A frame of `origin`'s op `seq`.
+fn frame_of(origin: u64, seq: u64) -> OpFrame {
+    OpFrame {
+        id: OpId {
+            lamport: seq,
+            origin: NodeId::from_u64(origin),
+            seq,
+        },
+        ..frame(seq)
+    }
+}
+
+#[test]
+fn a_run_is_relayed_as_its_ops_one_by_one_would_be() {
+    // Two origins interleaved, a gap, a duplicate; one origin announced
+    // only on link 3, the other pushed everywhere.
+    let arrivals = [
+        (7, 1, true),
+        (7, 2, true),
+        (7, 3, true),
+        (9, 1, true),
+        (9, 2, true),
+        (7, 4, true),
+        (7, 6, true),
+        (7, 3, false),
+        (9, 3, true),
+    ];
+    let setup = || {
+        let (mut d, slot) = tree(&[1, 2, 3]);
+        d.handle_tree_change(t(0), 3, &TreeMsg::Prune(vec![NodeId::from_u64(7)]));
+        (d, slot)
+    };
+    let (mut one_by_one, slot) = setup();
+    for (origin, seq, first) in arrivals {
+        one_by_one.received(t(1), 1, slot, frame_of(origin, seq), first);
+    }
+    let (mut batched, _) = setup();
+    let run = arrivals.map(|(origin, seq, first)| (frame_of(origin, seq), first));
+    batched.received_run(t(1), 1, slot, run);
+    for d in [&mut one_by_one, &mut batched] {
+        d.handle_timeout(t(100));
+    }
+    let expected = drain(&mut one_by_one);
+    assert!(
+        expected
+            .iter()
+            .any(|(to, m)| to == &vec![3] && matches!(m, Message::Tree(TreeMsg::IHave(_)))),
+        "the pruned origin's ops are announced: {expected:?}"
+    );
+    assert_eq!(drain(&mut batched), expected);
+    assert_eq!(batched.stats(), one_by_one.stats());
+
+    // The same for ops made here.
+    let (mut one_by_one, slot) = setup();
+    let (mut batched, _) = setup();
+    let made = [(7, 1), (7, 2), (9, 1), (7, 3)];
+    for (origin, seq) in made {
+        one_by_one.broadcast(t(1), slot, frame_of(origin, seq));
+    }
+    batched.broadcast_run(t(1), slot, made.map(|(o, s)| frame_of(o, s)));
+    for d in [&mut one_by_one, &mut batched] {
+        d.handle_timeout(t(100));
+    }
+    let expected = drain(&mut one_by_one);
+    assert_eq!(drain(&mut batched), expected);
+    assert_eq!(batched.stats(), one_by_one.stats());
+}

@@ -345,17 +345,30 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
 
     /// A local op was made (and applied) on a hosted object: relay it.
     pub fn handle_local_op(&mut self, now: Time, frame: OpFrame) {
-        if !self
-            .route(&frame.object)
-            .seen
-            .insert(frame.id.origin, frame.id.seq)
-        {
-            self.stats.duplicates += 1;
-            return;
+        self.handle_local_ops(now, std::iter::once(frame));
+    }
+
+    /// Ops made here, in the order they were made: the same as
+    /// [`handle_local_op`](Self::handle_local_op) on each, with one route
+    /// lookup per run of ops on one object.
+    pub fn handle_local_ops(&mut self, now: Time, frames: impl IntoIterator<Item = OpFrame>) {
+        let mut run = std::mem::take(&mut self.run);
+        let mut frames = frames.into_iter().peekable();
+        while let Some(first) = frames.next() {
+            run.clear();
+            run.push(first);
+            while let Some(frame) = frames.next_if(|f| f.object == run[0].object) {
+                run.push(frame);
+            }
+            let route = self.route(&run[0].object);
+            let slot = route.slot;
+            let made = run.len();
+            run.retain(|f| route.seen.insert(f.id.origin, f.id.seq));
+            self.stats.duplicates += (made - run.len()) as u64;
+            self.stats.ops_seen += run.len() as u64;
+            self.tree.broadcast_run(now, slot, run.drain(..));
         }
-        self.stats.ops_seen += 1;
-        let slot = self.route(&frame.object).slot;
-        self.tree.broadcast(now, slot, frame);
+        self.run = run;
     }
 
     /// A message arrived on `from`.

@@ -109,12 +109,13 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                 }
             }
         }
-        for (frame, new) in run.drain(..).zip(fresh.iter().copied()) {
-            if repair {
+        let frames = run.drain(..).zip(fresh.iter().copied());
+        if repair {
+            for (frame, new) in frames {
                 self.tree.repaired(now, from, slot, frame, new);
-            } else {
-                self.tree.received(now, from, slot, frame, new);
             }
+        } else {
+            self.tree.received_run(now, from, slot, frames);
         }
         self.fresh = fresh;
     }

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use super::super::id::OpId;
 
 /// Entries a chunk gets when it is made; a chunk splits at twice this.
-const CHUNK: usize = 32;
+const CHUNK: usize = 16;
 
 /// Ops sorted by id, each id at most once.
 #[derive(Clone, Debug)]

@@ -17,15 +17,19 @@
 
 use std::collections::{BTreeMap, VecDeque};
 
+use smallvec::SmallVec;
+
 use super::id::{LamportClock, NodeId, OpId};
 use super::replicated::{Operation, Replicated};
 use super::stability::{Ack, AckTable};
 use super::version::{SeenSet, VersionVector};
 
+mod checkpoints;
 mod durable;
 mod eviction;
 mod log;
 
+use checkpoints::push_checkpoint;
 use log::OpLog;
 
 /// What [`Replica::apply`] did with an op.
@@ -506,12 +510,23 @@ impl<T: Replicated> Replica<T> {
         }
         self.clock.witness(frontier.lamport);
         let mut upto = 0;
+        // The highest seq folded per origin, gathered in a few slots (the
+        // ops of a handful of writers interleave) and noted once each.
+        let mut tops: SmallVec<[(NodeId, u64); 8]> = SmallVec::new();
         for (id, op) in self.log.drain_upto(frontier) {
             upto += 1;
             self.stable.apply(&op);
             on_stable(&self.stable, &op, id);
-            let folded = self.folded.0.entry(id.origin).or_insert(0);
-            *folded = (*folded).max(id.seq);
+            if let Some((_, seq)) = tops.iter_mut().find(|(origin, _)| *origin == id.origin) {
+                *seq = (*seq).max(id.seq);
+            } else if tops.len() < tops.inline_size() {
+                tops.push((id.origin, id.seq));
+            } else {
+                note_folded(&mut self.folded, id.origin, id.seq);
+            }
+        }
+        for (origin, seq) in tops {
+            note_folded(&mut self.folded, origin, seq);
         }
         let stale = self.checkpoints.partition_point(|(cp, _)| *cp <= frontier);
         self.checkpoints.drain(..stale);
@@ -742,44 +757,8 @@ impl<T: Replicated> Replica<T> {
     }
 }
 
-/// Keep a copy of `state` as the checkpoint at `id`; when there are too
-/// many, first drop one so that the gaps between them grow with the
-/// distance from the newest: the one whose neighbours are closest
-/// relative to how far back they are (spans and distances in Lamport time,
-/// the new checkpoint counting as the newest's right neighbour; the oldest
-/// stays). Near the end of the tentative log, where most late ops land,
-/// they stay `checkpoint_every` ops apart, as when only the newest were
-/// kept; further back they thin out geometrically instead of stopping, so a
-/// late op `d` places back replays about `2d` ops, not the whole log from
-/// the stable snapshot. (With a single one, it is replaced.)
-fn push_checkpoint<T: Clone>(
-    checkpoints: &mut VecDeque<(OpId, T)>,
-    config: ReplicaConfig,
-    id: OpId,
-    state: &T,
-) {
-    if config.max_checkpoints == 0 {
-        return;
-    }
-    if checkpoints.len() >= config.max_checkpoints {
-        let n = checkpoints.len();
-        if n < 2 {
-            checkpoints.pop_front();
-        } else {
-            let lamport = |i: usize| checkpoints.get(i).map_or(id, |(cp, _)| *cp).lamport;
-            // Dropping checkpoint `i` leaves a gap `span` at `back` from the
-            // new one: drop the smallest span / back (cross-multiplied).
-            let span = |i: usize| u128::from(lamport(i + 1).saturating_sub(lamport(i - 1)));
-            let back = |i: usize| u128::from(id.lamport.saturating_sub(lamport(i - 1))) + 1;
-            let drop = (2..n).fold(1, |best, i| {
-                if span(i) * back(best) < span(best) * back(i) {
-                    i
-                } else {
-                    best
-                }
-            });
-            checkpoints.remove(drop);
-        }
-    }
-    checkpoints.push_back((id, state.clone()));
+/// Note that `origin`'s ops up to `seq` are folded.
+fn note_folded(folded: &mut VersionVector, origin: NodeId, seq: u64) {
+    let top = folded.0.entry(origin).or_insert(0);
+    *top = (*top).max(seq);
 }
