@@ -404,16 +404,7 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
             self.stats.duplicates += 1;
             return;
         }
-        if let Some(missing) = self.missing.get_mut(&(slot, origin)) {
-            let group = (slot, origin);
-            let before = missing.due();
-            missing.remove(frame.id.seq);
-            let after = missing.due();
-            if missing.is_empty() {
-                self.missing.remove(&group);
-            }
-            self.reschedule(group, before, after);
-        }
+        self.no_longer_missing((slot, origin), frame.id.seq);
         self.repairs.insert(origin, now);
         if self.repairs.len() > PRUNED_MAX {
             let window = self.config.graft_timeout_1.saturating_mul(2);
@@ -421,6 +412,20 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         }
         let (eager, lazy) = self.trees.split(now, origin, Some(from));
         self.relay_one(now, slot, frame, &eager, &lazy);
+    }
+
+    /// Op `seq` of `group` is here: stop waiting for it. Returns how many
+    /// grafts had been sent for it (`None`: it was not missing).
+    fn no_longer_missing(&mut self, group: Group, seq: u64) -> Option<u32> {
+        let missing = self.missing.get_mut(&group)?;
+        let before = missing.due();
+        let grafts = missing.remove(seq);
+        let after = missing.due();
+        if missing.is_empty() {
+            self.missing.remove(&group);
+        }
+        self.reschedule(group, before, after);
+        grafts
     }
 
     /// A copy of an op of `origin` arrived again, over `from`.

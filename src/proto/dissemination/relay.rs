@@ -111,17 +111,12 @@ impl<L: Copy + Ord + Hash + std::fmt::Debug> Dissemination<L> {
         if self.missing.is_empty() {
             return;
         }
-        let group = (slot, frame.id.origin);
-        if let Some(missing) = self.missing.get_mut(&group) {
-            let before = missing.due();
-            if missing.remove(frame.id.seq).is_some_and(|g| g > 0) {
-                self.grafted.insert((frame.id.origin, from), now);
-            }
-            let after = missing.due();
-            if missing.is_empty() {
-                self.missing.remove(&group);
-            }
-            self.reschedule(group, before, after);
+        let origin = frame.id.origin;
+        if self
+            .no_longer_missing((slot, origin), frame.id.seq)
+            .is_some_and(|grafts| grafts > 0)
+        {
+            self.grafted.insert((origin, from), now);
         }
     }
 
