@@ -415,7 +415,7 @@ impl<T: Replicated> Replica<T> {
                 state.apply(&op);
             }
             on_applied(&self.current, &op, id);
-            self.log.insert(id, op);
+            self.log.insert_late(id, op);
             return Ok(Applied::Commuted);
         }
         self.log.insert(id, op);
@@ -479,7 +479,7 @@ impl<T: Replicated> Replica<T> {
         } = self;
         *since_checkpoint = 0;
         let mut replayed = 0;
-        for (id, op) in log.after(after) {
+        log.for_each_after(after, |&id, op| {
             current.apply(op);
             each(current, op, id);
             replayed += 1;
@@ -488,7 +488,7 @@ impl<T: Replicated> Replica<T> {
                 *since_checkpoint = 0;
                 push_checkpoint(checkpoints, *config, id, current);
             }
-        }
+        });
         replayed
     }
 

@@ -1,10 +1,8 @@
-//! The tentative log: a replica's ops past the stable frontier, sorted by
-//! [`OpId`].
+//! The log's main part: ops in order, in a ring of small sorted chunks.
 //!
-//! Ops mostly arrive in order and are folded off the front in order, but
-//! under concurrent writers many arrive late by hundreds or thousands of
-//! places (a peer's burst sorts among this node's own). So the log is a
-//! ring of small sorted chunks — a one-level B+ tree:
+//! The replica's own ops, in-order arrivals and late ops that do not
+//! commute come here (late commutative ops go to the
+//! [`Lanes`](super::lanes::Lanes)). It is a one-level B+ tree:
 //!
 //! * an in-order op is a push onto the last chunk (a new chunk every
 //!   [`CHUNK`] ops: one allocation per chunk, not per op);
@@ -13,8 +11,8 @@
 //!   inside by binary search; it shifts fewer than `2 * CHUNK` entries,
 //!   and a chunk that grows to that splits in two;
 //! * folding pops whole chunks off the front;
-//! * a walk in order (a replay, an export) scans the chunks' contiguous
-//!   memory.
+//! * a walk in order (a replay after a late op that does not commute)
+//!   scans the chunks' contiguous memory.
 //!
 //! A single ring buffer was tried first: a late op then shifted everything
 //! after it, and under three concurrent writers that memmove took a third
@@ -23,21 +21,21 @@
 
 use std::collections::VecDeque;
 
-use super::super::id::OpId;
+use crate::proto::id::OpId;
 
 /// Entries a chunk gets when it is made; a chunk splits at twice this.
 const CHUNK: usize = 16;
 
 /// Ops sorted by id, each id at most once.
 #[derive(Clone, Debug)]
-pub(super) struct OpLog<O> {
+pub(in crate::proto::replica) struct Chunks<O> {
     /// Sorted chunks, each non-empty, every id in one below every id in
     /// the next.
     chunks: VecDeque<Vec<(OpId, O)>>,
     len: usize,
 }
 
-impl<O> Default for OpLog<O> {
+impl<O> Default for Chunks<O> {
     fn default() -> Self {
         Self {
             chunks: VecDeque::new(),
@@ -46,7 +44,7 @@ impl<O> Default for OpLog<O> {
     }
 }
 
-impl<O> OpLog<O> {
+impl<O> Chunks<O> {
     /// How many ops the log holds.
     pub(super) fn len(&self) -> usize {
         self.len
@@ -117,6 +115,7 @@ impl<O> OpLog<O> {
     }
 
     /// Every op, in order.
+    #[cfg(test)]
     pub(super) fn iter(&self) -> impl Iterator<Item = (OpId, &O)> + '_ {
         self.chunks.iter().flatten().map(|(id, op)| (*id, op))
     }
@@ -128,6 +127,14 @@ impl<O> OpLog<O> {
 
     /// The ops after `after` (every op for `None`), in order.
     pub(super) fn after(&self, after: Option<OpId>) -> impl Iterator<Item = (OpId, &O)> + '_ {
+        self.slices_after(after).flatten().map(|(id, op)| (*id, op))
+    }
+
+    /// The ops after `after` (every op for `None`), in order, as slices.
+    pub(super) fn slices_after(
+        &self,
+        after: Option<OpId>,
+    ) -> impl Iterator<Item = &[(OpId, O)]> + '_ {
         let (from_chunk, from) = match after {
             None => (0, 0),
             Some(a) => {
@@ -142,8 +149,7 @@ impl<O> OpLog<O> {
         self.chunks
             .range(from_chunk..)
             .enumerate()
-            .flat_map(move |(k, c)| &c[if k == 0 { from } else { 0 }..])
-            .map(|(id, op)| (*id, op))
+            .map(move |(k, c)| &c[if k == 0 { from } else { 0 }..])
     }
 
     /// Take out every op at or before `upto`, in order.
@@ -191,7 +197,7 @@ fn ends_at_or_before<O>(chunk: &[(OpId, O)], id: OpId) -> bool {
     chunk.last().is_none_or(|(last, _)| *last <= id)
 }
 
-impl<O> IntoIterator for OpLog<O> {
+impl<O> IntoIterator for Chunks<O> {
     type Item = (OpId, O);
     type IntoIter = std::iter::Flatten<std::collections::vec_deque::IntoIter<Vec<(OpId, O)>>>;
 
@@ -204,8 +210,8 @@ impl<O> IntoIterator for OpLog<O> {
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::super::id::NodeId;
     use super::*;
+    use crate::proto::id::NodeId;
 
     fn id(lamport: u64, origin: u8, seq: u64) -> OpId {
         OpId {
@@ -217,7 +223,7 @@ mod tests {
 
     #[test]
     fn keeps_ids_sorted_whatever_the_arrival_order() {
-        let mut log = OpLog::default();
+        let mut log = Chunks::default();
         for (l, o) in [(5, 1), (2, 1), (9, 2), (2, 2), (7, 1), (1, 3)] {
             log.insert(id(l, o, l), (l, o));
         }
@@ -231,7 +237,7 @@ mod tests {
 
     #[test]
     fn late_ops_split_chunks_and_stay_in_order() {
-        let mut log = OpLog::default();
+        let mut log = Chunks::default();
         // Evens in order, then odds from the back: every odd is late, and
         // lands in the middle of some chunk.
         for l in (0..2000).step_by(2) {
@@ -259,7 +265,7 @@ mod tests {
 
     #[test]
     fn a_second_insert_under_one_id_replaces() {
-        let mut log = OpLog::default();
+        let mut log = Chunks::default();
         log.insert(id(3, 1, 1), "a");
         log.insert(id(4, 1, 2), "b");
         log.insert(id(3, 1, 1), "c");
@@ -271,7 +277,7 @@ mod tests {
 
     #[test]
     fn after_drain_and_take_cut_where_they_should() {
-        let mut log = OpLog::default();
+        let mut log = Chunks::default();
         for l in 1..=10 {
             log.insert(id(l, (l % 2) as u8, l), l);
         }
@@ -300,7 +306,7 @@ mod tests {
         fn behaves_as_a_sorted_map(
             steps in proptest::collection::vec((0u8..16, 0u64..400, 0u8..3), 1..600)
         ) {
-            let mut log = OpLog::default();
+            let mut log = Chunks::default();
             let mut model = std::collections::BTreeMap::new();
             for (what, lamport, origin) in steps {
                 let key = id(lamport, origin, lamport + 1);
