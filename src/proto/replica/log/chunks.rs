@@ -210,29 +210,34 @@ impl<O> IntoIterator for Chunks<O> {
 mod tests {
     use proptest::prelude::*;
 
+    use super::super::testing::{self, id, Sorted};
     use super::*;
-    use crate::proto::id::NodeId;
 
-    fn id(lamport: u64, origin: u8, seq: u64) -> OpId {
-        OpId {
-            lamport,
-            origin: NodeId::from_bytes([origin; 32]),
-            seq,
+    impl Sorted for Chunks<u64> {
+        fn put(&mut self, id: OpId, op: u64, _late: bool) {
+            self.insert(id, op);
+        }
+        testing::sorted_through_own_methods!();
+        fn sound(&self) -> bool {
+            // Chunks are small and not empty, and the galloping search
+            // finds what halving does.
+            self.chunks
+                .iter()
+                .all(|c| !c.is_empty() && c.len() < 2 * CHUNK)
+                && self
+                    .chunks
+                    .iter()
+                    .filter_map(|c| c.first())
+                    .all(|(first, _)| {
+                        self.chunk_for(*first)
+                            == self.chunks.partition_point(|c| ends_before(c, *first))
+                    })
         }
     }
 
     #[test]
-    fn keeps_ids_sorted_whatever_the_arrival_order() {
-        let mut log = Chunks::default();
-        for (l, o) in [(5, 1), (2, 1), (9, 2), (2, 2), (7, 1), (1, 3)] {
-            log.insert(id(l, o, l), (l, o));
-        }
-        let ids: Vec<_> = log.ids().map(|i| (i.lamport, i.origin)).collect();
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(ids, sorted);
-        assert_eq!(log.len(), 6);
-        assert_eq!(log.last_id(), Some(id(9, 2, 9)));
+    fn reads_folds_and_removals_cut_where_they_should() {
+        testing::reads_folds_and_removals_cut_where_they_should::<Chunks<u64>>();
     }
 
     #[test]
@@ -249,10 +254,7 @@ mod tests {
         assert_eq!(log.len(), 2000);
         let ops: Vec<_> = log.iter().map(|(_, op)| *op).collect();
         assert_eq!(ops, (0..2000).collect::<Vec<_>>());
-        assert!(log
-            .chunks
-            .iter()
-            .all(|c| !c.is_empty() && c.len() < 2 * CHUNK));
+        assert!(log.sound());
         let tail: Vec<_> = log
             .after(Some(id(1500, 1, 1500)))
             .map(|(_, op)| *op)
@@ -263,86 +265,10 @@ mod tests {
         assert_eq!(log.iter().next().map(|(_, op)| *op), Some(1000));
     }
 
-    #[test]
-    fn a_second_insert_under_one_id_replaces() {
-        let mut log = Chunks::default();
-        log.insert(id(3, 1, 1), "a");
-        log.insert(id(4, 1, 2), "b");
-        log.insert(id(3, 1, 1), "c");
-        assert_eq!(
-            log.iter().map(|(_, op)| *op).collect::<Vec<_>>(),
-            ["c", "b"]
-        );
-    }
-
-    #[test]
-    fn after_drain_and_take_cut_where_they_should() {
-        let mut log = Chunks::default();
-        for l in 1..=10 {
-            log.insert(id(l, (l % 2) as u8, l), l);
-        }
-        let after: Vec<_> = log.after(Some(id(7, 1, 7))).map(|(_, op)| *op).collect();
-        assert_eq!(after, [8, 9, 10]);
-        assert_eq!(log.after(None).count(), 10);
-        // An id between two entries: everything after it.
-        let between = id(4, 9, 0);
-        assert_eq!(log.after(Some(between)).next().map(|(_, op)| *op), Some(5));
-
-        let folded: Vec<_> = log.drain_upto(id(3, 1, 3)).map(|(_, op)| op).collect();
-        assert_eq!(folded, [1, 2, 3]);
-        let odd = log.take_where(|i| i.lamport % 2 == 1);
-        assert_eq!(odd.iter().map(|(_, op)| *op).collect::<Vec<_>>(), [5, 7, 9]);
-        assert_eq!(
-            log.iter().map(|(_, op)| *op).collect::<Vec<_>>(),
-            [4, 6, 8, 10]
-        );
-        assert!(log.take_where(|_| false).is_empty());
-    }
-
     proptest! {
-        /// The log behaves as a sorted map under any mix of inserts,
-        /// removals and folds.
         #[test]
-        fn behaves_as_a_sorted_map(
-            steps in proptest::collection::vec((0u8..16, 0u64..400, 0u8..3), 1..600)
-        ) {
-            let mut log = Chunks::default();
-            let mut model = std::collections::BTreeMap::new();
-            for (what, lamport, origin) in steps {
-                let key = id(lamport, origin, lamport + 1);
-                if log.last_id().is_some_and(|last| key <= last) {
-                    let halving = log.chunks.partition_point(|c| ends_before(c, key));
-                    prop_assert_eq!(log.chunk_for(key), halving);
-                }
-                match what {
-                    0..=13 => {
-                        log.insert(key, lamport);
-                        model.insert(key, lamport);
-                    }
-                    14 => {
-                        let taken = log.take_where(|i| *i == key);
-                        let expected: Vec<_> = model.remove(&key).map(|op| (key, op)).into_iter().collect();
-                        prop_assert_eq!(taken, expected);
-                    }
-                    _ => {
-                        let folded: Vec<_> = log.drain_upto(key).collect();
-                        let rest = model.split_off(&key);
-                        let mut expected: Vec<_> = std::mem::replace(&mut model, rest)
-                            .into_iter()
-                            .collect();
-                        if let Some(op) = model.remove(&key) {
-                            expected.push((key, op));
-                        }
-                        prop_assert_eq!(folded, expected);
-                    }
-                }
-                let ours: Vec<_> = log.iter().map(|(i, op)| (i, *op)).collect();
-                let theirs: Vec<_> = model.iter().map(|(i, op)| (*i, *op)).collect();
-                prop_assert_eq!(ours, theirs);
-                prop_assert_eq!(log.last_id(), model.keys().next_back().copied());
-                prop_assert_eq!(log.len(), model.len());
-                prop_assert!(log.chunks.iter().all(|c| !c.is_empty() && c.len() < 2 * CHUNK));
-            }
+        fn behaves_as_a_sorted_map(steps in testing::steps()) {
+            testing::behaves_as_a_sorted_map::<Chunks<u64>>(steps)?;
         }
     }
 }

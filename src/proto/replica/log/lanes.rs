@@ -145,12 +145,6 @@ impl<O> Lanes<O> {
         self.after(None)
     }
 
-    /// Every id, in order.
-    #[cfg(test)]
-    pub(super) fn ids(&self) -> impl Iterator<Item = OpId> + '_ {
-        self.iter().map(|(id, _)| id)
-    }
-
     /// The ops after `after` (every op for `None`), in order.
     pub(super) fn after(&self, after: Option<OpId>) -> Iter<'_, O> {
         let heads = self.lanes.iter().enumerate().filter_map(|(k, lane)| {
@@ -171,15 +165,7 @@ impl<O> Lanes<O> {
     /// Take out every op at or before `upto`, in order. Whatever the
     /// iterator is not asked for is taken out (and dropped) when it is.
     pub(super) fn drain_upto(&mut self, upto: OpId) -> Drain<'_, O> {
-        let heads = self
-            .lanes
-            .iter()
-            .enumerate()
-            .filter_map(|(k, lane)| {
-                let e = lane.ops.front()?;
-                (lane.id(e) <= upto).then_some(Reverse((e.lamport, k, e.seq, 0)))
-            })
-            .collect();
+        let heads = fronts(&self.lanes, Some(upto));
         Drain {
             log: self,
             heads,
@@ -227,6 +213,20 @@ impl<O> Lanes<O> {
             .filter_map(|l| l.ops.back().map(|e| l.id(e)))
             .max();
     }
+}
+
+/// The heads of a merge that takes the lanes' ops from their fronts, up to
+/// `upto` (all for `None`).
+fn fronts<O>(lanes: &[Lane<O>], upto: Option<OpId>) -> BinaryHeap<Head> {
+    lanes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, lane)| {
+            let e = lane.ops.front()?;
+            upto.is_none_or(|u| lane.id(e) <= u)
+                .then_some(Reverse((e.lamport, k, e.seq, 0)))
+        })
+        .collect()
 }
 
 /// Pop the smallest head of `heads` off its lane's front, pushing the
@@ -321,15 +321,7 @@ impl<O> IntoIterator for Lanes<O> {
     type IntoIter = IntoIter<O>;
 
     fn into_iter(self) -> Self::IntoIter {
-        let heads = self
-            .lanes
-            .iter()
-            .enumerate()
-            .filter_map(|(k, lane)| {
-                let e = lane.ops.front()?;
-                Some(Reverse((e.lamport, k, e.seq, 0)))
-            })
-            .collect();
+        let heads = fronts(&self.lanes, None);
         IntoIter {
             lanes: self.lanes,
             heads,
@@ -341,28 +333,23 @@ impl<O> IntoIterator for Lanes<O> {
 mod tests {
     use proptest::prelude::*;
 
+    use super::super::testing::{self, id, Sorted};
     use super::*;
 
-    fn id(lamport: u64, origin: u8, seq: u64) -> OpId {
-        OpId {
-            lamport,
-            origin: NodeId::from_bytes([origin; 32]),
-            seq,
+    impl Sorted for Lanes<u64> {
+        fn put(&mut self, id: OpId, op: u64, _late: bool) {
+            self.insert(id, op);
+        }
+        testing::sorted_through_own_methods!();
+        fn sound(&self) -> bool {
+            self.lanes.iter().all(|l| !l.ops.is_empty())
+                && self.lanes.windows(2).all(|w| w[0].origin < w[1].origin)
         }
     }
 
     #[test]
-    fn keeps_ids_sorted_whatever_the_arrival_order() {
-        let mut log = Lanes::default();
-        for (l, o) in [(5, 1), (2, 1), (9, 2), (2, 2), (7, 1), (1, 3)] {
-            log.insert(id(l, o, l), (l, o));
-        }
-        let ids: Vec<_> = log.ids().map(|i| (i.lamport, i.origin)).collect();
-        let mut sorted = ids.clone();
-        sorted.sort();
-        assert_eq!(ids, sorted);
-        assert_eq!(log.len(), 6);
-        assert_eq!(log.last_id(), Some(id(9, 2, 9)));
+    fn reads_folds_and_removals_cut_where_they_should() {
+        testing::reads_folds_and_removals_cut_where_they_should::<Lanes<u64>>();
     }
 
     #[test]
@@ -422,94 +409,19 @@ mod tests {
     }
 
     #[test]
-    fn a_second_insert_under_one_id_replaces() {
+    fn taken_as_a_whole_in_order() {
         let mut log = Lanes::default();
-        log.insert(id(3, 1, 1), "a");
-        log.insert(id(4, 1, 2), "b");
-        log.insert(id(3, 1, 1), "c");
-        assert_eq!(
-            log.iter().map(|(_, op)| *op).collect::<Vec<_>>(),
-            ["c", "b"]
-        );
-        assert_eq!(log.len(), 2);
-    }
-
-    #[test]
-    fn after_drain_and_take_cut_where_they_should() {
-        let mut log = Lanes::default();
-        for l in 1..=10 {
+        for l in [4, 1, 3, 2] {
             log.insert(id(l, (l % 2) as u8, l), l);
         }
-        let after: Vec<_> = log.after(Some(id(7, 1, 7))).map(|(_, op)| *op).collect();
-        assert_eq!(after, [8, 9, 10]);
-        assert_eq!(log.after(None).count(), 10);
-        // An id between two entries: everything after it.
-        let between = id(4, 9, 0);
-        assert_eq!(log.after(Some(between)).next().map(|(_, op)| *op), Some(5));
-
-        let folded: Vec<_> = log.drain_upto(id(3, 1, 3)).map(|(_, op)| op).collect();
-        assert_eq!(folded, [1, 2, 3]);
-        let odd = log.take_where(|i| i.lamport % 2 == 1);
-        assert_eq!(odd.iter().map(|(_, op)| *op).collect::<Vec<_>>(), [5, 7, 9]);
-        assert_eq!(
-            log.iter().map(|(_, op)| *op).collect::<Vec<_>>(),
-            [4, 6, 8, 10]
-        );
-        assert_eq!(log.last_id(), Some(id(10, 0, 10)));
-        assert!(log.take_where(|_| false).is_empty());
         let all: Vec<_> = log.into_iter().map(|(_, op)| op).collect();
-        assert_eq!(all, [4, 6, 8, 10]);
+        assert_eq!(all, [1, 2, 3, 4]);
     }
 
     proptest! {
-        /// The log behaves as a sorted map under any mix of inserts,
-        /// removals and folds, whatever order each origin's ops come in.
         #[test]
-        fn behaves_as_a_sorted_map(
-            steps in proptest::collection::vec((0u8..16, 0u64..400, 0u8..12, 0u64..3), 1..600)
-        ) {
-            let mut log = Lanes::default();
-            let mut model = std::collections::BTreeMap::new();
-            for (what, lamport, origin, seq) in steps {
-                let key = id(lamport, origin, seq);
-                match what {
-                    0..=12 => {
-                        log.insert(key, lamport);
-                        model.insert(key, lamport);
-                    }
-                    13 => {
-                        let taken = log.take_where(|i| *i == key);
-                        let expected: Vec<_> = model.remove(&key).map(|op| (key, op)).into_iter().collect();
-                        prop_assert_eq!(taken, expected);
-                    }
-                    14 => {
-                        let after: Vec<_> = log.after(Some(key)).map(|(i, op)| (i, *op)).collect();
-                        let expected: Vec<_> = model
-                            .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-                            .map(|(i, op)| (*i, *op))
-                            .collect();
-                        prop_assert_eq!(after, expected);
-                    }
-                    _ => {
-                        let folded: Vec<_> = log.drain_upto(key).collect();
-                        let rest = model.split_off(&key);
-                        let mut expected: Vec<_> = std::mem::replace(&mut model, rest)
-                            .into_iter()
-                            .collect();
-                        if let Some(op) = model.remove(&key) {
-                            expected.push((key, op));
-                        }
-                        prop_assert_eq!(folded, expected);
-                    }
-                }
-                let ours: Vec<_> = log.iter().map(|(i, op)| (i, *op)).collect();
-                let theirs: Vec<_> = model.iter().map(|(i, op)| (*i, *op)).collect();
-                prop_assert_eq!(ours, theirs);
-                prop_assert_eq!(log.last_id(), model.keys().next_back().copied());
-                prop_assert_eq!(log.len(), model.len());
-                prop_assert!(log.lanes.iter().all(|l| !l.ops.is_empty()));
-                prop_assert!(log.lanes.windows(2).all(|w| w[0].origin < w[1].origin));
-            }
+        fn behaves_as_a_sorted_map(steps in testing::steps()) {
+            testing::behaves_as_a_sorted_map::<Lanes<u64>>(steps)?;
         }
     }
 }

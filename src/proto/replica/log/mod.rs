@@ -24,6 +24,8 @@
 
 mod chunks;
 mod lanes;
+#[cfg(test)]
+mod testing;
 
 use std::iter::Peekable;
 
@@ -172,15 +174,29 @@ where
 mod tests {
     use proptest::prelude::*;
 
-    use super::super::super::id::NodeId;
+    use super::testing::{self, id, Sorted};
     use super::*;
 
-    fn id(lamport: u64, origin: u8, seq: u64) -> OpId {
-        OpId {
-            lamport,
-            origin: NodeId::from_bytes([origin; 32]),
-            seq,
+    impl Sorted for OpLog<u64> {
+        fn put(&mut self, id: OpId, op: u64, late: bool) {
+            if late {
+                self.insert_late(id, op);
+            } else {
+                self.insert(id, op);
+            }
         }
+        testing::sorted_through_own_methods!();
+        fn sound(&self) -> bool {
+            // A replay's walk sees what a read in order does.
+            let mut walked = Vec::new();
+            self.for_each_after(None, |i, op| walked.push((*i, *op)));
+            walked == self.ops_after(None) && self.ids().eq(walked.iter().map(|(i, _)| *i))
+        }
+    }
+
+    #[test]
+    fn reads_folds_and_removals_cut_where_they_should() {
+        testing::reads_folds_and_removals_cut_where_they_should::<OpLog<u64>>();
     }
 
     #[test]
@@ -215,66 +231,9 @@ mod tests {
     }
 
     proptest! {
-        /// The log behaves as a sorted map under any mix of inserts into
-        /// either part, removals and folds.
         #[test]
-        fn behaves_as_a_sorted_map(
-            steps in proptest::collection::vec((0u8..16, 0u64..300, 0u8..4, 0u64..3), 1..600)
-        ) {
-            let mut log = OpLog::default();
-            let mut model = std::collections::BTreeMap::new();
-            let mut late = std::collections::BTreeSet::new();
-            for (what, lamport, origin, seq) in steps {
-                let key = id(lamport, origin, seq);
-                match what {
-                    0..=11 => {
-                        // An id goes to one part, and stays there.
-                        if late.contains(&key) || (what % 2 == 0 && !model.contains_key(&key)) {
-                            log.insert_late(key, lamport);
-                            late.insert(key);
-                        } else {
-                            log.insert(key, lamport);
-                        }
-                        model.insert(key, lamport);
-                    }
-                    12 | 13 => {
-                        let taken = log.take_where(|i| i.origin == key.origin && i.lamport < lamport);
-                        let expected: Vec<_> = model
-                            .iter()
-                            .filter(|(i, _)| i.origin == key.origin && i.lamport < lamport)
-                            .map(|(i, op)| (*i, *op))
-                            .collect();
-                        model.retain(|i, _| !(i.origin == key.origin && i.lamport < lamport));
-                        late.retain(|i| model.contains_key(i));
-                        prop_assert_eq!(taken, expected);
-                    }
-                    14 => {
-                        let after: Vec<_> = log.after(Some(key)).map(|(i, op)| (i, *op)).collect();
-                        let expected: Vec<_> = model
-                            .range((std::ops::Bound::Excluded(key), std::ops::Bound::Unbounded))
-                            .map(|(i, op)| (*i, *op))
-                            .collect();
-                        prop_assert_eq!(after, expected);
-                    }
-                    _ => {
-                        let folded: Vec<_> = log.drain_upto(key).collect();
-                        let rest = model.split_off(&key);
-                        let mut expected: Vec<_> = std::mem::replace(&mut model, rest)
-                            .into_iter()
-                            .collect();
-                        if let Some(op) = model.remove(&key) {
-                            expected.push((key, op));
-                        }
-                        late.retain(|i| model.contains_key(i));
-                        prop_assert_eq!(folded, expected);
-                    }
-                }
-                let ours: Vec<_> = log.iter().map(|(i, op)| (i, *op)).collect();
-                let theirs: Vec<_> = model.iter().map(|(i, op)| (*i, *op)).collect();
-                prop_assert_eq!(ours, theirs);
-                prop_assert_eq!(log.last_id(), model.keys().next_back().copied());
-                prop_assert_eq!(log.len(), model.len());
-            }
+        fn behaves_as_a_sorted_map(steps in testing::steps()) {
+            testing::behaves_as_a_sorted_map::<OpLog<u64>>(steps)?;
         }
     }
 }
