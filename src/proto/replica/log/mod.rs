@@ -16,11 +16,12 @@
 //! alone. Each id is in at most one part: the replica inserts an op only
 //! once its seen set took the id.
 //!
-//! Measured on `benches/pipeline.rs` (three writers of commutative ops):
-//! the late inserts into the chunks, their search and their shift, were
-//! about 11% of the CPU; lanes alone (every op in a lane) made each replay
-//! after a late op that does not commute a heap merge, which halved the
-//! throughput of ordered shouts, hence two parts.
+//! With three writers of commutative ops, the late inserts into the
+//! chunks (their search and their shift) were 8–11% of the CPU of
+//! `benches/pipeline.rs` and of quicbench. Lanes alone (every op in a
+//! lane) made each replay after a late op that does not commute a merge
+//! of the lanes op by op, and ordered shouts fell by about 40%: hence two
+//! parts.
 
 mod chunks;
 mod lanes;
