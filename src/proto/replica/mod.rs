@@ -513,18 +513,19 @@ impl<T: Replicated> Replica<T> {
         // The highest seq folded per origin, gathered in a few slots (the
         // ops of a handful of writers interleave) and noted once each.
         let mut tops: SmallVec<[(NodeId, u64); 8]> = SmallVec::new();
-        for (id, op) in self.log.drain_upto(frontier) {
+        let (stable, folded) = (&mut self.stable, &mut self.folded);
+        self.log.drain_upto(frontier, |id, op| {
             upto += 1;
-            self.stable.apply(&op);
-            on_stable(&self.stable, &op, id);
+            stable.apply(&op);
+            on_stable(stable, &op, id);
             if let Some((_, seq)) = tops.iter_mut().find(|(origin, _)| *origin == id.origin) {
                 *seq = (*seq).max(id.seq);
             } else if tops.len() < tops.inline_size() {
                 tops.push((id.origin, id.seq));
             } else {
-                note_folded(&mut self.folded, id.origin, id.seq);
+                note_folded(folded, id.origin, id.seq);
             }
-        }
+        });
         for (origin, seq) in tops {
             note_folded(&mut self.folded, origin, seq);
         }

@@ -341,6 +341,9 @@ mod tests {
             self.insert(id, op);
         }
         testing::sorted_through_own_methods!();
+        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
+            self.drain_upto(upto).collect()
+        }
         fn sound(&self) -> bool {
             self.lanes.iter().all(|l| !l.ops.is_empty())
                 && self.lanes.windows(2).all(|w| w[0].origin < w[1].origin)

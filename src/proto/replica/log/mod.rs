@@ -107,10 +107,25 @@ impl<O> OpLog<O> {
         }
     }
 
-    /// Take out every op at or before `upto`, in order; whatever the
-    /// iterator is not asked for is taken out all the same.
-    pub(super) fn drain_upto(&mut self, upto: OpId) -> impl Iterator<Item = (OpId, O)> + '_ {
-        merge(self.main.drain_upto(upto), self.late.drain_upto(upto))
+    /// Take out every op at or before `upto` and hand each to `each`, in
+    /// order. The main part's ops go straight from its chunks (a fold
+    /// needs no merge when there is no late part); the late part's are
+    /// slotted in between them.
+    pub(super) fn drain_upto(&mut self, upto: OpId, mut each: impl FnMut(OpId, O)) {
+        if self.late.len() == 0 {
+            self.main.drain_upto(upto, each);
+            return;
+        }
+        let mut late = self.late.drain_upto(upto).peekable();
+        self.main.drain_upto(upto, |id, op| {
+            while let Some((l, lop)) = late.next_if(|(l, _)| *l < id) {
+                each(l, lop);
+            }
+            each(id, op);
+        });
+        for (l, lop) in late {
+            each(l, lop);
+        }
     }
 
     /// Take out every op whose id `which` picks, in order; the rest stay.
@@ -187,6 +202,11 @@ mod tests {
             }
         }
         testing::sorted_through_own_methods!();
+        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
+            let mut folded = Vec::new();
+            self.drain_upto(upto, |i, op| folded.push((i, op)));
+            folded
+        }
         fn sound(&self) -> bool {
             // A replay's walk sees what a read in order does.
             let mut walked = Vec::new();
@@ -222,7 +242,8 @@ mod tests {
             odd.iter().map(|(_, op)| *op).collect::<Vec<_>>(),
             [1, 3, 5, 7, 9]
         );
-        let folded: Vec<_> = log.drain_upto(id(20, 9, 0)).map(|(_, op)| op).collect();
+        let mut folded = Vec::new();
+        log.drain_upto(id(20, 9, 0), |_, op| folded.push(op));
         assert_eq!(
             folded,
             [0, 2, 4, 6, 8, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]

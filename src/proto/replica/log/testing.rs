@@ -35,14 +35,12 @@ pub(super) trait Sorted: Default {
 }
 
 /// The [`Sorted`] methods that call the log's own methods of the same
-/// use (`after`, `drain_upto`, `take_where`, `len`, `last_id`).
+/// use (`after`, `take_where`, `len`, `last_id`); each impl folds through
+/// its own `drain_upto`.
 macro_rules! sorted_through_own_methods {
     () => {
         fn ops_after(&self, after: Option<OpId>) -> Vec<(OpId, u64)> {
             self.after(after).map(|(i, op)| (i, *op)).collect()
-        }
-        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
-            self.drain_upto(upto).collect()
         }
         fn take(&mut self, which: &dyn Fn(&OpId) -> bool) -> Vec<(OpId, u64)> {
             self.take_where(which)
