@@ -63,9 +63,13 @@ pub(crate) struct Tally {
 
 impl Tally {
     fn add(&self, frame_len: usize) {
-        self.frames.fetch_add(1, Ordering::Relaxed);
-        self.bytes
-            .fetch_add((PREFIX + frame_len) as u64, Ordering::Relaxed);
+        self.add_many(1, PREFIX + frame_len);
+    }
+
+    /// Count `frames` frames of `bytes` bytes in all, prefixes included.
+    fn add_many(&self, frames: usize, bytes: usize) {
+        self.frames.fetch_add(frames as u64, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 
     /// `(frames, bytes)` so far.
@@ -243,6 +247,8 @@ pub(crate) struct Inbound {
     ended: bool,
     /// What arrived: whole frames and their bytes.
     received: Arc<Tally>,
+    /// Scratch: where the frames of the block being cut are.
+    frames: Vec<std::ops::Range<usize>>,
 }
 
 impl Inbound {
@@ -255,6 +261,7 @@ impl Inbound {
             failed: None,
             ended: false,
             received: Arc::default(),
+            frames: Vec::new(),
         }
     }
 
@@ -361,27 +368,73 @@ impl Inbound {
         &mut self,
         out: &mut Vec<Message>,
     ) -> Result<bool, InboundError> {
-        let Some(first) = self.next().await? else {
-            return Ok(false);
-        };
-        out.push(first);
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         loop {
-            match self.cut() {
-                Ok(Some(frame)) => match self.decoder.decode(&frame) {
+            let before = out.len();
+            if let Err(e) = self.decode_all(out) {
+                if out.len() == before {
+                    return Err(e);
+                }
+                self.failed = Some(e);
+            }
+            if out.len() > before {
+                return Ok(true);
+            }
+            if !self.fill().await? {
+                return Ok(false);
+            }
+        }
+    }
+
+    /// Cut every whole frame in the buffer as one block and decode each
+    /// into `out`, in order; stop at the first bad one. One block, not a
+    /// handle per frame: a handle is a reference count shared with the
+    /// repeater's thread, which drops the frames (each payload keeps a
+    /// reference of its own).
+    fn decode_all(&mut self, out: &mut Vec<Message>) -> Result<(), InboundError> {
+        let mut frames = std::mem::take(&mut self.frames);
+        frames.clear();
+        let mut end = 0;
+        let mut bad = None;
+        let mut short = 0;
+        while self.buf.len() - end >= PREFIX {
+            let mut len = [0u8; PREFIX];
+            len.copy_from_slice(&self.buf[end..end + PREFIX]);
+            let len = u32::from_be_bytes(len) as usize;
+            if len > self.max_frame {
+                bad = Some(InboundError::Protocol(format!(
+                    "frame of {len} bytes is over the {}-byte limit",
+                    self.max_frame
+                )));
+                break;
+            }
+            if self.buf.len() - end < PREFIX + len {
+                short = PREFIX + len - (self.buf.len() - end);
+                break;
+            }
+            frames.push(end + PREFIX..end + PREFIX + len);
+            end += PREFIX + len;
+        }
+        if end > 0 {
+            self.received.add_many(frames.len(), end);
+            let block = self.buf.split_to(end).freeze();
+            for at in frames.drain(..) {
+                match self.decoder.decode_in(&block, at) {
                     Ok(msg) => out.push(msg),
                     Err(e) => {
-                        self.failed = Some(InboundError::bad_frame(&e));
+                        bad = Some(InboundError::bad_frame(&e));
                         break;
                     }
-                },
-                Ok(None) => break,
-                Err(e) => {
-                    self.failed = Some(e);
-                    break;
                 }
             }
         }
-        Ok(true)
+        // Room for the rest of a frame cut short, once the whole ones are
+        // out (reserving before would copy them).
+        self.buf.reserve(short);
+        self.frames = frames;
+        bad.map_or(Ok(()), Err)
     }
 
     /// Stop reading: an in-memory peer's further writes are refused (also
@@ -497,6 +550,38 @@ mod tests {
         outbox.close();
         let err = inbound.next().await.expect_err("truncated");
         assert!(err.to_string().contains("ended inside a frame"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn good_frames_come_before_an_oversize_one() {
+        let outbox = Outbox::new();
+        let mut inbound = Inbound::new(Input::Memory(outbox.clone()), 200);
+        outbox.push(&hello(1).encode(200).expect("encodes"));
+        outbox.push(&hello(2).encode(200).expect("encodes"));
+        outbox.push(&[0u8; 201]);
+        let mut batch = Vec::new();
+        assert!(inbound.next_batch(&mut batch).await.expect("good frames"));
+        assert_eq!(batch, vec![hello(1), hello(2)]);
+        let err = inbound.next_batch(&mut batch).await.expect_err("oversize");
+        assert!(err.to_string().contains("over the 200-byte limit"), "{err}");
+    }
+
+    #[test]
+    fn a_frame_in_a_block_decodes_within_its_own_bounds() {
+        let (a, b) = (
+            hello(1).encode(DEFAULT_MAX_FRAME).expect("encodes"),
+            hello(2).encode(DEFAULT_MAX_FRAME).expect("encodes"),
+        );
+        let block = Bytes::from([a.clone(), b.clone()].concat());
+        let mut decoder = Decoder::new(DEFAULT_MAX_FRAME);
+        let second = a.len()..a.len() + b.len();
+        assert_eq!(decoder.decode_in(&block, second).ok(), Some(hello(2)));
+        assert_eq!(decoder.decode_in(&block, 0..a.len()).ok(), Some(hello(1)));
+        // Cut short, a frame is truncated: it is not read on into the next.
+        assert!(decoder.decode_in(&block, 0..a.len() - 1).is_err());
+        // Past the block's end, or backwards: refused, no panic.
+        assert!(decoder.decode_in(&block, a.len()..block.len() + 1).is_err());
+        assert!(decoder.decode_in(&block, 3..1).is_err());
     }
 
     /// Feed `chunks` as raw stream bytes (already length-prefixed), then

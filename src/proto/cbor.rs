@@ -89,6 +89,9 @@ pub(crate) fn write_text(out: &mut Vec<u8>, text: &str) {
 pub(crate) struct Reader<'a> {
     buf: &'a Bytes,
     pos: usize,
+    /// Where the input ends: `buf.len()`, or the end of one frame among
+    /// several in `buf`.
+    end: usize,
 }
 
 /// The bytes of a text string as a `str`, if they are UTF-8.
@@ -98,13 +101,24 @@ pub(crate) fn utf8(raw: &[u8]) -> Result<&str, CborError> {
 
 impl<'a> Reader<'a> {
     /// Read `buf` from `pos`.
+    #[cfg(test)]
     pub(crate) fn new(buf: &'a Bytes, pos: usize) -> Self {
-        Self { buf, pos }
+        Self::within(buf, pos, buf.len())
+    }
+
+    /// Read `buf` from `pos` up to `end` (at most `buf.len()`): one frame
+    /// of a block of frames, whose byte strings still slice `buf`.
+    pub(crate) fn within(buf: &'a Bytes, pos: usize, end: usize) -> Self {
+        Self {
+            buf,
+            pos,
+            end: end.min(buf.len()),
+        }
     }
 
     /// Bytes not read yet.
     pub(crate) fn remaining(&self) -> usize {
-        self.buf.len().saturating_sub(self.pos)
+        self.end.saturating_sub(self.pos)
     }
 
     /// The read position.

@@ -476,17 +476,38 @@ impl Decoder {
 
     /// Decode one frame. Byte strings in the result share `frame`'s memory.
     pub fn decode(&mut self, frame: &Bytes) -> Result<Message, DecodeError> {
-        if frame.len() > self.max_frame {
+        self.decode_in(frame, 0..frame.len())
+    }
+
+    /// Decode the frame at `at` in `block`, a buffer of several frames
+    /// (a link's reader cuts a whole read at once: the frames then share
+    /// one handle on the buffer, and each payload takes a reference of
+    /// its own, instead of each frame too). Byte strings in the result
+    /// share `block`'s memory. A range past the block's end is refused as
+    /// truncated.
+    pub fn decode_in(
+        &mut self,
+        block: &Bytes,
+        at: std::ops::Range<usize>,
+    ) -> Result<Message, DecodeError> {
+        let len = at.end.saturating_sub(at.start);
+        if len > self.max_frame {
             return Err(DecodeError::Oversize {
-                len: frame.len(),
+                len,
                 max: self.max_frame,
             });
         }
+        let frame = block
+            .get(at.clone())
+            .ok_or_else(|| DecodeError::Malformed {
+                what: "message",
+                reason: CborError::Truncated.to_string(),
+            })?;
         let (&version, _) = frame.split_first().ok_or(DecodeError::Empty)?;
         if version != WIRE_VERSION {
             return Err(DecodeError::UnknownVersion { found: version });
         }
-        let mut r = Reader::new(frame, 1);
+        let mut r = Reader::within(block, at.start + 1, at.end);
         let bad = |e: CborError| DecodeError::Malformed {
             what: "message",
             reason: e.to_string(),
@@ -513,7 +534,7 @@ impl Decoder {
             }
             (KIND_SERDE, 2) => {
                 let pos = r.position();
-                return decode_exact(&frame[pos..], "message");
+                return decode_exact(&block[pos..at.end], "message");
             }
             (kind, items) => {
                 return Err(DecodeError::Malformed {
