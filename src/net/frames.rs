@@ -581,7 +581,8 @@ mod tests {
         assert!(decoder.decode_in(&block, 0..a.len() - 1).is_err());
         // Past the block's end, or backwards: refused, no panic.
         assert!(decoder.decode_in(&block, a.len()..block.len() + 1).is_err());
-        assert!(decoder.decode_in(&block, 3..1).is_err());
+        let backwards = std::ops::Range { start: 3, end: 1 };
+        assert!(decoder.decode_in(&block, backwards).is_err());
     }
 
     /// Feed `chunks` as raw stream bytes (already length-prefixed), then
