@@ -467,6 +467,18 @@ mod tests {
         }
     }
 
+    fn op(n: u64) -> Message {
+        Message::Op(crate::proto::message::OpFrame {
+            object: crate::proto::ObjectKey::new("test.Doc", "doc"),
+            id: crate::proto::OpId {
+                lamport: n + 1,
+                origin: NodeId::from_u64(n),
+                seq: n + 1,
+            },
+            payload: Bytes::from(vec![n as u8; 1 + n as usize]),
+        })
+    }
+
     fn pipe() -> (Arc<Outbox>, Inbound) {
         let outbox = Outbox::new();
         let inbound = Inbound::new(Input::Memory(outbox.clone()), DEFAULT_MAX_FRAME);
@@ -666,6 +678,46 @@ mod tests {
             if let Some(e) = error {
                 proptest::prop_assert!(matches!(e, InboundError::Protocol(_)), "{e}");
             }
+        }
+
+        /// A frame decoded in place in a block reads as the same bytes
+        /// copied out and decoded alone, message or error, for any range
+        /// of a block of good frames with any bytes changed.
+        #[test]
+        fn decoding_in_a_block_is_decoding_a_copy(
+            n in 1usize..6,
+            flips in proptest::collection::vec((0usize..1000, 0u8..=255), 0..4),
+            aligned: bool,
+            start in 0usize..1000,
+            len in 0usize..400,
+        ) {
+            let mut block = Vec::new();
+            let mut bounds = vec![0];
+            for i in 0..n as u64 {
+                // Op frames (read item by item within the frame's bounds)
+                // and others (decoded through serde) in turn.
+                let msg = if i % 2 == 0 { op(i) } else { hello(i) };
+                block.extend(msg.encode(DEFAULT_MAX_FRAME).expect("encodes"));
+                bounds.push(block.len());
+            }
+            for (at, byte) in flips {
+                let at = at % block.len();
+                block[at] = byte;
+            }
+            // One whole frame (good unless a byte of it changed), or any
+            // range at all.
+            let (start, end) = if aligned {
+                let k = start % n;
+                (bounds[k], bounds[k + 1])
+            } else {
+                let start = start % (block.len() + 1);
+                (start, (start + len).min(block.len()))
+            };
+            let block = Bytes::from(block);
+            let copy = Bytes::copy_from_slice(&block[start..end]);
+            let in_place = Decoder::new(DEFAULT_MAX_FRAME).decode_in(&block, start..end);
+            let alone = Decoder::new(DEFAULT_MAX_FRAME).decode(&copy);
+            proptest::prop_assert_eq!(format!("{in_place:?}"), format!("{alone:?}"));
         }
     }
 }
