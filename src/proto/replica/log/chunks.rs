@@ -243,12 +243,7 @@ mod tests {
         fn put(&mut self, id: OpId, op: u64, _late: bool) {
             self.insert(id, op);
         }
-        testing::sorted_through_own_methods!();
-        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
-            let mut folded = Vec::new();
-            self.drain_upto(upto, |i, op| folded.push((i, op)));
-            folded
-        }
+        testing::sorted_through_own_methods!(fold_by_closure);
         fn sound(&self) -> bool {
             // Chunks are small and not empty, and the galloping search
             // finds what halving does.

@@ -340,10 +340,7 @@ mod tests {
         fn put(&mut self, id: OpId, op: u64, _late: bool) {
             self.insert(id, op);
         }
-        testing::sorted_through_own_methods!();
-        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
-            self.drain_upto(upto).collect()
-        }
+        testing::sorted_through_own_methods!(fold_by_iterator);
         fn sound(&self) -> bool {
             self.lanes.iter().all(|l| !l.ops.is_empty())
                 && self.lanes.windows(2).all(|w| w[0].origin < w[1].origin)

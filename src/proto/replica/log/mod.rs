@@ -201,12 +201,7 @@ mod tests {
                 self.insert(id, op);
             }
         }
-        testing::sorted_through_own_methods!();
-        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
-            let mut folded = Vec::new();
-            self.drain_upto(upto, |i, op| folded.push((i, op)));
-            folded
-        }
+        testing::sorted_through_own_methods!(fold_by_closure);
         fn sound(&self) -> bool {
             // A replay's walk sees what a read in order does.
             let mut walked = Vec::new();

@@ -35,10 +35,25 @@ pub(super) trait Sorted: Default {
 }
 
 /// The [`Sorted`] methods that call the log's own methods of the same
-/// use (`after`, `take_where`, `len`, `last_id`); each impl folds through
-/// its own `drain_upto`.
+/// use (`after`, `take_where`, `len`, `last_id`, `drain_upto`). A log whose
+/// `drain_upto` hands each op to a closure says `fold_by_closure`; one
+/// whose `drain_upto` is an iterator says `fold_by_iterator`.
 macro_rules! sorted_through_own_methods {
-    () => {
+    (fold_by_closure) => {
+        testing::sorted_through_own_methods!(reads);
+        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
+            let mut folded = Vec::new();
+            self.drain_upto(upto, |i, op| folded.push((i, op)));
+            folded
+        }
+    };
+    (fold_by_iterator) => {
+        testing::sorted_through_own_methods!(reads);
+        fn fold(&mut self, upto: OpId) -> Vec<(OpId, u64)> {
+            self.drain_upto(upto).collect()
+        }
+    };
+    (reads) => {
         fn ops_after(&self, after: Option<OpId>) -> Vec<(OpId, u64)> {
             self.after(after).map(|(i, op)| (i, *op)).collect()
         }
