@@ -235,6 +235,14 @@ impl InboundError {
     }
 }
 
+/// What the buffer holds at a frame's place (see [`Inbound::frame_at`]).
+enum Cut {
+    /// A whole frame of this many bytes after its prefix.
+    Whole(usize),
+    /// Part of a frame: this many more bytes make it whole.
+    Short(usize),
+}
+
 /// The reading half of a connection: cuts frames, decodes them.
 #[derive(Debug)]
 pub(crate) struct Inbound {
@@ -270,13 +278,16 @@ impl Inbound {
         self.received.clone()
     }
 
-    /// The next whole frame in the buffer, if there is one.
-    fn cut(&mut self) -> Result<Option<Bytes>, InboundError> {
-        if self.buf.len() < PREFIX {
-            return Ok(None);
+    /// The frame whose length prefix starts at `at` in the buffer: whole,
+    /// or short of some bytes (none counted while the prefix itself is
+    /// not whole); an error if its length is over the limit.
+    fn frame_at(&self, at: usize) -> Result<Cut, InboundError> {
+        let have = self.buf.len() - at;
+        if have < PREFIX {
+            return Ok(Cut::Short(0));
         }
         let mut len = [0u8; PREFIX];
-        len.copy_from_slice(&self.buf[..PREFIX]);
+        len.copy_from_slice(&self.buf[at..at + PREFIX]);
         let len = u32::from_be_bytes(len) as usize;
         if len > self.max_frame {
             return Err(InboundError::Protocol(format!(
@@ -284,13 +295,25 @@ impl Inbound {
                 self.max_frame
             )));
         }
-        if self.buf.len() < PREFIX + len {
-            self.buf.reserve(PREFIX + len - self.buf.len());
-            return Ok(None);
+        if have < PREFIX + len {
+            return Ok(Cut::Short(PREFIX + len - have));
         }
-        self.buf.advance(PREFIX);
-        self.received.add(len);
-        Ok(Some(self.buf.split_to(len).freeze()))
+        Ok(Cut::Whole(len))
+    }
+
+    /// The next whole frame in the buffer, if there is one.
+    fn cut(&mut self) -> Result<Option<Bytes>, InboundError> {
+        match self.frame_at(0)? {
+            Cut::Short(missing) => {
+                self.buf.reserve(missing);
+                Ok(None)
+            }
+            Cut::Whole(len) => {
+                self.buf.advance(PREFIX);
+                self.received.add(len);
+                Ok(Some(self.buf.split_to(len).freeze()))
+            }
+        }
     }
 
     /// Read more bytes; `false` at the end of the input.
@@ -399,23 +422,21 @@ impl Inbound {
         let mut end = 0;
         let mut bad = None;
         let mut short = 0;
-        while self.buf.len() - end >= PREFIX {
-            let mut len = [0u8; PREFIX];
-            len.copy_from_slice(&self.buf[end..end + PREFIX]);
-            let len = u32::from_be_bytes(len) as usize;
-            if len > self.max_frame {
-                bad = Some(InboundError::Protocol(format!(
-                    "frame of {len} bytes is over the {}-byte limit",
-                    self.max_frame
-                )));
-                break;
+        loop {
+            match self.frame_at(end) {
+                Ok(Cut::Whole(len)) => {
+                    frames.push(end + PREFIX..end + PREFIX + len);
+                    end += PREFIX + len;
+                }
+                Ok(Cut::Short(missing)) => {
+                    short = missing;
+                    break;
+                }
+                Err(e) => {
+                    bad = Some(e);
+                    break;
+                }
             }
-            if self.buf.len() - end < PREFIX + len {
-                short = PREFIX + len - (self.buf.len() - end);
-                break;
-            }
-            frames.push(end + PREFIX..end + PREFIX + len);
-            end += PREFIX + len;
         }
         if end > 0 {
             self.received.add_many(frames.len(), end);
