@@ -139,6 +139,11 @@ impl<T: Replicated> Leaf<T> {
                 id,
                 payload,
             };
+            if !relay {
+                // Provisional until a member admits this node (it only
+                // read the object so far, or its origin was evicted).
+                self.node.request_admission(key.clone());
+            }
             match &self.cell.log {
                 None => {
                     if relay {

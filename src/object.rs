@@ -362,27 +362,55 @@ impl<T: Replicated> Host for CellHost<T> {
         }
     }
 
-    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
+    fn export(&mut self) -> Result<StateFrame, HostError> {
+        export_frame(&self.0.key, &self.0.state.read())
+    }
+
+    fn admit(&mut self, node: NodeId) -> Result<Option<(NodeId, u64)>, HostError> {
         let cell = &*self.0;
         let store_err = |e: StoreError| HostError::Store {
             object: cell.key.clone(),
             reason: e.to_string(),
         };
-        let frame = {
+        let admission = {
             let mut replica = cell.state.write();
-            replica.admit(joiner);
-            // The write-ahead rule for admission: were the joiner forgotten
-            // in a crash, the restarted replica would fold ops on its own
-            // ack alone, passing ops it lacks.
+            let Some(admission) = replica.admit(node) else {
+                return Ok(None);
+            };
+            // The write-ahead rule for admission: were the new member
+            // forgotten in a crash, the restarted replica would fold ops
+            // on a table without it, passing ops it makes.
             cell.write_state(&mut replica).map_err(store_err)?;
-            export_frame(&cell.key, &replica)?
+            admission
         };
         if let Some(log) = &cell.log {
-            // Joins are rare: the repeater waits for this one commit, with
-            // the replica unlocked so the writer can report it.
+            // Admissions are rare: the repeater waits for this one commit,
+            // with the replica unlocked so the writer can report it.
             log.store().flush_blocking().map_err(store_err)?;
         }
-        Ok(frame)
+        Ok(Some(admission))
+    }
+
+    fn wants_admission(&self) -> bool {
+        self.0.state.read().wants_admission()
+    }
+
+    fn is_member(&self) -> bool {
+        self.0.state.read().is_admitted()
+    }
+
+    fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool {
+        let mut replica = self.0.state.write();
+        if !replica.admitted_as(origin, clock) {
+            return false;
+        }
+        // As for an admission learned from a table (`merge_acks`): the op
+        // log cannot replay re-stamped ops; the whole state goes to the
+        // store, and they leave once it is committed.
+        self.0.relog_state(&mut replica);
+        drop(replica);
+        self.0.bump();
+        true
     }
 
     fn refresh(&mut self) -> u64 {
@@ -459,7 +487,7 @@ impl<T: Replicated> Host for CellHost<T> {
     }
 
     fn awaits_admission(&self) -> bool {
-        !self.0.state.read().is_admitted()
+        self.0.state.read().awaits_readmission()
     }
 
     fn origins_of(&self, node: NodeId) -> Vec<NodeId> {

@@ -72,10 +72,12 @@ fn sync(replicas: &mut [&mut Replica<Doc>]) {
 #[test]
 fn an_evicted_member_stops_holding_the_frontier_and_comes_back_in_a_new_epoch() {
     let mut a = Replica::new(id(1), Doc::default());
+    // B and C are members: they wrote (here, admitted up front).
     a.admit(id(2));
     a.admit(id(3));
     let mut b = Replica::from_state(id(2), a.export());
     let mut c = Replica::from_state(id(3), a.export());
+    assert!(b.is_admitted() && c.is_admitted());
     let c1 = c.shout(DocOp::Push("c1".into()), |_, _, _| {});
     a.apply(c1, DocOp::Push("c1".into()), |_, _, _| {})
         .expect("applies");
@@ -108,9 +110,11 @@ fn an_evicted_member_stops_holding_the_frontier_and_comes_back_in_a_new_epoch() 
     c.shout(DocOp::Push("c3".into()), |_, _, _| {});
     assert!(c.tentative_ops().next().is_none(), "provisional ops stay");
     assert!(c.state().items.iter().any(|i| i.starts_with("c2")));
-    // A merges C's table (C's new origin), and answers: C is admitted.
-    a.merge_acks(c.acks(), |_, _, _| {});
-    c.merge_acks(a.acks(), |_, _, _| {});
+    // C asks a member to admit its new origin; A does.
+    assert!(c.wants_admission());
+    let (origin, clock) = a.admit(id(3)).expect("A is a member");
+    assert_eq!(origin, c.me());
+    assert!(c.admitted_as(origin, clock));
     assert!(c.is_admitted());
     let restamped = c.take_restamped();
     assert_eq!(restamped.len(), 2, "c2 and c3, re-stamped");
@@ -166,6 +170,23 @@ fn cluster(n: usize, config: HarnessConfig) -> Harness<Doc> {
     h
 }
 
+/// Node `node` writes (an op that changes nothing) and waits until a
+/// member admitted it: only members hold the frontier back and can be
+/// evicted.
+fn make_member(h: &mut Harness<Doc>, node: usize) {
+    h.shout(node, "doc", DocOp::Add(0));
+    for _ in 0..50 {
+        let host = h.host_of(node, "doc").expect("holds the doc");
+        let admitted = host.lock().replica.is_admitted();
+        if admitted {
+            h.run_for(Duration::from_secs(2));
+            return;
+        }
+        h.run_for(Duration::from_millis(100));
+    }
+    panic!("node {node} not admitted within 5 s (seed {})", h.seed());
+}
+
 fn tentative(h: &Harness<Doc>, node: usize) -> usize {
     let host = h.host_of(node, "doc").expect("holds the doc");
     let n = host.lock().replica.tentative_len();
@@ -176,6 +197,7 @@ fn tentative(h: &Harness<Doc>, node: usize) -> usize {
 fn a_node_down_past_the_period_is_evicted_and_stability_resumes() {
     let n = 20;
     let mut h = cluster(n, config(Duration::from_secs(10)));
+    make_member(&mut h, 7);
     h.crash(7);
     let mut total = 0u64;
     for k in 0..40u32 {
@@ -210,6 +232,7 @@ fn a_node_cut_off_past_the_period_comes_back_in_a_new_epoch_and_loses_nothing() 
     let n = 12;
     let mut h = cluster(n, config(Duration::from_secs(10)));
     let cut_off = 5;
+    make_member(&mut h, cut_off);
     let rest: Vec<usize> = (0..n).filter(|i| *i != cut_off).collect();
     h.partition(&[vec![cut_off], rest.clone()]);
     let mut names = Vec::new();

@@ -62,8 +62,9 @@ fn shout_over(
 /// Why the live replicas have not converged on exactly `ops`, if they have
 /// not.
 fn divergence(h: &Harness<Doc>, ops: &[(OpId, DocOp)]) -> Option<String> {
-    let expected = plexus::proto::message::encode_value(&reference(ops.to_vec()), "state")
-        .expect("states encode");
+    let expected =
+        plexus::proto::message::encode_value(&reference(h.with_final_ids("doc", ops)), "state")
+            .expect("states encode");
     for i in (0..h.len()).filter(|i| h.is_alive(*i)) {
         let Some(host) = h.host_of(i, "doc") else {
             return Some(format!("node {i} does not hold the doc"));

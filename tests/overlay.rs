@@ -103,8 +103,9 @@ fn describe(h: &Harness<Doc>, what: &str) {
 }
 
 fn converged(h: &Harness<Doc>, ops: &[(OpId, DocOp)]) -> Option<String> {
-    let expected = plexus::proto::message::encode_value(&reference(ops.to_vec()), "state")
-        .expect("states encode");
+    let expected =
+        plexus::proto::message::encode_value(&reference(h.with_final_ids("doc", ops)), "state")
+            .expect("states encode");
     for i in (0..h.len()).filter(|i| h.is_alive(*i)) {
         let Some(host) = h.host_of(i, "doc") else {
             return Some(format!("node {i} does not hold the doc"));

@@ -142,6 +142,11 @@ pub(crate) enum RepeaterMsg {
     },
     /// Local ops are waiting in [`LocalOps`].
     LocalOps,
+    /// The replica of `object` made ops while not a member of its replica
+    /// set: ask a member to admit it.
+    Admission {
+        object: ObjectKey,
+    },
     Host {
         object: ObjectKey,
         host: Box<dyn Host>,
@@ -418,6 +423,7 @@ impl Actor for RepeaterActor {
             }
             // Taken below, after every message.
             RepeaterMsg::LocalOps => {}
+            RepeaterMsg::Admission { object } => state.proto.request_admission(now, &object),
             RepeaterMsg::Host { object, host } => state.proto.host(object, host),
             RepeaterMsg::Open {
                 object,

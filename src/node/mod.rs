@@ -742,6 +742,19 @@ impl Node {
     }
 
     /// Hand a local op to the repeater for fan-out.
+    /// The replica of `object` made an op while not a member of the
+    /// replica set: the repeater asks a member to admit it.
+    pub(crate) fn request_admission(&self, object: ObjectKey) {
+        if self
+            .inner
+            .actor
+            .cast(RepeaterMsg::Admission { object })
+            .is_err()
+        {
+            tracing::debug!("repeater stopped; admission not asked");
+        }
+    }
+
     pub(crate) fn relay_local(&self, frame: OpFrame) {
         if self.inner.local.push(frame) && self.inner.actor.cast(RepeaterMsg::LocalOps).is_err() {
             tracing::debug!("repeater stopped; local op not relayed");

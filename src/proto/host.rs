@@ -72,11 +72,33 @@ pub trait Host: Send {
         results.extend(frames.iter().map(|frame| self.deliver(frame)));
     }
 
-    /// Export the state for `joiner`, a late joiner, entering it in the
-    /// replica set first (see [`Replica::admit`]). A host with a store
-    /// makes the admission durable before the state leaves: a restart that
-    /// forgot the joiner would fold ops on a replica set without it.
-    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError>;
+    /// Export the state for a late joiner (see [`Replica::export`]). The
+    /// joiner is not entered in the replica set: it asks to be when it
+    /// first makes ops (see [`admit`](Self::admit)).
+    fn export(&mut self) -> Result<StateFrame, HostError>;
+
+    /// Enter the node `node` in the replica set at its request (see
+    /// [`Replica::admit`]): the origin entered and the clock it was
+    /// entered with, or `None` when this replica is not a member itself.
+    /// A host with a store makes the admission durable before answering:
+    /// a restart that forgot it would fold ops on a replica set without
+    /// the new member.
+    fn admit(&mut self, node: NodeId) -> Result<Option<(NodeId, u64)>, HostError>;
+
+    /// Whether the replica made ops while not a member and waits for a
+    /// member to admit it (see [`Replica::wants_admission`]).
+    fn wants_admission(&self) -> bool;
+
+    /// Whether the replica is a member of the replica set (see
+    /// [`Replica::is_admitted`]): only a member evicts.
+    fn is_member(&self) -> bool;
+
+    /// A member admitted `origin` with `clock` (see
+    /// [`Replica::admitted_as`]); returns whether that admitted this
+    /// replica, whose re-stamped ops then wait in
+    /// [`take_restamped`](Self::take_restamped). A host with a store writes
+    /// the re-stamped state before they leave.
+    fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool;
 
     /// Bring the replica's own ack up to date and fold what became stable
     /// (see [`Replica::refresh`]); returns the replica's revision after.
@@ -122,8 +144,8 @@ pub trait Host: Send {
     /// when it is not ahead of this replica.
     fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError>;
 
-    /// Whether the replica's new origin awaits admission (see
-    /// [`Replica::is_admitted`]).
+    /// Whether the replica's origin was evicted and its new one is not
+    /// admitted yet (see [`Replica::awaits_readmission`]).
     fn awaits_admission(&self) -> bool;
 
     /// The members (origins) of the replica set that belong to `node`.

@@ -1,9 +1,16 @@
 //! When an op becomes stable: the acknowledgement table of a replica set.
 //!
-//! An op is **stable** once no op ordered before it can still arrive. Each
-//! member `m` of an object's replica set reports an [`Ack`] about itself,
-//! spread by anti-entropy digests and merged field by field (each field only
-//! grows at its member, so the merge of two reports is the newer one):
+//! An op is **stable** once no op ordered before it can still arrive. The
+//! **members** of an object's replica set are the origins that may make
+//! ops: the replica that created the object and every node that wrote to
+//! it. A node that only reads the object is not a member; its first op
+//! makes it one (see **Admission** below). So a table has one entry per
+//! writer, not per node holding the object: at 10,000 nodes with 20
+//! writers, 20 entries.
+//!
+//! Each member `m` reports an [`Ack`] about itself, spread by anti-entropy
+//! digests and merged field by field (each field only grows at its member,
+//! so the merge of two reports is the newer one):
 //!
 //! * `clock`, `seq`: `m`'s Lamport clock and its own highest seq, read
 //!   together. Every op `m` made with Lamport time at most `clock` has a seq
@@ -12,39 +19,56 @@
 //! * `complete`: `m` holds every op of the object whose Lamport time is at
 //!   most `complete`.
 //!
-//! A member computes its own `complete` from the table: for each member `k`,
-//! if it holds `k`'s ops contiguously up to `k`'s reported `seq`, it holds
-//! every op of `k` up to `k`'s reported `clock`; otherwise it holds `k`'s
-//! ops up to the Lamport time of the top of its contiguous prefix from `k`.
-//! `complete` is the minimum over `k`. The **stable frontier** is the
-//! minimum `complete` over the live members: every member holds every op at
-//! or below it, and no op at or below it can be made any more. Ops at or
-//! below the frontier fold into the snapshot.
+//! Every node (member or not) computes its own `complete` from the table:
+//! for each member `k`, if it holds `k`'s ops contiguously up to `k`'s
+//! reported `seq`, it holds every op of `k` up to `k`'s reported `clock`;
+//! otherwise it holds `k`'s ops up to the Lamport time of the top of its
+//! contiguous prefix from `k`. `complete` is the minimum over `k`. The
+//! **stable frontier** is the minimum `complete` over the live members:
+//! every member holds every op at or below it, and no op at or below it can
+//! be made any more. A member folds the ops at or below it into the
+//! snapshot; a node outside the table folds up to the smaller of the
+//! frontier and its own `complete`, so it never folds past an op it lacks.
+//! A node outside the table does not hold the frontier back: one that lags
+//! (or is down) catches up from ops still unfolded or, for ops every
+//! member folded already, from a snapshot, as anti-entropy does for anyone.
+//!
+//! **Admission.** A node outside the table that makes an op keeps it
+//! *provisional* (applied here, not relayed, not yet counted anywhere) and
+//! asks a member to admit it. The member enters the node's origin with its
+//! own clock `c` and `complete = 0`, and answers with `c`; the node then
+//! re-stamps its provisional ops above `c` and relays them. This is safe:
+//! every frontier computed without the new entry is at most the member's
+//! `complete` reported before it, so at most `c`; and every report of that
+//! member from then on carries the entry, which holds the frontier back
+//! until the new member reports. Only a member may admit: a node outside
+//! the table has no say in the frontier, so its clock bounds nothing.
 //!
 //! **Eviction.** A member gone for good would hold the frontier back
-//! forever. A node that saw it down longer than
+//! forever. A member that saw it down longer than
 //! [`RepeaterConfig::evict_after`](super::node::RepeaterConfig::evict_after)
 //! evicts it with a *cut*, the top of the member's ops it holds
 //! contiguously: the member's ops up to the cut stay, later ones are void
 //! everywhere (refused, and rolled back where they were applied). The
 //! eviction spreads in the table; two evictions of one member merge to the
 //! lower cut, which is safe because every op stable anywhere is at or
-//! below each evicter's cut. An evicted member no longer counts for the
-//! frontier; every member still waits until it holds the evicted member's
-//! ops up to the cut.
+//! below each evicter's cut (each evicter is a member, whose `complete`
+//! bounds every frontier; a node outside the table may lag behind what was
+//! folded, so it does not evict). An evicted member no longer counts for
+//! the frontier; every member still waits until it holds the evicted
+//! member's ops up to the cut.
 //!
 //! **Restart epochs.** A node whose origin was evicted (it was partitioned
 //! away, or down, for longer than the period) cannot go on with it: its
 //! later ops are void. It takes the origin of its next *restart epoch*
-//! ([`epoch_origin`]), re-stamps its own void ops under it, and relays
-//! them once a peer's table shows the new origin (see
-//! [`Replica`](super::replica::Replica)): its clock is then past every
-//! frontier that could have passed without it.
+//! ([`epoch_origin`]), re-stamps its own void ops under it, and asks for
+//! admission as any new writer does (see
+//! [`Replica`](super::replica::Replica)).
 //!
-//! Unknown members cannot break this: a node that joins through a state
-//! transfer is entered in the exporter's table (with `complete = 0`) before
-//! the state leaves, and any report that lets the frontier pass the
-//! exporter's clock at that moment carries that entry with it.
+//! **Limit.** A new writer needs a live member to admit it. If every member
+//! of an object is gone for good at once (crashed and never back), no one
+//! is left to evict them or admit anyone: new ops stay provisional on the
+//! nodes that made them until a member returns.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

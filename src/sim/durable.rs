@@ -325,21 +325,44 @@ impl<T: Replicated> Host for DurableHost<T> {
         result
     }
 
-    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
+    fn export(&mut self) -> Result<StateFrame, HostError> {
+        self.inner.export()
+    }
+
+    fn admit(&mut self, node: NodeId) -> Result<Option<(NodeId, u64)>, HostError> {
         if !self.gate {
-            return self.inner.export(joiner);
+            return self.inner.admit(node);
         }
         // As the driver does: the admission is written and committed
-        // before the state leaves (a restart must not forget the joiner).
+        // before the answer leaves (a restart must not forget the member).
         let mut host = self.inner.1.lock();
-        host.replica.admit(joiner);
-        let frame = crate::proto::host::export_frame(&self.inner.0, &host.replica)?;
+        let Some(admission) = host.replica.admit(node) else {
+            return Ok(None);
+        };
         self.relog(&mut host.replica)?;
         let SimHost {
             replica, stable, ..
         } = &mut *host;
         self.commit_now(replica, stable);
-        Ok(frame)
+        Ok(Some(admission))
+    }
+
+    fn wants_admission(&self) -> bool {
+        self.inner.wants_admission()
+    }
+
+    fn is_member(&self) -> bool {
+        self.inner.is_member()
+    }
+
+    fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool {
+        if !self.inner.admitted_as(origin, clock) {
+            return false;
+        }
+        // As the driver does: re-stamped ops go to the store as a whole
+        // state.
+        let _ = self.relog(&mut self.inner.1.lock().replica);
+        true
     }
 
     fn refresh(&mut self) -> u64 {
@@ -686,7 +709,12 @@ impl<T: Replicated> Harness<T> {
         });
         if let Some(d) = &self.durable {
             let mut book = d.book.lock();
-            book.held(node, &frame);
+            if admitted {
+                // A provisional op never leaves under this id: the book
+                // learns it under the one it is re-stamped with, from the
+                // first peer that gets it.
+                book.held(node, &frame);
+            }
             book.shouts.push(DurableShout {
                 node,
                 id,
@@ -696,8 +724,12 @@ impl<T: Replicated> Harness<T> {
         if let Some(trace) = &mut self.trace {
             trace.shouted(id, node, self.nodes.len(), self.now);
         }
-        if admitted && !config.gate {
-            let now = self.now;
+        let now = self.now;
+        if !admitted {
+            // Relayed once a member admits this node (see `Replica`).
+            self.nodes[node].proto.request_admission(now, &frame.object);
+            self.flush(node);
+        } else if !config.gate {
             self.nodes[node].proto.handle_local_op(now, frame);
             self.flush(node);
         }
@@ -750,7 +782,12 @@ impl<T: Replicated> Harness<T> {
             if config.gate {
                 replica.hold_until_durable();
             }
-            shared.lock().replica = replica;
+            let mut host = shared.lock();
+            // A re-stamp the store lost is void: the op is provisional
+            // again (or lost), and gets a new stamp.
+            host.restamps
+                .retain(|id| replica.has_seen(&id.origin, id.seq));
+            host.replica = replica;
         }
     }
 }

@@ -8,18 +8,12 @@ use parking_lot::Mutex;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::proto::dissemination::SeqRun;
-use crate::proto::host::{
-    deliver_frame, digest_hash_of, digest_of, export_frame, ops_in, rebase_onto, repair_of,
-    replica_from_frame, restamped_frames, Host, HostError, Repair,
-};
+use crate::proto::host::replica_from_frame;
 use crate::proto::membership::MembershipEvent;
-use crate::proto::message::{Message, ObjectDigest, OpFrame, Span, StateFrame, DEFAULT_MAX_FRAME};
+use crate::proto::message::{Message, OpFrame, DEFAULT_MAX_FRAME};
 use crate::proto::node::{OutEvent, RepeaterConfig, RepeaterNode};
-use crate::proto::replica::{Applied, Replica};
-use crate::proto::stability::AckTable;
+use crate::proto::replica::Replica;
 use crate::proto::time::Time;
-use crate::proto::version::VersionVector;
 use crate::proto::{NodeId, ObjectKey, OpId, Replicated};
 
 use super::latency::LinkLatency;
@@ -68,103 +62,6 @@ impl Default for HarnessConfig {
             repeater: RepeaterConfig::default(),
             link_latency: None,
         }
-    }
-}
-
-/// A replica hosted by a harness node, with a record of what its observer
-/// was told.
-#[derive(Debug)]
-pub struct SimHost<T: Replicated> {
-    /// The replica.
-    pub replica: Replica<T>,
-    /// Every op the observer heard of, in the order it heard.
-    pub fired: Vec<OpId>,
-    /// Every op the observer heard became stable, in order.
-    pub stable: Vec<OpId>,
-}
-
-/// The repeater's handle on a [`SimHost`].
-struct SharedHost<T: Replicated>(ObjectKey, Arc<Mutex<SimHost<T>>>);
-
-impl<T: Replicated> Host for SharedHost<T> {
-    fn deliver(&mut self, frame: &OpFrame) -> Result<Applied, HostError> {
-        let mut host = self.1.lock();
-        let SimHost { replica, fired, .. } = &mut *host;
-        deliver_frame(replica, frame, |_, _, id| fired.push(id))
-    }
-
-    fn export(&mut self, joiner: NodeId) -> Result<StateFrame, HostError> {
-        let mut host = self.1.lock();
-        host.replica.admit(joiner);
-        export_frame(&self.0, &host.replica)
-    }
-
-    fn refresh(&mut self) -> u64 {
-        let mut host = self.1.lock();
-        let SimHost {
-            replica, stable, ..
-        } = &mut *host;
-        replica.refresh(|_, _, id| stable.push(id));
-        replica.revision()
-    }
-
-    fn digest(&self, object: &ObjectKey) -> ObjectDigest {
-        digest_of(object, &self.1.lock().replica)
-    }
-
-    fn digest_hash(&self, _: &ObjectKey) -> u64 {
-        digest_hash_of(&self.1.lock().replica)
-    }
-
-    fn merge_acks(&mut self, acks: &AckTable) {
-        let mut host = self.1.lock();
-        let SimHost {
-            replica, stable, ..
-        } = &mut *host;
-        replica.merge_acks(acks, |_, _, id| stable.push(id));
-    }
-
-    fn repair(
-        &self,
-        held: &VersionVector,
-        above: &[SeqRun],
-        upto: &VersionVector,
-        span: Option<&Span>,
-        budget: usize,
-    ) -> Result<Repair, HostError> {
-        repair_of(
-            &self.0,
-            &self.1.lock().replica,
-            held,
-            above,
-            upto,
-            span,
-            budget,
-        )
-    }
-
-    fn ops_in(&self, runs: &[SeqRun], budget: usize) -> Result<Vec<OpFrame>, HostError> {
-        ops_in(&self.0, &self.1.lock().replica, runs, budget)
-    }
-
-    fn rebase(&mut self, state: &StateFrame) -> Result<bool, HostError> {
-        rebase_onto(&mut self.1.lock().replica, state)
-    }
-
-    fn awaits_admission(&self) -> bool {
-        !self.1.lock().replica.is_admitted()
-    }
-
-    fn origins_of(&self, node: NodeId) -> Vec<NodeId> {
-        self.1.lock().replica.origins_of(node)
-    }
-
-    fn evict_gone(&mut self, gone: &dyn Fn(NodeId) -> bool) -> usize {
-        self.1.lock().replica.evict_gone(gone)
-    }
-
-    fn take_restamped(&mut self) -> Result<Vec<OpFrame>, HostError> {
-        restamped_frames(&self.0, &mut self.1.lock().replica)
     }
 }
 
@@ -232,8 +129,14 @@ mod durable;
 mod faults;
 #[path = "overlay.rs"]
 mod overlay;
+#[path = "restamps.rs"]
+mod restamps;
+#[path = "sim_host.rs"]
+mod sim_host;
 
 pub use durable::{DurableBook, DurableConfig, DurableShout, SeqConflict, ShoutFate};
+use sim_host::SharedHost;
+pub use sim_host::SimHost;
 
 /// Nodes of one replicated type `T`, linked by lossless links with random
 /// latency, in virtual time.
@@ -465,6 +368,7 @@ impl<T: Replicated> Harness<T> {
             replica,
             fired: Vec::new(),
             stable: Vec::new(),
+            restamps: Vec::new(),
         }));
         let n = &mut self.nodes[node];
         n.objects.insert(name.to_owned(), shared.clone());
@@ -493,7 +397,12 @@ impl<T: Replicated> Harness<T> {
             trace.shouted(id, node, self.nodes.len(), self.now);
         }
         if !relay {
-            // Provisional: relayed once re-stamped (see `Replica`).
+            // Provisional: relayed once a member admits this node and it
+            // is re-stamped (see `Replica`).
+            let now = self.now;
+            let key = ObjectKey::new(T::TYPE_TAG, name);
+            self.nodes[node].proto.request_admission(now, &key);
+            self.flush(node);
             return id;
         }
         let frame = OpFrame {

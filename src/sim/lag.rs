@@ -1,19 +1,22 @@
 //! Stability lag: how long after its shout an op became stable (folded into
 //! the snapshot) at every live node.
 //!
-//! An op is stable at a node once the node's stable frontier passed it; the
-//! watch samples every live node's frontier per object at a fixed virtual
-//! interval and marks an op stable everywhere at the first sample where the
-//! lowest frontier is past it. The figures are therefore accurate to the
-//! sampling interval.
+//! An op is stable at a node once the node folded it; the watch samples
+//! what every live node folded of each origin, per object, at a fixed
+//! virtual interval, and marks an op stable everywhere at the first sample
+//! where every live node folded its origin's ops up to its seq. (By origin
+//! and seq, not by the op's id: an op made before its node was admitted to
+//! the replica set is re-stamped, a later Lamport time, before it leaves.)
+//! The figures are therefore accurate to the sampling interval.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::harness::Harness;
 use super::report::Percentiles;
 use super::tally::Tally;
 use crate::proto::time::Time;
-use crate::proto::OpId;
+use crate::proto::{NodeId, OpId};
 
 /// One watched op.
 #[derive(Clone, Copy, Debug)]
@@ -88,31 +91,33 @@ impl StabilityWatch {
         if self.all_stable() {
             return;
         }
-        // Per object, the lowest frontier over the live nodes (`None`: some
-        // live node has folded nothing, or lacks the object).
-        let lowest: Vec<Option<OpId>> = self
-            .names
+        // Per object, per origin of an op not yet stable everywhere: the
+        // lowest seq folded over the live nodes (0 where a live node lacks
+        // the object).
+        let mut lowest: Vec<BTreeMap<NodeId, u64>> = vec![BTreeMap::new(); self.names.len()];
+        for w in self.ops[self.unstable..]
             .iter()
-            .map(|name| {
-                let mut low: Option<Option<OpId>> = None;
-                for i in (0..h.len()).filter(|i| h.is_alive(*i)) {
-                    let f = h
-                        .host_of(i, name)
-                        .and_then(|host| host.lock().replica.frontier());
-                    low = Some(match (low, f) {
-                        (None, f) => f,
-                        (Some(Some(a)), Some(b)) => Some(a.min(b)),
-                        _ => None,
-                    });
-                    if low == Some(None) {
-                        break;
-                    }
+            .filter(|w| w.stable_at.is_none())
+        {
+            lowest[w.object].insert(w.id.origin, u64::MAX);
+        }
+        for (object, name) in self.names.iter().enumerate() {
+            let origins = &mut lowest[object];
+            if origins.is_empty() {
+                continue;
+            }
+            for i in (0..h.len()).filter(|i| h.is_alive(*i)) {
+                let host = h.host_of(i, name);
+                let host = host.as_ref().map(|host| host.lock());
+                for (origin, low) in origins.iter_mut() {
+                    let folded = host.as_ref().map_or(0, |h| h.replica.folded_upto(origin));
+                    *low = (*low).min(folded);
                 }
-                low.flatten()
-            })
-            .collect();
+            }
+        }
         for w in &mut self.ops[self.unstable..] {
-            if w.stable_at.is_none() && lowest[w.object].is_some_and(|f| w.id <= f) {
+            let folded = lowest[w.object].get(&w.id.origin).copied().unwrap_or(0);
+            if w.stable_at.is_none() && folded >= w.id.seq {
                 w.stable_at = Some(now);
             }
         }

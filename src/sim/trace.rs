@@ -4,6 +4,7 @@
 
 use rustc_hash::FxHashMap;
 
+use crate::proto::id::NodeId;
 use crate::proto::time::Time;
 use crate::proto::OpId;
 
@@ -34,10 +35,12 @@ impl OpRecord {
     }
 }
 
-/// The records of every traced op.
+/// The records of every traced op, by origin and seq: an op made before
+/// its node was admitted to the replica set is re-stamped (a new Lamport
+/// time) before it leaves, and is traced from its shout all the same.
 #[derive(Debug, Default)]
 pub struct OpTrace {
-    ops: FxHashMap<OpId, OpRecord>,
+    ops: FxHashMap<(NodeId, u64), OpRecord>,
     /// Op messages delivered for ops not traced (shouted before tracing).
     pub untraced_copies: u64,
 }
@@ -48,7 +51,7 @@ impl OpTrace {
         let mut hops = vec![0u8; n];
         hops[origin] = 1;
         self.ops.insert(
-            id,
+            (id.origin, id.seq),
             OpRecord {
                 origin,
                 at,
@@ -63,7 +66,7 @@ impl OpTrace {
 
     /// A copy of `id` crossed from `from` to `to`, arriving at `at`.
     pub(super) fn delivered(&mut self, id: &OpId, from: usize, to: usize, at: Time) {
-        let Some(r) = self.ops.get_mut(id) else {
+        let Some(r) = self.ops.get_mut(&(id.origin, id.seq)) else {
             self.untraced_copies += 1;
             return;
         };
@@ -81,8 +84,8 @@ impl OpTrace {
         r.max_hop = r.max_hop.max(u32::from(hop - 1));
     }
 
-    /// Every traced op, in no particular order.
-    pub fn ops(&self) -> impl Iterator<Item = (&OpId, &OpRecord)> {
+    /// Every traced op, by `(origin, seq)`, in no particular order.
+    pub fn ops(&self) -> impl Iterator<Item = (&(NodeId, u64), &OpRecord)> {
         self.ops.iter()
     }
 

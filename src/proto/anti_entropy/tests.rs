@@ -199,8 +199,20 @@ impl Host for Probe {
     fn deliver(&mut self, _: &OpFrame) -> Result<Applied, HostError> {
         Ok(Applied::Duplicate)
     }
-    fn export(&mut self, _: NodeId) -> Result<StateFrame, HostError> {
+    fn export(&mut self) -> Result<StateFrame, HostError> {
         unreachable!("not asked in these tests")
+    }
+    fn admit(&mut self, _: NodeId) -> Result<Option<(NodeId, u64)>, HostError> {
+        unreachable!("not asked in these tests")
+    }
+    fn wants_admission(&self) -> bool {
+        false
+    }
+    fn is_member(&self) -> bool {
+        true
+    }
+    fn admitted_as(&mut self, _: NodeId, _: u64) -> bool {
+        false
     }
     fn refresh(&mut self) -> u64 {
         0

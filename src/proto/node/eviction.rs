@@ -118,10 +118,22 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         }
         let gone = |origin: NodeId| due.contains(&origin);
         let mut evicted = 0;
-        for route in self.objects.values_mut() {
-            if let Some(host) = route.host.as_deref_mut() {
+        let mut notices = Vec::new();
+        for (object, route) in &mut self.objects {
+            let Some(host) = route.host.as_deref_mut() else {
+                continue;
+            };
+            if host.is_member() {
                 evicted += host.evict_gone(&gone);
+            } else if !host.awaits_admission() {
+                // Only members evict (their cut is safe): tell them. (A
+                // node whose own origin was evicted tells no one: see
+                // `forget_departures_if_evicted`.)
+                notices.extend(due.iter().map(|o| (object.clone(), *o)));
             }
+        }
+        for (object, origin) in notices {
+            self.send_evict_notice(&object, origin);
         }
         if evicted > 0 {
             tracing::info!(
@@ -229,13 +241,15 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     /// Relay, as local ops, what the hosts of `objects` re-stamped (their
-    /// origin was evicted and the new one just admitted).
+    /// origin was just admitted), and ask for the admission of those whose
+    /// origin was just evicted with ops of theirs to re-stamp.
     pub(super) fn relay_restamped<'a>(
         &mut self,
         now: Time,
         objects: impl IntoIterator<Item = &'a ObjectKey>,
     ) {
         let mut frames = Vec::new();
+        let mut admit = Vec::new();
         for object in objects {
             let Some(host) = self
                 .objects
@@ -244,6 +258,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             else {
                 continue;
             };
+            if host.wants_admission() {
+                admit.push(object.clone());
+            }
             match host.take_restamped() {
                 Ok(f) => frames.extend(f),
                 Err(e) => tracing::error!("re-stamped ops of {object} cannot be relayed: {e}"),
@@ -252,6 +269,9 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         for frame in frames {
             self.stats.restamped += 1;
             self.handle_local_op(now, frame);
+        }
+        for object in admit {
+            self.ask_admission(now, &object, super::admission::ASK_AGAIN);
         }
     }
 }

@@ -66,7 +66,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
                     deadline,
                 },
             );
-            match host.export(fetch.requester) {
+            match host.export() {
                 Ok(state) => self.out.push_back(OutEvent::Send {
                     to: from,
                     msg: Message::State {

@@ -36,6 +36,7 @@ use super::swim::{FailureEvent, Swim, SwimConfig};
 use super::time::Time;
 use super::version::SeenSet;
 
+mod admission;
 mod eviction;
 mod fetch;
 mod neighbors;
@@ -91,6 +92,8 @@ pub struct RepeaterNode<L> {
     opens: HashMap<FetchId, PendingOpen>,
     opening: HashMap<ObjectKey, FetchId>,
     routes: HashMap<FetchId, FetchRoute<L>>,
+    /// Our admission requests in flight, per object, until when.
+    admitting: BTreeMap<ObjectKey, admission::Asking>,
     next_fetch: u64,
     anti_entropy: AntiEntropy<L>,
     tree: Dissemination<L>,
@@ -177,6 +180,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             opens: HashMap::new(),
             opening: HashMap::new(),
             routes: HashMap::new(),
+            admitting: BTreeMap::new(),
             next_fetch: 1,
             anti_entropy,
             tree,
@@ -341,6 +345,10 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         route.host = Some(host);
         let slot = route.slot;
         self.tree.serve(slot);
+        // A replica restored from a store may hold ops that wait for
+        // admission.
+        let now = self.clock;
+        self.request_admission(now, &object);
     }
 
     /// A local op was made (and applied) on a hosted object: relay it.
@@ -435,6 +443,18 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             }
             Message::Fetch { fetch, object } => self.handle_fetch(now, from, fetch, object),
             Message::State { fetch, state } => self.handle_state(fetch, *state),
+            Message::Admit { fetch, object } => self.handle_admit(now, from, fetch, object),
+            Message::Admitted {
+                fetch,
+                object,
+                origin,
+                clock,
+            } => self.handle_admitted(now, fetch, object, origin, clock),
+            Message::Evict {
+                fetch,
+                object,
+                origin,
+            } => self.handle_evict(now, from, fetch, object, origin),
             Message::Summary { set, root } => {
                 let mut hosts = sorted_hosts(&mut self.objects);
                 let replies = self
@@ -573,6 +593,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             self.out.push_back(OutEvent::Send { to, msg });
         }
         self.routes.retain(|_, r| r.deadline > now);
+        self.retry_admissions(now);
         let expired: Vec<FetchId> = self
             .opens
             .iter()
@@ -661,6 +682,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     /// flight, an announced op missing, announcements waiting to go out.
     pub fn is_waiting(&self) -> bool {
         !self.routes.is_empty()
+            || !self.admitting.is_empty()
             || self.opens.values().any(|o| o.deadline.is_some())
             || !self.tree.is_idle()
             || self.overlay.as_ref().is_some_and(Overlay::is_dialing)
@@ -677,6 +699,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
         let eviction = self.next_eviction();
         routes
             .chain(eviction)
+            .chain(self.next_admission_retry())
             .chain(opens)
             .chain(round)
             .chain(tree)

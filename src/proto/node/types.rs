@@ -176,9 +176,20 @@ pub struct RepeaterStats {
     /// Members of replica sets this node evicted (see
     /// [`RepeaterConfig::evict_after`]).
     pub evicted: u64,
-    /// This node's ops re-stamped and relayed after its origin on an object
-    /// was evicted and the new one admitted.
+    /// This node's ops re-stamped and relayed once its origin on an object
+    /// was admitted to the replica set (its first ops on an object it only
+    /// read, or its ops after its origin was evicted).
     pub restamped: u64,
+    /// Admission requests this node sent (see
+    /// [`RepeaterNode::request_admission`](super::RepeaterNode::request_admission)).
+    pub admissions_asked: u64,
+    /// Origins this node, a member, entered in a replica set at a peer's
+    /// request.
+    pub admitted: u64,
+    /// Notices this node sent the members of a replica set that a member
+    /// it saw gone for the eviction period should be evicted (it is not a
+    /// member itself, so may not evict).
+    pub evict_notices: u64,
 }
 
 /// Every counter of a node's gossip layers, read at one moment.

@@ -36,6 +36,10 @@ use super::Replica;
 enum Pending {
     /// One op, as applied.
     Op(OpId),
+    /// One of this replica's own ops logged under an id it no longer has
+    /// (re-stamped on admission): its commit makes nothing of its own
+    /// durable, since a restart takes it for a provisional op again.
+    Restamped(OpId),
     /// The whole state: its Lamport clock, and this replica's origin and
     /// highest own seq then.
     State { lamport: u64, me: NodeId, seq: u64 },
@@ -144,6 +148,10 @@ impl<T: Replicated> Replica<T> {
                 break;
             };
             match item {
+                Pending::Restamped(id) => {
+                    gate.forget_time(id.lamport);
+                    gate.lamport = gate.lamport.max(id.lamport);
+                }
                 Pending::Op(id) => {
                     gate.forget_time(id.lamport);
                     gate.lamport = gate.lamport.max(id.lamport);
@@ -215,6 +223,14 @@ impl<T: Replicated> Replica<T> {
         if let Some(gate) = &mut self.gate {
             let own = gate.own_limit(me).min(seq.saturating_sub(1));
             gate.own = (me, own);
+            // Their old ids, still to be committed, no longer count.
+            for item in &mut gate.pending {
+                if let Pending::Op(id) = *item {
+                    if id.origin == me && id.seq >= seq {
+                        *item = Pending::Restamped(id);
+                    }
+                }
+            }
             self.revision += 1;
         }
     }

@@ -1,9 +1,10 @@
-//! Evicting members gone for good, and this replica's own restart epochs
-//! (see [`stability`](crate::proto::stability)).
+//! Membership of this replica's replica set: admitting writers, evicting
+//! members gone for good, and this replica's own restart epochs (see
+//! [`stability`](crate::proto::stability)).
 
 use super::super::id::{NodeId, OpId};
 use super::super::replicated::Replicated;
-use super::Replica;
+use super::{Ack, Replica};
 
 /// Ops taken out of the log, in order, and where to replay from.
 type Taken<T> = (Vec<(OpId, <T as Replicated>::Op)>, Option<OpId>);
@@ -16,12 +17,79 @@ impl<T: Replicated> Replica<T> {
         self.node
     }
 
-    /// Whether this replica's origin is admitted: `false` from the moment
-    /// it learns its origin was evicted until a peer's table shows the new
-    /// one. Ops made meanwhile are provisional: applied here, relayed only
-    /// once re-stamped (see [`take_restamped`](Self::take_restamped)).
+    /// Whether this replica's origin is a member of the replica set (in
+    /// the acknowledgement table): `true` for the replica that created the
+    /// object and for a node that wrote to it, `false` for one that only
+    /// reads it, and from the moment a member learns its origin was
+    /// evicted until a member admits the new one. Ops made while not
+    /// admitted are provisional: applied here, relayed only once
+    /// re-stamped (see [`take_restamped`](Self::take_restamped)).
     pub const fn is_admitted(&self) -> bool {
         self.admitted
+    }
+
+    /// Enter the node `member` in the replica set, at its request (it made
+    /// ops and [`wants_admission`](Self::wants_admission)); only a member
+    /// may, so `None` here otherwise. Returns the origin entered (that of
+    /// the node's first restart epoch not evicted) and the clock it was
+    /// entered with: the new member stamps its ops above it (see
+    /// [`admitted_as`](Self::admitted_as)), and it holds the frontier back
+    /// until it reports.
+    ///
+    /// Safe because every frontier computed without the new entry is at
+    /// most this member's `complete` before it, so at most its clock now;
+    /// and every report of this member from now on carries the entry. An
+    /// origin already in the table keeps its entry (a clock raised after
+    /// the member made ops would claim ops it has not reported).
+    pub fn admit(&mut self, member: NodeId) -> Option<(NodeId, u64)> {
+        if !self.admitted {
+            return None;
+        }
+        let origin = self.acks.origin_for(member);
+        if let Some(held) = self.acks.get(&origin) {
+            return Some((origin, held.clock));
+        }
+        let ack = Ack {
+            clock: self.clock.now(),
+            seq: self.seen.max_seq(&origin),
+            complete: 0,
+        };
+        self.acks.report(origin, ack);
+        self.revision += 1;
+        Some((origin, ack.clock))
+    }
+
+    /// Whether this replica's origin was evicted (it moved to a new
+    /// restart epoch) and the new one is not admitted yet: this node was
+    /// cut off, or down, for longer than the eviction period.
+    pub fn awaits_readmission(&self) -> bool {
+        !self.admitted && self.me != self.node
+    }
+
+    /// Whether provisional ops wait for a member to admit this replica's
+    /// origin: the node should ask one (see [`admit`](Self::admit) and
+    /// [`admitted_as`](Self::admitted_as)).
+    pub const fn wants_admission(&self) -> bool {
+        !self.admitted && self.awaiting
+    }
+
+    /// A member answered this replica's request: it entered `origin` in
+    /// the replica set with clock `clock` (see [`admit`](Self::admit)).
+    /// If `origin` is this replica's and not admitted yet, it is now: its
+    /// entry goes in its own table, and its provisional ops are re-stamped
+    /// above `clock`. Returns whether it was admitted.
+    pub fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool {
+        if self.admitted || origin != self.me || self.acks.eviction(&origin).is_some() {
+            return false;
+        }
+        let ack = Ack {
+            clock,
+            seq: self.seen.max_seq(&origin),
+            complete: 0,
+        };
+        self.acks.report(origin, ack);
+        self.admit_self(clock);
+        true
     }
 
     /// Whether the op `id` may leave this node: every op but this replica's
@@ -41,8 +109,13 @@ impl<T: Replicated> Replica<T> {
 
     /// Evict every member (but this replica) that `gone` says is gone,
     /// each with the cut of the ops this replica holds of it contiguously;
-    /// returns how many were evicted.
+    /// returns how many were evicted. Only a member evicts: its `complete`
+    /// bounds every frontier, so every op stable anywhere is at or below
+    /// its cut; a replica outside the table may lag behind what was folded.
     pub fn evict_gone(&mut self, gone: impl Fn(NodeId) -> bool) -> usize {
+        if !self.admitted {
+            return 0;
+        }
         let members: Vec<NodeId> = self
             .acks
             .iter()
@@ -64,6 +137,12 @@ impl<T: Replicated> Replica<T> {
     /// order, to relay as local ops (then forgotten here).
     pub fn take_restamped(&mut self) -> Vec<OpId> {
         std::mem::take(&mut self.restamped)
+    }
+
+    /// The ids of the ops waiting in [`take_restamped`](Self::take_restamped),
+    /// in order.
+    pub fn restamped_ids(&self) -> &[OpId] {
+        &self.restamped
     }
 
     /// Whether ops wait in [`take_restamped`](Self::take_restamped).
@@ -142,8 +221,8 @@ impl<T: Replicated> Replica<T> {
         ops.extend(voided);
         self.me = origin;
         self.admitted = false;
+        self.awaiting = false;
         self.next_seq = self.seen.max_seq(&origin) + 1;
-        self.acks.ensure(origin);
         self.push_provisional(ops);
         self.revision += 1;
     }
@@ -151,6 +230,7 @@ impl<T: Replicated> Replica<T> {
     /// Apply `ops` as provisional ops of this replica's origin, after
     /// everything seen (they never left the node: their ids are new).
     pub(super) fn push_provisional(&mut self, ops: Vec<T::Op>) {
+        self.awaiting |= !ops.is_empty();
         for op in ops {
             let id = OpId {
                 lamport: self.clock.tick(),
@@ -186,17 +266,17 @@ impl<T: Replicated> Replica<T> {
     /// [`provisional_ops`](Self::provisional_ops) returned then, and the
     /// node's own ops logged after it, in order) applied after everything
     /// held, as provisional ops, exactly as when they were made. Nothing
-    /// of them leaves the node until a peer's table shows this replica's
-    /// origin; they are then re-stamped, as they would have been without
-    /// the restart.
+    /// of them leaves the node until a member admits this replica's
+    /// origin (see [`wants_admission`](Self::wants_admission)); they are
+    /// then re-stamped, as they would have been without the restart.
     pub fn resume_awaiting_admission(&mut self, ops: Vec<T::Op>) {
         self.admitted = false;
-        self.acks.ensure(self.me);
         self.push_provisional(ops);
         self.revision += 1;
     }
 
-    /// A peer's table showed this replica's new origin: it is admitted.
+    /// A member admitted this replica's origin (its answer, or a table
+    /// showing the origin: only a member enters one): it is admitted.
     /// Its provisional ops are re-stamped after `clock` (every frontier
     /// that passed without this origin is behind it), become ordinary
     /// ops, and wait to be relayed.
@@ -221,6 +301,7 @@ impl<T: Replicated> Replica<T> {
             self.replay_after(after, |_, _, _| {});
         }
         self.admitted = true;
+        self.awaiting = false;
         self.revision += 1;
     }
 }

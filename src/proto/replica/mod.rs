@@ -141,10 +141,13 @@ pub struct Replica<T: Replicated> {
     node: NodeId,
     /// The origin its ops carry: the node's, in its current restart epoch.
     me: NodeId,
-    /// Whether a peer's table showed `me`: until then, ops made here stay
-    /// provisional (applied here, never sent, not in `seen`), and nothing
-    /// folds. See [`stability`](super::stability).
+    /// Whether `me` is a member of the replica set (a peer's table showed
+    /// it): until then, ops made here stay provisional (applied here, never
+    /// sent, not in `seen`). See [`stability`](super::stability).
     admitted: bool,
+    /// Whether provisional ops wait for admission: the node asks a member
+    /// to admit `me` (see [`wants_admission`](Self::wants_admission)).
+    awaiting: bool,
     /// Per evicted origin, the cut already enforced here.
     enforced: BTreeMap<NodeId, u64>,
     /// Ops re-stamped on admission, still to be relayed.
@@ -188,6 +191,7 @@ impl<T: Replicated> Replica<T> {
             node: me,
             me,
             admitted: true,
+            awaiting: false,
             enforced: BTreeMap::new(),
             restamped: Vec::new(),
             config,
@@ -212,7 +216,10 @@ impl<T: Replicated> Replica<T> {
     /// A replica built from another replica's exported state (a late join).
     ///
     /// Tentative ops are replayed without notifying anyone: this replica's
-    /// observers were not bound yet.
+    /// observers were not bound yet. The replica is a member of the replica
+    /// set only if the state's table shows its origin (it wrote before);
+    /// otherwise its first op asks for admission (see
+    /// [`wants_admission`](Self::wants_admission)).
     pub fn from_state(me: NodeId, state: ReplicaState<T>) -> Self {
         Self::from_state_with_config(me, state, ReplicaConfig::default())
     }
@@ -261,14 +268,15 @@ impl<T: Replicated> Replica<T> {
         }
         let next_seq = seen.max_seq(&me) + 1;
         let mut acks = state.acks;
-        acks.ensure(me);
+        let admitted = acks.get(&me).is_some();
         for origin in seen.origins() {
             acks.ensure(*origin);
         }
         let mut replica = Self {
             node,
             me,
-            admitted: true,
+            admitted,
+            awaiting: false,
             enforced: BTreeMap::new(),
             restamped: Vec::new(),
             config,
@@ -339,6 +347,12 @@ impl<T: Replicated> Replica<T> {
         self.seen.held_above(max)
     }
 
+    /// The top seq of `origin`'s ops folded into the stable snapshot (they
+    /// fold in seq order): 0 if none.
+    pub fn folded_upto(&self, origin: &NodeId) -> u64 {
+        self.folded.get(origin)
+    }
+
     /// Whether the op `(origin, seq)` was seen.
     pub fn has_seen(&self, origin: &NodeId, seq: u64) -> bool {
         self.seen.contains(origin, seq)
@@ -357,6 +371,8 @@ impl<T: Replicated> Replica<T> {
         self.next_seq += 1;
         if self.admitted {
             self.seen.insert_op(&id);
+        } else {
+            self.awaiting = true;
         }
         self.revision += 1;
         self.current.apply(&op);
@@ -563,11 +579,17 @@ impl<T: Replicated> Replica<T> {
             seq,
             complete,
         };
-        let grew = self.acks.report(self.me, mine);
-        let folded = match self.acks.frontier() {
-            // Nothing folds before admission: this replica's provisional
-            // ops are in its log, and no peer counts them yet.
-            Some(_) if !self.admitted => 0,
+        // Only members are in the table; a replica that never wrote folds
+        // what every member holds and it holds too.
+        let grew = self.admitted && self.acks.report(self.me, mine);
+        let frontier = match self.acks.frontier() {
+            Some(f) if !self.admitted => Some(f.min(complete)),
+            f => f,
+        };
+        let folded = match frontier {
+            // Nothing folds while provisional ops wait for admission: they
+            // are in the log, and no peer counts them yet.
+            Some(_) if self.awaiting => 0,
             Some(stable) if self.frontier.is_none_or(|f| stable > f.lamport) && stable > 0 => {
                 // Every op with a Lamport time up to `stable` is here and
                 // held by every member: fold them all.
@@ -603,24 +625,6 @@ impl<T: Replicated> Replica<T> {
             self.admit_self(acks.max_clock());
         }
         self.refresh(on_stable)
-    }
-
-    /// Enter `member` in the replica set before it is sent this replica's
-    /// state: its clock will be at least ours, its own ops are those we
-    /// hold, and it holds the frontier back until it reports.
-    ///
-    /// `member` is the joiner's node id; it is entered under the origin it
-    /// will take (that of its first restart epoch not evicted).
-    pub fn admit(&mut self, member: NodeId) {
-        let origin = self.acks.origin_for(member);
-        let ack = Ack {
-            clock: self.clock.now(),
-            seq: self.seen.max_seq(&origin),
-            complete: 0,
-        };
-        if self.acks.report(origin, ack) {
-            self.revision += 1;
-        }
     }
 
     /// Whether a replica that holds `held` (contiguously) lacks ops this one
@@ -699,6 +703,7 @@ impl<T: Replicated> Replica<T> {
         rebased.next_seq = rebased.next_seq.max(self.next_seq);
         rebased.clock.witness(self.clock.now());
         rebased.admitted = self.admitted;
+        rebased.awaiting = self.awaiting;
         rebased.enforced = std::mem::take(&mut self.enforced);
         rebased.restamped = std::mem::take(&mut self.restamped);
         rebased.enforce_evictions();
