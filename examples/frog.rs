@@ -141,7 +141,7 @@ async fn main() -> anyhow::Result<()> {
     for (name, leaf) in &peers {
         tokio::time::timeout(
             Duration::from_secs(10),
-            leaf.wait_until(|f| f.croaks == total),
+            leaf.wait_until_admitted(|f| f.croaks == total),
         )
         .await
         .with_context(|| format!("{name}'s kermit did not hear all {total} croaks"))?;

@@ -207,7 +207,7 @@ async fn child(role: &str, name: &str, config: &Path, croaks: u32) -> anyhow::Re
                 let total = 2 * croaks as usize;
                 tokio::time::timeout(
                     Duration::from_secs(30),
-                    frog.wait_until(|f| f.chorus.len() == total),
+                    frog.wait_until_admitted(|f| f.chorus.len() == total),
                 )
                 .await
                 .context("not every croak arrived")?;

@@ -88,6 +88,15 @@ impl<T: Replicated> Leaf<T> {
         self.replica("Leaf::tentative_len").tentative_len()
     }
 
+    /// Whether ops made here wait for a member of the object's replica set
+    /// to admit this node: a node's first ops on an object it did not
+    /// create are applied here at once but sent only once admitted (one
+    /// round trip), re-stamped with a later Lamport time. Until then this
+    /// copy may order them differently from the others.
+    pub fn awaits_admission(&self) -> bool {
+        self.replica("Leaf::awaits_admission").wants_admission()
+    }
+
     fn replica(&self, what: &str) -> RwLockReadGuard<'_, Replica<T>> {
         self.cell.assert_not_in_observer(what);
         self.cell.state.read()
@@ -184,6 +193,22 @@ impl<T: Replicated> Leaf<T> {
         let mut changes = self.cell.subscribe();
         loop {
             if self.read(&mut pred) {
+                return;
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Wait until `pred` holds for the local copy and no op made here
+    /// awaits admission (see [`awaits_admission`](Self::awaits_admission)):
+    /// the copy then orders every op it holds as every other copy holding
+    /// the same ops does.
+    pub async fn wait_until_admitted(&self, mut pred: impl FnMut(&T) -> bool) {
+        let mut changes = self.cell.subscribe();
+        loop {
+            if !self.awaits_admission() && self.read(&mut pred) {
                 return;
             }
             if changes.changed().await.is_err() {

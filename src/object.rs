@@ -449,6 +449,9 @@ impl<T: Replicated> Host for CellHost<T> {
             // log cannot replay that; the whole state goes to the store
             // (re-stamped ops leave once it is committed).
             cell.relog_state(&mut replica);
+            drop(replica);
+            // Waiters on the admission (`Leaf::wait_until_admitted`).
+            cell.bump();
         }
     }
 

@@ -204,7 +204,7 @@ async fn run_child(index: usize, dir: &Path) {
                         .expect("accepted");
                 }
                 let total = 3 * PER_NODE as usize;
-                tokio::time::timeout(WAIT, leaf.wait_until(|l| l.entries.len() == total))
+                tokio::time::timeout(WAIT, leaf.wait_until_admitted(|l| l.entries.len() == total))
                     .await
                     .expect("every entry arrives");
                 let state = leaf.read(Ledger::clone);

@@ -141,7 +141,7 @@ async fn concurrent_shouts_converge(leaves: &[Leaf<Board>], heard: &[Arc<Mutex<V
     }
     let total = all.len() as u64;
     for leaf in leaves {
-        tokio::time::timeout(WAIT, leaf.wait_until(|b| b.ops == total))
+        tokio::time::timeout(WAIT, leaf.wait_until_admitted(|b| b.ops == total))
             .await
             .expect("every op arrives");
     }

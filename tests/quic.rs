@@ -88,7 +88,7 @@ async fn three_quic_nodes_converge_on_concurrent_shouts() {
         t.await.expect("task ran");
     }
     for leaf in &leaves {
-        tokio::time::timeout(WAIT, leaf.wait_until(|t| t.log.len() == 150))
+        tokio::time::timeout(WAIT, leaf.wait_until_admitted(|t| t.log.len() == 150))
             .await
             .expect("150 ops");
     }

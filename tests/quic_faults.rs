@@ -290,7 +290,10 @@ async fn run_child(index: usize, dir: &Path) {
             "expect" => {
                 let total: usize = args.first().and_then(|a| a.parse().ok()).expect("a count");
                 let leaf = ledger.clone().expect("create or open first");
-                tokio::time::timeout(WAIT, leaf.wait_until(|l| l.entries.len() >= total))
+                // Every entry here, none of our own awaiting admission (a
+                // node's first shouts are re-stamped once a member admits
+                // it, and may move in the order).
+                tokio::time::timeout(WAIT, leaf.wait_until_admitted(|l| l.entries.len() >= total))
                     .await
                     .expect("every entry arrives");
                 let state = leaf.read(Ledger::clone);

@@ -161,7 +161,7 @@ async fn shout_and_converge(leaves: &[Leaf<Tally>], round: u32, per_node: u32) {
     let total = before + leaves.len() * per_node as usize;
     let start = std::time::Instant::now();
     for leaf in leaves {
-        if tokio::time::timeout(WAIT, leaf.wait_until(|t| t.log.len() >= total))
+        if tokio::time::timeout(WAIT, leaf.wait_until_admitted(|t| t.log.len() >= total))
             .await
             .is_err()
         {

@@ -362,6 +362,22 @@ impl<T: Replicated> Harness<T> {
         self.host(node, name, host);
     }
 
+    /// Give node `node` a copy of `name` as an answered open would: the
+    /// state `source` exports now, without the messages (to set up a large
+    /// run quickly). Like any opener, `node` is not a member of the replica
+    /// set until it writes.
+    pub fn open_from(&mut self, node: usize, source: usize, name: &str) {
+        let state = {
+            let host = self.nodes[source].objects.get(name).unwrap_or_else(|| {
+                panic!("node {source} does not hold {name}");
+            });
+            let state = host.lock().replica.export();
+            state
+        };
+        let replica = Replica::from_state(self.id(node), state);
+        self.host(node, name, replica);
+    }
+
     fn host(&mut self, node: usize, name: &str, mut replica: Replica<T>) {
         self.log_fresh(node, name, &mut replica);
         let shared = Arc::new(Mutex::new(SimHost {

@@ -54,9 +54,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Report, SimError> {
     let mut h: Harness<Tally> = Harness::new(n, seed, harness_config(scenario));
     build(&mut h, scenario);
     let names: Vec<String> = (0..scenario.objects).map(|k| format!("o{k}")).collect();
-    for name in &names {
-        for i in 0..n {
-            h.create(i, name, Tally::default());
+    // Each object made on one node and opened on every other (as an
+    // answered open would, without the messages): the replica set is its
+    // creator until the writers join it.
+    for (k, name) in names.iter().enumerate() {
+        let creator = k % n;
+        h.create(creator, name, Tally::default());
+        for i in (0..n).filter(|i| *i != creator) {
+            h.open_from(i, creator, name);
         }
     }
     h.run_for(Duration::from_secs(2));

@@ -27,7 +27,7 @@ pub struct SimHost<T: Replicated> {
     /// Every op the observer heard became stable, in order.
     pub stable: Vec<OpId>,
     /// The new ids of this node's own ops re-stamped when a member
-    /// admitted it, in order (see [`Harness::final_ids`]).
+    /// admitted it, in order (see [`Harness::final_ids`](super::Harness::final_ids)).
     pub restamps: Vec<OpId>,
 }
 
