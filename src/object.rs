@@ -395,8 +395,8 @@ impl<T: Replicated> Host for CellHost<T> {
         self.0.state.read().wants_admission()
     }
 
-    fn is_member(&self) -> bool {
-        self.0.state.read().is_admitted()
+    fn may_evict(&self) -> bool {
+        self.0.state.read().may_evict()
     }
 
     fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool {

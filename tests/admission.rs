@@ -143,6 +143,32 @@ fn only_members_evict() {
     assert_eq!(a.evict_gone(|n| n == id(3)), 1, "A does");
 }
 
+#[test]
+fn a_new_member_evicts_only_once_it_holds_what_was_folded_before_it() {
+    let mut a = Replica::new(id(1), Doc::default());
+    let mut b = Replica::from_state(id(2), a.export());
+    for k in 0..20 {
+        push(&mut a, &format!("a{k}"));
+    }
+    a.refresh(|_, _, _| {});
+    assert!(a.may_evict(), "the creator holds everything it folded");
+    // B, behind A's fold, writes and is admitted above A's clock.
+    push(&mut b, "b1");
+    let (origin, clock) = a.admit(id(2)).expect("A is a member");
+    assert!(b.admitted_as(origin, clock));
+    b.refresh(|_, _, _| {});
+    assert!(
+        !b.may_evict(),
+        "B lacks ops A folded before B was a member: its cuts could void them"
+    );
+    assert_eq!(b.evict_gone(|n| n == id(1)), 0);
+    // Caught up (here from A's snapshot), it may.
+    assert!(b.rebase(a.export()));
+    send(&a, &mut b);
+    b.refresh(|_, _, _| {});
+    assert!(b.may_evict());
+}
+
 fn harness_config() -> HarnessConfig {
     let mut config = HarnessConfig::default();
     config.repeater.evict_after = None;

@@ -89,9 +89,10 @@ pub trait Host: Send {
     /// member to admit it (see [`Replica::wants_admission`]).
     fn wants_admission(&self) -> bool;
 
-    /// Whether the replica is a member of the replica set (see
-    /// [`Replica::is_admitted`]): only a member evicts.
-    fn is_member(&self) -> bool;
+    /// Whether the replica may evict members gone for good (see
+    /// [`Replica::may_evict`]): a member caught up with what was folded
+    /// before it joined.
+    fn may_evict(&self) -> bool;
 
     /// A member admitted `origin` with `clock` (see
     /// [`Replica::admitted_as`]); returns whether that admitted this

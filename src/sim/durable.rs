@@ -351,8 +351,8 @@ impl<T: Replicated> Host for DurableHost<T> {
         self.inner.wants_admission()
     }
 
-    fn is_member(&self) -> bool {
-        self.inner.is_member()
+    fn may_evict(&self) -> bool {
+        self.inner.may_evict()
     }
 
     fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool {

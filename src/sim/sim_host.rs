@@ -56,8 +56,8 @@ impl<T: Replicated> Host for SharedHost<T> {
         self.1.lock().replica.wants_admission()
     }
 
-    fn is_member(&self) -> bool {
-        self.1.lock().replica.is_admitted()
+    fn may_evict(&self) -> bool {
+        self.1.lock().replica.may_evict()
     }
 
     fn admitted_as(&mut self, origin: NodeId, clock: u64) -> bool {

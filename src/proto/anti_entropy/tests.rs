@@ -208,7 +208,7 @@ impl Host for Probe {
     fn wants_admission(&self) -> bool {
         false
     }
-    fn is_member(&self) -> bool {
+    fn may_evict(&self) -> bool {
         true
     }
     fn admitted_as(&mut self, _: NodeId, _: u64) -> bool {

@@ -159,7 +159,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             .objects
             .get_mut(&object)
             .and_then(|r| r.host.as_deref_mut());
-        if let Some(host) = host.filter(|h| h.is_member()) {
+        if let Some(host) = host.filter(|h| h.may_evict()) {
             let evicted = host.evict_gone(&|o| o == origin);
             if evicted > 0 {
                 tracing::info!(%origin, %object, "evicted a member gone for good, on a peer's notice");

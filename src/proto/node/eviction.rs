@@ -123,12 +123,12 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             let Some(host) = route.host.as_deref_mut() else {
                 continue;
             };
-            if host.is_member() {
+            if host.may_evict() {
                 evicted += host.evict_gone(&gone);
             } else if !host.awaits_admission() {
-                // Only members evict (their cut is safe): tell them. (A
-                // node whose own origin was evicted tells no one: see
-                // `forget_departures_if_evicted`.)
+                // Only members caught up with what was folded evict (their
+                // cut is safe): tell them. (A node whose own origin was
+                // evicted tells no one: see `forget_departures_if_evicted`.)
                 notices.extend(due.iter().map(|o| (object.clone(), *o)));
             }
         }

@@ -189,7 +189,7 @@ mod tests {
         fn wants_admission(&self) -> bool {
             false
         }
-        fn is_member(&self) -> bool {
+        fn may_evict(&self) -> bool {
             true
         }
         fn admitted_as(&mut self, _: NodeId, _: u64) -> bool {

@@ -107,13 +107,26 @@ impl<T: Replicated> Replica<T> {
             .collect()
     }
 
+    /// Whether this replica may evict: it is a member, and holds every op
+    /// up to the clock it was admitted with. Then every op stable anywhere
+    /// is here: a frontier computed with this member's entry is at most its
+    /// `complete`, and one computed before it is at most that clock. A
+    /// replica outside the table, or a new member still catching up, may
+    /// lack ops folded elsewhere, and its cut could void them.
+    pub fn may_evict(&self) -> bool {
+        self.admitted
+            && self
+                .acks
+                .get(&self.me)
+                .is_some_and(|a| a.complete >= self.admitted_at)
+    }
+
     /// Evict every member (but this replica) that `gone` says is gone,
     /// each with the cut of the ops this replica holds of it contiguously;
-    /// returns how many were evicted. Only a member evicts: its `complete`
-    /// bounds every frontier, so every op stable anywhere is at or below
-    /// its cut; a replica outside the table may lag behind what was folded.
+    /// returns how many were evicted. Nothing unless this replica
+    /// [`may_evict`](Self::may_evict).
     pub fn evict_gone(&mut self, gone: impl Fn(NodeId) -> bool) -> usize {
-        if !self.admitted {
+        if !self.may_evict() {
             return 0;
         }
         let members: Vec<NodeId> = self
@@ -282,6 +295,7 @@ impl<T: Replicated> Replica<T> {
     /// ops, and wait to be relayed.
     pub(super) fn admit_self(&mut self, clock: u64) {
         self.clock.witness(clock);
+        self.admitted_at = clock;
         let me = self.me;
         if let Some((ops, after)) = self.take_ops(|id| id.origin == me) {
             if let Some((first, _)) = ops.first() {

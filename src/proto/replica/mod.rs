@@ -148,6 +148,10 @@ pub struct Replica<T: Replicated> {
     /// Whether provisional ops wait for admission: the node asks a member
     /// to admit `me` (see [`wants_admission`](Self::wants_admission)).
     awaiting: bool,
+    /// The clock `me` was admitted with: frontiers computed before this
+    /// replica was a member may reach it, so it evicts only once its own
+    /// `complete` does (see [`may_evict`](Self::may_evict)).
+    admitted_at: u64,
     /// Per evicted origin, the cut already enforced here.
     enforced: BTreeMap<NodeId, u64>,
     /// Ops re-stamped on admission, still to be relayed.
@@ -192,6 +196,7 @@ impl<T: Replicated> Replica<T> {
             me,
             admitted: true,
             awaiting: false,
+            admitted_at: 0,
             enforced: BTreeMap::new(),
             restamped: Vec::new(),
             config,
@@ -269,6 +274,9 @@ impl<T: Replicated> Replica<T> {
         let next_seq = seen.max_seq(&me) + 1;
         let mut acks = state.acks;
         let admitted = acks.get(&me).is_some();
+        // When it was admitted is not in the state: its entry's clock is
+        // at least that (conservative).
+        let admitted_at = acks.get(&me).map_or(0, |a| a.clock);
         for origin in seen.origins() {
             acks.ensure(*origin);
         }
@@ -277,6 +285,7 @@ impl<T: Replicated> Replica<T> {
             me,
             admitted,
             awaiting: false,
+            admitted_at,
             enforced: BTreeMap::new(),
             restamped: Vec::new(),
             config,
@@ -704,6 +713,7 @@ impl<T: Replicated> Replica<T> {
         rebased.clock.witness(self.clock.now());
         rebased.admitted = self.admitted;
         rebased.awaiting = self.awaiting;
+        rebased.admitted_at = self.admitted_at;
         rebased.enforced = std::mem::take(&mut self.enforced);
         rebased.restamped = std::mem::take(&mut self.restamped);
         rebased.enforce_evictions();
