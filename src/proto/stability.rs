@@ -52,9 +52,12 @@
 //! everywhere (refused, and rolled back where they were applied). The
 //! eviction spreads in the table; two evictions of one member merge to the
 //! lower cut, which is safe because every op stable anywhere is at or
-//! below each evicter's cut (each evicter is a member, whose `complete`
-//! bounds every frontier; a node outside the table may lag behind what was
-//! folded, so it does not evict). An evicted member no longer counts for
+//! below each evicter's cut: each evicter is a member whose `complete`
+//! bounds every frontier computed with its entry and has passed the clock
+//! it was admitted with, which bounds every frontier computed before. A
+//! node outside the table, or a new member still catching up, may lag
+//! behind what was folded: it does not evict, but sends the members a
+//! notice (see [`node`](super::node)). An evicted member no longer counts for
 //! the frontier; every member still waits until it holds the evicted
 //! member's ops up to the cut.
 //!
