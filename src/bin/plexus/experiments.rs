@@ -255,6 +255,13 @@ async fn partition_drill(ctx: LabContext) -> ExperimentResult {
         .map(|p| ctx.messages_of(p))
         .sum();
     let drill: Leaf<Drill> = ctx.object("drill", Drill::default).await?;
+    // Every peer joins the object's replica set first (its first op waits
+    // a round trip for a member to admit it), so that the ready round
+    // below spreads as fast as any op: peers that saw every ready split
+    // at once, and one still waiting for a slow ready could be cut off
+    // from it.
+    drill.shout_add(0).await?;
+    drill.wait_until_admitted(|_| true).await;
     // Split only once every peer holds the object: a peer cut off before
     // it opened it could never get it.
     drill.shout_ready().await?;
