@@ -39,7 +39,7 @@ impl<T: Replicated> Harness<T> {
             return;
         }
         self.nodes[node].alive = false;
-        self.nodes[node].timer_at = None;
+        self.cancel_timer(node);
         let peers: Vec<usize> = self.nodes[node].links.keys().copied().collect();
         for peer in peers {
             self.nodes[peer].proto.handle_link_down(self.now, node);
@@ -52,7 +52,7 @@ impl<T: Replicated> Harness<T> {
     /// failure detectors or idle timeouts act; messages to it are lost.
     pub fn crash_silently(&mut self, node: usize) {
         self.nodes[node].alive = false;
-        self.nodes[node].timer_at = None;
+        self.cancel_timer(node);
     }
 
     /// Restart a crashed node: a fresh routing state, its replicas loaded

@@ -69,7 +69,8 @@ struct SimNode<T: Replicated> {
     proto: RepeaterNode<usize>,
     objects: BTreeMap<String, Arc<Mutex<SimHost<T>>>>,
     failed_opens: BTreeSet<String>,
-    timer_at: Option<Time>,
+    /// The queue key of its one pending wake-up, if any.
+    timer: Option<(Time, u64)>,
     received: Vec<(NodeId, Vec<u8>)>,
     /// `false` while crashed: it hears nothing and its timers do not fire.
     alive: bool,
@@ -87,8 +88,13 @@ enum Event {
     Deliver {
         to: usize,
         from: usize,
-        /// Shared by every copy of a multicast.
-        frame: Arc<[u8]>,
+        /// Shared by every copy of a multicast. The sender encoded it once
+        /// (to check that it fits a frame and to count its bytes); the copy
+        /// delivered is the message itself, as the codec's round trip is
+        /// tested on its own (`message_tests`, the fuzz targets).
+        msg: Arc<Message>,
+        /// Its encoded size.
+        len: usize,
     },
     Timeout {
         node: usize,
@@ -147,6 +153,8 @@ pub struct Harness<T: Replicated> {
     now: Time,
     nodes: Vec<SimNode<T>>,
     queue: BTreeMap<(Time, u64), Event>,
+    /// A buffer to encode sent messages in.
+    scratch: Vec<u8>,
     next_event: u64,
     steps: u64,
     messages: u64,
@@ -186,7 +194,7 @@ impl<T: Replicated> Harness<T> {
                 ),
                 objects: BTreeMap::new(),
                 failed_opens: BTreeSet::new(),
-                timer_at: None,
+                timer: None,
                 received: Vec::new(),
                 alive: true,
                 failures: Vec::new(),
@@ -201,6 +209,7 @@ impl<T: Replicated> Harness<T> {
             now: Time::ZERO,
             nodes,
             queue: BTreeMap::new(),
+            scratch: Vec::new(),
             next_event: 0,
             steps: 0,
             messages: 0,
@@ -493,19 +502,19 @@ impl<T: Replicated> Harness<T> {
         self.steps += 1;
         self.maybe_commit();
         match event {
-            Event::Deliver { to, from, frame } => {
+            Event::Deliver { to, from, msg, len } => {
                 // Frames due on one link at one instant arrive as one batch,
                 // as one read does on a real link.
                 let mut msgs = Vec::new();
-                self.admit(to, from, &frame, &mut msgs);
+                self.admit(to, from, msg, len, &mut msgs);
                 while let Some(entry) = self.queue.first_entry() {
                     match entry.get() {
                         Event::Deliver { to: t, from: f, .. }
                             if entry.key().0 == at && (*t, *f) == (to, from) =>
                         {
-                            if let Event::Deliver { frame, .. } = entry.remove() {
+                            if let Event::Deliver { msg, len, .. } = entry.remove() {
                                 self.steps += 1;
-                                self.admit(to, from, &frame, &mut msgs);
+                                self.admit(to, from, msg, len, &mut msgs);
                             }
                         }
                         _ => break,
@@ -521,11 +530,11 @@ impl<T: Replicated> Harness<T> {
             Event::Close { from, to } => self.close(from, to),
             Event::Join { node } => self.retry_join(node),
             Event::Timeout { node } => {
+                self.nodes[node].timer = None;
                 if !self.nodes[node].alive {
                     return true;
                 }
                 let now = self.now;
-                self.nodes[node].timer_at = None;
                 self.nodes[node].proto.handle_timeout(now);
                 self.flush(node);
             }
@@ -535,9 +544,14 @@ impl<T: Replicated> Harness<T> {
 
     /// Count a frame arriving at `to` from `from`; decode it into `msgs`
     /// unless the link or the node is gone.
-    fn admit(&mut self, to: usize, from: usize, frame: &[u8], msgs: &mut Vec<Message>) {
-        let msg =
-            Message::decode(frame, DEFAULT_MAX_FRAME).expect("frames made by the harness decode");
+    fn admit(
+        &mut self,
+        to: usize,
+        from: usize,
+        msg: Arc<Message>,
+        len: usize,
+        msgs: &mut Vec<Message>,
+    ) {
         let traffic = self.traffic.entry(msg.kind()).or_default();
         if !self.nodes[to].alive
             || !self.nodes[to].links.contains_key(&from)
@@ -547,13 +561,14 @@ impl<T: Replicated> Harness<T> {
             return;
         }
         traffic.messages += 1;
-        traffic.bytes += frame.len() as u64;
-        if let (Some(trace), Message::Op(op) | Message::Repair(op)) = (&mut self.trace, &msg) {
+        traffic.bytes += len as u64;
+        if let (Some(trace), Message::Op(op) | Message::Repair(op)) = (&mut self.trace, &*msg) {
             trace.delivered(&op.id, from, to, self.now);
         }
         self.messages += 1;
-        self.bytes += frame.len() as u64;
-        msgs.push(msg);
+        self.bytes += len as u64;
+        // The last copy of a multicast (and every unicast) moves out.
+        msgs.push(Arc::try_unwrap(msg).unwrap_or_else(|shared| Message::clone(&shared)));
     }
 
     /// Step through every event due up to `now + duration`, then move the
@@ -603,8 +618,8 @@ impl<T: Replicated> Harness<T> {
     fn flush(&mut self, node: usize) {
         while let Some(event) = self.nodes[node].proto.poll_event() {
             match event {
-                OutEvent::Send { to, msg } => self.send(node, &[to], &msg),
-                OutEvent::Multicast { to, msg } => self.send(node, &to, &msg),
+                OutEvent::Send { to, msg } => self.send(node, &[to], msg),
+                OutEvent::Multicast { to, msg } => self.send(node, &to, msg),
                 OutEvent::Opened { fetch, state } => {
                     let name = state.object.name.to_string();
                     match replica_from_frame::<T>(self.id(node), &state) {
@@ -646,25 +661,50 @@ impl<T: Replicated> Harness<T> {
                 OutEvent::Rejected { .. } | OutEvent::Membership(_) => {}
             }
         }
-        if let Some(at) = self.nodes[node].proto.poll_timeout() {
-            if self.nodes[node].timer_at.is_none_or(|t| at < t) {
-                self.nodes[node].timer_at = Some(at);
-                self.push(at, Event::Timeout { node });
-            }
+        self.set_timer(node);
+    }
+
+    /// Keep exactly one wake-up queued for `node`, at the deadline its
+    /// state machine asks for. A deadline that moved (earlier or later)
+    /// replaces the queued one, so no node ever wakes for nothing.
+    fn set_timer(&mut self, node: usize) {
+        let want = self.nodes[node].proto.poll_timeout();
+        if want == self.nodes[node].timer.map(|(at, _)| at) {
+            return;
+        }
+        self.cancel_timer(node);
+        if let Some(at) = want {
+            let key = self.push(at, Event::Timeout { node });
+            self.nodes[node].timer = Some(key);
         }
     }
 
-    fn send(&mut self, from: usize, to: &[usize], msg: &Message) {
-        let frame: Arc<[u8]> = msg
-            .encode(DEFAULT_MAX_FRAME)
-            .expect("harness messages fit a frame")
-            .into();
-        self.largest = self.largest.max(frame.len());
-        let kind = self.traffic.entry(msg.kind()).or_default();
-        kind.largest = kind.largest.max(frame.len() as u64);
+    /// Drop `node`'s queued wake-up.
+    pub(super) fn cancel_timer(&mut self, node: usize) {
+        if let Some(key) = self.nodes[node].timer.take() {
+            self.queue.remove(&key);
+        }
+    }
+
+    fn send(&mut self, from: usize, to: &[usize], msg: Message) {
+        self.scratch.clear();
+        msg.encode_into(&mut self.scratch, DEFAULT_MAX_FRAME)
+            .expect("harness messages fit a frame");
+        let len = self.scratch.len();
+        // Test builds also check the round trip the copies skip.
+        if cfg!(debug_assertions) {
+            let back = Message::decode(&self.scratch, DEFAULT_MAX_FRAME)
+                .expect("a message the harness sends decodes");
+            assert_eq!(back, msg, "a message the harness sends decodes as itself");
+        }
+        let kind = msg.kind();
+        let shared = Arc::new(msg);
+        self.largest = self.largest.max(len);
+        let traffic = self.traffic.entry(kind).or_default();
+        traffic.largest = traffic.largest.max(len as u64);
         for &to in to {
             if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss) {
-                self.traffic.entry(msg.kind()).or_default().dropped += 1;
+                self.traffic.entry(kind).or_default().dropped += 1;
                 continue;
             }
             let copies = if self.rng.random_bool(self.config.duplicate) {
@@ -679,7 +719,8 @@ impl<T: Replicated> Harness<T> {
                     Event::Deliver {
                         to,
                         from,
-                        frame: Arc::clone(&frame),
+                        msg: Arc::clone(&shared),
+                        len,
                     },
                 );
             }
@@ -700,8 +741,10 @@ impl<T: Replicated> Harness<T> {
         )
     }
 
-    fn push(&mut self, at: Time, event: Event) {
+    fn push(&mut self, at: Time, event: Event) -> (Time, u64) {
         self.next_event += 1;
-        self.queue.insert((at, self.next_event), event);
+        let key = (at, self.next_event);
+        self.queue.insert(key, event);
+        key
     }
 }
