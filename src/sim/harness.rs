@@ -70,7 +70,7 @@ struct SimNode<T: Replicated> {
     objects: BTreeMap<String, Arc<Mutex<SimHost<T>>>>,
     failed_opens: BTreeSet<String>,
     /// The queue key of its one pending wake-up, if any.
-    timer: Option<(Time, u64)>,
+    timer: Option<queue::Key>,
     received: Vec<(NodeId, Vec<u8>)>,
     /// `false` while crashed: it hears nothing and its timers do not fire.
     alive: bool,
@@ -135,12 +135,15 @@ mod durable;
 mod faults;
 #[path = "overlay.rs"]
 mod overlay;
+#[path = "queue.rs"]
+mod queue;
 #[path = "restamps.rs"]
 mod restamps;
 #[path = "sim_host.rs"]
 mod sim_host;
 
 pub use durable::{DurableBook, DurableConfig, DurableShout, SeqConflict, ShoutFate};
+use queue::EventQueue;
 use sim_host::SharedHost;
 pub use sim_host::SimHost;
 
@@ -152,10 +155,9 @@ pub struct Harness<T: Replicated> {
     seed: u64,
     now: Time,
     nodes: Vec<SimNode<T>>,
-    queue: BTreeMap<(Time, u64), Event>,
+    queue: EventQueue<Event>,
     /// A buffer to encode sent messages in.
     scratch: Vec<u8>,
-    next_event: u64,
     steps: u64,
     messages: u64,
     bytes: u64,
@@ -208,9 +210,8 @@ impl<T: Replicated> Harness<T> {
             seed,
             now: Time::ZERO,
             nodes,
-            queue: BTreeMap::new(),
+            queue: EventQueue::new(),
             scratch: Vec::new(),
-            next_event: 0,
             steps: 0,
             messages: 0,
             bytes: 0,
@@ -495,9 +496,16 @@ impl<T: Replicated> Harness<T> {
 
     /// Deliver the next event. `false` when nothing is left to do.
     pub fn step(&mut self) -> bool {
-        let Some(((at, _), event)) = self.queue.pop_first() else {
+        let Some((key, event)) = self.queue.pop() else {
             return false;
         };
+        let at = key.0;
+        if let Event::Timeout { node } = event {
+            if self.nodes[node].timer != Some(key) {
+                // A wake-up cancelled or replaced since it was queued.
+                return true;
+            }
+        }
         self.now = self.now.max(at);
         self.steps += 1;
         self.maybe_commit();
@@ -507,17 +515,13 @@ impl<T: Replicated> Harness<T> {
                 // as one read does on a real link.
                 let mut msgs = Vec::new();
                 self.admit(to, from, msg, len, &mut msgs);
-                while let Some(entry) = self.queue.first_entry() {
-                    match entry.get() {
-                        Event::Deliver { to: t, from: f, .. }
-                            if entry.key().0 == at && (*t, *f) == (to, from) =>
-                        {
-                            if let Event::Deliver { msg, len, .. } = entry.remove() {
-                                self.steps += 1;
-                                self.admit(to, from, msg, len, &mut msgs);
-                            }
-                        }
-                        _ => break,
+                while let Some((next, Event::Deliver { to: t, from: f, .. })) = self.queue.peek() {
+                    if next.0 != at || (*t, *f) != (to, from) {
+                        break;
+                    }
+                    if let Some((_, Event::Deliver { msg, len, .. })) = self.queue.pop() {
+                        self.steps += 1;
+                        self.admit(to, from, msg, len, &mut msgs);
                     }
                 }
                 if !msgs.is_empty() {
@@ -575,11 +579,7 @@ impl<T: Replicated> Harness<T> {
     /// clock there.
     pub fn run_for(&mut self, duration: Duration) {
         let until = self.now + duration;
-        while self
-            .queue
-            .first_key_value()
-            .is_some_and(|((at, _), _)| *at <= until)
-        {
+        while self.queue.peek().is_some_and(|((at, _), _)| at <= until) {
             self.step();
         }
         self.now = self.now.max(until);
@@ -609,7 +609,7 @@ impl<T: Replicated> Harness<T> {
     fn is_quiet(&self) -> bool {
         let in_flight = self
             .queue
-            .values()
+            .events()
             .any(|e| matches!(e, Event::Deliver { .. } | Event::Connect { .. }));
         !in_flight && !self.nodes.iter().any(|n| n.alive && n.proto.is_waiting())
     }
@@ -679,11 +679,9 @@ impl<T: Replicated> Harness<T> {
         }
     }
 
-    /// Drop `node`'s queued wake-up.
+    /// Cancel `node`'s queued wake-up (it is skipped when it comes up).
     pub(super) fn cancel_timer(&mut self, node: usize) {
-        if let Some(key) = self.nodes[node].timer.take() {
-            self.queue.remove(&key);
-        }
+        self.nodes[node].timer = None;
     }
 
     fn send(&mut self, from: usize, to: &[usize], msg: Message) {
@@ -741,10 +739,7 @@ impl<T: Replicated> Harness<T> {
         )
     }
 
-    fn push(&mut self, at: Time, event: Event) -> (Time, u64) {
-        self.next_event += 1;
-        let key = (at, self.next_event);
-        self.queue.insert(key, event);
-        key
+    fn push(&mut self, at: Time, event: Event) -> queue::Key {
+        self.queue.push(at, event)
     }
 }

@@ -1,9 +1,11 @@
 //! The deterministic harness: many sans-IO nodes in one process, virtual
 //! time, a seeded RNG.
 //!
-//! Messages cross links encoded (as on a real network) after a random
-//! latency, so they can overtake each other; a link can also duplicate
-//! messages. Every run is reproducible from its seed: [`Harness::from_env`]
+//! Messages cross links after a random latency, so they can overtake each
+//! other; a link can also duplicate messages. Each message is encoded once
+//! when sent (its size is what the byte figures count, and a message over
+//! the frame limit is a bug); the receivers get the message itself, and
+//! test builds check that the encoding decodes back to it. Every run is reproducible from its seed: [`Harness::from_env`]
 //! reads `PLEXUS_SEED` and prints the seed it used.
 //!
 //! Tests read like scripts: set up, act, [`drive`](Harness::drive), assert.
