@@ -249,6 +249,13 @@ where
         if from == self.me.id {
             return;
         }
+        self.on_message(now, from, msg);
+        // A message may have brought passive peers to a node with free
+        // active slots: ask them now, not at the next shuffle.
+        self.refill(now);
+    }
+
+    fn on_message(&mut self, now: Time, from: P, msg: Message<P>) {
         match msg {
             Message::Join { addr } => {
                 let joiner = Contact {
@@ -619,8 +626,9 @@ where
     }
 
     /// Offers `peer` (from peer sampling) to the passive view, as a backup.
-    pub fn learn(&mut self, peer: Contact<P>) {
+    pub fn learn(&mut self, now: Time, peer: Contact<P>) {
         self.add_passive(clean(peer), &[]);
+        self.refill(now);
     }
 
     /// A random neighbour other than `except`.

@@ -273,10 +273,13 @@ impl Overlay {
         sampling.handle_message(now, from, msg);
         for d in sampling.view() {
             if d.addr.is_some() {
-                self.hpv.learn(Contact {
-                    id: d.peer,
-                    addr: d.addr.clone(),
-                });
+                self.hpv.learn(
+                    now,
+                    Contact {
+                        id: d.peer,
+                        addr: d.addr.clone(),
+                    },
+                );
             }
         }
         self.pump(now);
@@ -289,10 +292,13 @@ impl Overlay {
     pub(super) fn handle_welcome(&mut self, now: Time, peers: &[(NodeId, Option<String>)]) {
         for (id, addr) in peers {
             if addr.is_some() {
-                self.hpv.learn(Contact {
-                    id: *id,
-                    addr: addr.clone(),
-                });
+                self.hpv.learn(
+                    now,
+                    Contact {
+                        id: *id,
+                        addr: addr.clone(),
+                    },
+                );
             }
         }
         self.pump(now);

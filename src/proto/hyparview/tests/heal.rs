@@ -14,10 +14,13 @@ fn with_rotation(me: u64, neighbours: &[u64], rotation: u32) -> Node {
 #[test]
 fn a_full_view_rotates_one_neighbour_for_a_passive_peer() {
     let mut n = with_rotation(1, &[2, 3, 4, 5, 6], 1);
-    n.learn(Contact {
-        id: 10,
-        addr: addr(10),
-    });
+    n.learn(
+        Time::ZERO,
+        Contact {
+            id: 10,
+            addr: addr(10),
+        },
+    );
     // The first shuffle falls within one interval.
     n.handle_timeout(Time::ZERO + INTERVAL);
     let out = outputs(&mut n);
@@ -37,10 +40,13 @@ fn a_full_view_rotates_one_neighbour_for_a_passive_peer() {
 fn no_rotation_when_off_or_with_room() {
     for (neighbours, rotation) in [(&[2, 3, 4, 5, 6][..], 0), (&[2, 3, 4][..], 1)] {
         let mut n = with_rotation(1, neighbours, rotation);
-        n.learn(Contact {
-            id: 10,
-            addr: addr(10),
-        });
+        n.learn(
+            Time::ZERO,
+            Contact {
+                id: 10,
+                addr: addr(10),
+            },
+        );
         n.handle_timeout(Time::ZERO + INTERVAL);
         let out = outputs(&mut n);
         let high: Vec<_> = asked(&out)
@@ -109,10 +115,14 @@ fn islands(rotation: u32) -> (usize, Option<Duration>) {
     // Four nodes of the second learn a node of the first (as peer sampling
     // or a late shuffle would tell them); shuffles may evict some.
     for k in 0..4 {
-        sim.nodes[2 * half - 1 - k].learn(Contact {
-            id: k as u64,
-            addr: addr(k as u64),
-        });
+        let now = sim.now;
+        sim.nodes[2 * half - 1 - k].learn(
+            now,
+            Contact {
+                id: k as u64,
+                addr: addr(k as u64),
+            },
+        );
     }
     let started = sim.now;
     let mut merged = None;
@@ -136,4 +146,38 @@ fn islands_merge_through_rotation() {
     assert_eq!(parts, 1, "still apart after 60 shuffle intervals");
     let (parts, merged) = islands(0);
     eprintln!("rotation 0: {parts} part(s), merged after {merged:?}");
+}
+
+/// A node with a free slot and no one to ask fills it as soon as it hears
+/// of a peer, from a message or from peer sampling, not at its next
+/// shuffle (a driver wakes it only at the deadlines it reports).
+#[test]
+fn a_node_with_room_asks_a_peer_it_hears_of_at_once() {
+    let mut n = with_rotation(1, &[2, 3, 4], 0);
+    n.learn(
+        Time::ZERO,
+        Contact {
+            id: 10,
+            addr: addr(10),
+        },
+    );
+    let out = outputs(&mut n);
+    assert_eq!(asked(&out), vec![(10, Priority::Low)], "{out:?}");
+
+    let mut n = with_rotation(1, &[2, 3, 4], 0);
+    let walker = Contact {
+        id: 20,
+        addr: addr(20),
+    };
+    n.handle_message(
+        Time::ZERO,
+        2,
+        Message::Shuffle {
+            origin: walker.clone(),
+            ttl: 0,
+            nodes: vec![walker],
+        },
+    );
+    let out = outputs(&mut n);
+    assert_eq!(asked(&out), vec![(20, Priority::Low)], "{out:?}");
 }
