@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use plexus::proto::replica::Replica;
 use plexus::sim::{Harness, HarnessConfig};
-use plexus::{NodeId, OpId};
+use plexus::{MembershipEvent, NodeId, OpId};
 
 use common::{Doc, DocOp};
 
@@ -307,6 +307,56 @@ fn a_writer_seen_gone_only_by_readers_is_evicted_on_their_notice() {
     for i in 0..n - 1 {
         assert_eq!(replica_stat(&h, i, Replica::tentative_len), 0, "node {i}");
         assert!(!replica_stat(&h, i, Replica::is_admitted) || i == 0);
+        assert_eq!(replica_stat(&h, i, |r| r.state().total), 3, "node {i}");
+    }
+}
+
+#[test]
+fn a_writer_whose_linked_members_vanished_asks_past_them() {
+    // 0 - 1 - 2 - 3 - 0: node 2's peers are node 1, a member that vanishes
+    // without its links going down, and node 3, a reader.
+    let n = 4;
+    let mut h: Harness<Doc> = Harness::from_env(n, harness_config());
+    for i in 0..n {
+        h.link(i, (i + 1) % n);
+    }
+    h.create(0, "doc", Doc::default());
+    for i in 1..n {
+        h.open(i, "doc");
+    }
+    h.drive();
+    h.shout(1, "doc", DocOp::Add(1));
+    h.run_for(Duration::from_secs(3));
+    assert!(replica_stat(&h, 1, Replica::is_admitted));
+    let gone = h.id(1);
+    h.crash_silently(1);
+    let mut waited = 0;
+    while !h
+        .failure_events(2)
+        .iter()
+        .any(|(_, e)| *e == MembershipEvent::Down(gone))
+    {
+        assert!(
+            waited < 60,
+            "node 2 never held node 1 down (seed {})",
+            h.seed()
+        );
+        h.run_for(Duration::from_secs(1));
+        waited += 1;
+    }
+    h.shout(2, "doc", DocOp::Add(2));
+    let mut waited = 0;
+    while !replica_stat(&h, 2, Replica::is_admitted) {
+        assert!(
+            waited < 30,
+            "node 2 asked only its dead member, never the live one (seed {})",
+            h.seed()
+        );
+        h.run_for(Duration::from_secs(1));
+        waited += 1;
+    }
+    h.run_for(Duration::from_secs(3));
+    for i in [0, 2, 3] {
         assert_eq!(replica_stat(&h, i, |r| r.state().total), 3, "node {i}");
     }
 }

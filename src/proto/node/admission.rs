@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use super::super::id::{NodeId, ObjectKey};
 use super::super::message::{FetchId, Message};
+use super::super::swim::MemberState;
 use super::super::time::Time;
 use super::{FetchRoute, OutEvent, RepeaterNode};
 
@@ -176,14 +177,20 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
     }
 
     /// Send `msg` (about `object`) on: to the linked members of `object`'s
-    /// replica set if there are any (but `from`), else over the mesh (but
-    /// `from`). Returns whether it went to anyone.
+    /// replica set if there are any (but `from`) that the failure detector
+    /// does not hold down, else over the mesh (but `from`). Returns whether
+    /// it went to anyone.
+    ///
+    /// A member that vanished keeps its links until something closes them
+    /// (without an overlay, nothing may): sending only to it would ask the
+    /// dead for ever.
     fn send_to_members(&mut self, from: Option<L>, object: &ObjectKey, msg: Message) -> bool {
         let host = self.objects.get(object).and_then(|r| r.host.as_deref());
         let others = || self.mesh.iter().filter(|(l, _)| Some(**l) != from);
+        let down = |peer: NodeId| self.swim.state_of(peer) == Some(MemberState::Down);
         let members: Vec<L> = match host {
             Some(h) => others()
-                .filter(|(_, peer)| !h.origins_of(**peer).is_empty())
+                .filter(|(_, peer)| !down(**peer) && !h.origins_of(**peer).is_empty())
                 .map(|(l, _)| *l)
                 .collect(),
             None => Vec::new(),
