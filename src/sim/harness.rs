@@ -546,7 +546,7 @@ impl<T: Replicated> Harness<T> {
         true
     }
 
-    /// Count a frame arriving at `to` from `from`; decode it into `msgs`
+    /// Count a message arriving at `to` from `from`; add it to `msgs`
     /// unless the link or the node is gone.
     fn admit(
         &mut self,
