@@ -8,16 +8,19 @@
 //! seeds (C joins again).
 #![allow(missing_docs)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use plexus::faults::Faults;
 use plexus::tls::{ClusterCa, Identity, Trust};
 use plexus::{
-    replicated, HyParViewConfig, Leaf, MembershipEvent, Node, NodeConfig, NodeState, PeerAddr,
-    QuicConfig, Replicated, Transport,
+    replicated, HyParViewConfig, Leaf, MembershipEvent, Node, NodeConfig, NodeState, QuicConfig,
+    Replicated, Transport,
 };
 use serde::{Deserialize, Serialize};
+
+use common::socket_of;
 use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Replicated, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,13 +80,6 @@ async fn start(ca: &ClusterCa, name: &str, faults: Option<Faults>) -> Node {
         .expect("the node starts")
 }
 
-fn socket(node: &Node) -> SocketAddr {
-    match node.local_addr() {
-        PeerAddr::Socket(addr) => addr,
-        other => panic!("a QUIC node listens on a socket, not {other}"),
-    }
-}
-
 async fn reach(node: &Node, state: NodeState) {
     let mut events = node.events();
     let reached = async {
@@ -103,7 +99,7 @@ async fn reach(node: &Node, state: NodeState) {
 /// Cut `cut` off from `others` until it is `Disconnected`, shouting on both
 /// sides, then heal and wait for it to be back and for every copy to agree.
 async fn cut_and_heal(faults: &Faults, cut: &Node, others: &[&Node], leaves: &[Leaf<Tally>]) {
-    faults.partition(others.iter().map(|n| socket(n)));
+    faults.partition(others.iter().map(|n| socket_of(n)));
     for leaf in leaves {
         leaf.shout_add(1).await.expect("shouted");
     }

@@ -7,13 +7,16 @@
 //! replicas are equal.
 #![allow(missing_docs)]
 
-use std::net::SocketAddr;
+mod common;
+
 use std::time::Duration;
 
 use plexus::faults::Faults;
 use plexus::tls::{ClusterCa, Identity, Trust};
-use plexus::{replicated, LinkInfo, Node, NodeConfig, PeerAddr, QuicConfig, Replicated, Transport};
+use plexus::{replicated, LinkInfo, Node, NodeConfig, QuicConfig, Replicated, Transport};
 use serde::{Deserialize, Serialize};
+
+use common::socket_of;
 use serde_bytes::ByteBuf;
 
 #[derive(Replicated, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,13 +66,6 @@ async fn start(ca: &ClusterCa, name: &str, faults: Option<Faults>) -> Node {
         .expect("the node starts")
 }
 
-fn socket(node: &Node) -> SocketAddr {
-    match node.local_addr() {
-        PeerAddr::Socket(addr) => addr,
-        other => panic!("a QUIC node listens on a socket, not {other}"),
-    }
-}
-
 async fn link_to(node: &Node, peer: &Node) -> LinkInfo {
     node.links()
         .await
@@ -94,7 +90,7 @@ async fn a_stalled_peer_costs_bounded_memory_and_catches_up_by_anti_entropy() {
         .expect("opened in time")
         .expect("opened");
 
-    faults.partition([socket(&writer)]);
+    faults.partition([socket_of(&writer)]);
     let blob = ByteBuf::from(vec![7u8; 1024]);
     for _ in 0..OPS {
         ours.shout_put(blob.clone()).await.expect("shouted");

@@ -140,3 +140,12 @@ pub fn overlay_repeater() -> plexus::proto::node::RepeaterConfig {
         ..plexus::proto::node::RepeaterConfig::default()
     }
 }
+
+/// The UDP socket a QUIC node listens on (what a fault injector's
+/// partitions name).
+pub fn socket_of(node: &plexus::Node) -> std::net::SocketAddr {
+    match node.local_addr() {
+        plexus::PeerAddr::Socket(addr) => addr,
+        other => panic!("a QUIC node listens on a socket, not {other}"),
+    }
+}
