@@ -13,14 +13,14 @@ mod common;
 use std::time::Duration;
 
 use plexus::faults::Faults;
-use plexus::tls::{ClusterCa, Identity, Trust};
+use plexus::tls::ClusterCa;
 use plexus::{
     replicated, HyParViewConfig, Leaf, MembershipEvent, Node, NodeConfig, NodeState, QuicConfig,
     Replicated, Transport,
 };
 use serde::{Deserialize, Serialize};
 
-use common::socket_of;
+use common::{loopback_quic, socket_of};
 use tokio::sync::broadcast::error::RecvError;
 
 #[derive(Replicated, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,14 +41,7 @@ impl Tally {
 const WAIT: Duration = Duration::from_secs(60);
 
 fn quic(ca: &ClusterCa, name: &str, faults: Option<Faults>, idle: Duration) -> QuicConfig {
-    let identity = ca
-        .issue(Identity::generate().expect("a key"), name)
-        .expect("a certificate");
-    let mut quic = QuicConfig::new(
-        "127.0.0.1:0".parse().expect("an address"),
-        identity,
-        Trust::ca(ca.certificate()),
-    );
+    let mut quic = loopback_quic(ca, name);
     // Reconnects are tried at least every second.
     quic.keep_alive = idle / 4;
     quic.idle_timeout = idle;

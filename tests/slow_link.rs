@@ -12,11 +12,11 @@ mod common;
 use std::time::Duration;
 
 use plexus::faults::Faults;
-use plexus::tls::{ClusterCa, Identity, Trust};
-use plexus::{replicated, LinkInfo, Node, NodeConfig, QuicConfig, Replicated, Transport};
+use plexus::tls::ClusterCa;
+use plexus::{replicated, LinkInfo, Node, NodeConfig, Replicated, Transport};
 use serde::{Deserialize, Serialize};
 
-use common::socket_of;
+use common::{loopback_quic, socket_of};
 use serde_bytes::ByteBuf;
 
 #[derive(Replicated, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,14 +45,7 @@ const OPS: u64 = 4_000;
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn start(ca: &ClusterCa, name: &str, faults: Option<Faults>) -> Node {
-    let identity = ca
-        .issue(Identity::generate().expect("a key"), name)
-        .expect("a certificate");
-    let mut quic = QuicConfig::new(
-        "127.0.0.1:0".parse().expect("an address"),
-        identity,
-        Trust::ca(ca.certificate()),
-    );
+    let mut quic = loopback_quic(ca, name);
     quic.faults = faults;
     let mut config = NodeConfig::default();
     config.anti_entropy.interval = Duration::from_millis(200);

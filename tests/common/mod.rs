@@ -149,3 +149,17 @@ pub fn socket_of(node: &plexus::Node) -> std::net::SocketAddr {
         other => panic!("a QUIC node listens on a socket, not {other}"),
     }
 }
+
+/// A QUIC transport's settings on 127.0.0.1 (any port), with a key and a
+/// certificate `ca` issued for `name`, trusting `ca`.
+pub fn loopback_quic(ca: &plexus::tls::ClusterCa, name: &str) -> plexus::QuicConfig {
+    use plexus::tls::{Identity, Trust};
+    let identity = ca
+        .issue(Identity::generate().expect("a key"), name)
+        .expect("a certificate");
+    plexus::QuicConfig::new(
+        "127.0.0.1:0".parse().expect("an address"),
+        identity,
+        Trust::ca(ca.certificate()),
+    )
+}
