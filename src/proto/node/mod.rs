@@ -389,7 +389,7 @@ impl<L: Copy + Ord + Hash + fmt::Debug> RepeaterNode<L> {
             // dialed again talks over its new link while the old one is
             // dead, and the dead one must still fail its probes and close.
             if link_to(&self.links, peer) == Some(from) {
-                self.swim.heard_from(peer);
+                self.swim.heard_from(now, peer);
             }
         }
         let msg_kind = msg.kind();

@@ -257,6 +257,7 @@ fn a_helper_retries_its_ping() {
 }
 
 /// Every member is probed once per round, and acks keep everyone alive.
+/// With no other traffic the quietest-first order is a fixed round-robin.
 #[test]
 fn probes_go_round_robin() {
     let mut a = node(0, 11);
@@ -278,7 +279,7 @@ fn probes_go_round_robin() {
         let probed: BTreeSet<u64> = round.iter().copied().collect();
         assert_eq!(probed, (1..=5).collect(), "{targets:?}");
     }
-    assert_ne!(targets[..5], targets[5..10], "each round is shuffled anew");
+    assert_eq!(targets[..5], targets[5..10], "the same order every round");
     assert!(events(&mut a).is_empty());
     assert_eq!(a.local_health(), 0);
 }
@@ -716,5 +717,6 @@ proptest! {
     }
 }
 
+mod order;
 mod probe;
 mod sim;

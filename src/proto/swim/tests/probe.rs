@@ -69,7 +69,7 @@ fn any_message_from_the_target_clears_its_probe() {
     let now = a.poll_timeout().expect("a first probe");
     a.handle_timeout(now);
     drain(&mut a);
-    a.heard_from(2);
+    a.heard_from(now, 2);
     let end = now + ms(1500);
     while let Some(t) = a.poll_timeout().filter(|t| *t <= end) {
         a.handle_timeout(t);
@@ -119,7 +119,7 @@ fn a_node_that_hears_others_blames_the_network_once() {
             a.handle_timeout(t);
             if hear {
                 let other = (2..=7).find(|id| *id != target).expect("another member");
-                a.heard_from(other);
+                a.heard_from(t, other);
             }
             drain(&mut a);
         }

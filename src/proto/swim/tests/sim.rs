@@ -121,7 +121,7 @@ impl Sim {
                 if self.up[to as usize] {
                     let node = &mut self.nodes[to as usize];
                     // As a driver does: every message is proof of life.
-                    node.heard_from(from);
+                    node.heard_from(t, from);
                     node.handle_message(t, from, msg);
                     self.flush(to);
                 }
