@@ -650,7 +650,7 @@ impl<T: Replicated> Harness<T> {
                 OutEvent::Close { link } => {
                     // As a driver's writer does, send what is queued first.
                     let at = self.now + self.config.max_latency;
-                    self.push(
+                    self.queue.push(
                         at,
                         Event::Close {
                             from: node,
@@ -674,7 +674,7 @@ impl<T: Replicated> Harness<T> {
         }
         self.cancel_timer(node);
         if let Some(at) = want {
-            let key = self.push(at, Event::Timeout { node });
+            let key = self.queue.push(at, Event::Timeout { node });
             self.nodes[node].timer = Some(key);
         }
     }
@@ -698,11 +698,10 @@ impl<T: Replicated> Harness<T> {
         let kind = msg.kind();
         let shared = Arc::new(msg);
         self.largest = self.largest.max(len);
-        let traffic = self.traffic.entry(kind).or_default();
-        traffic.largest = traffic.largest.max(len as u64);
+        let mut dropped = 0;
         for &to in to {
             if self.config.loss > 0.0 && self.rng.random_bool(self.config.loss) {
-                self.traffic.entry(kind).or_default().dropped += 1;
+                dropped += 1;
                 continue;
             }
             let copies = if self.rng.random_bool(self.config.duplicate) {
@@ -712,7 +711,7 @@ impl<T: Replicated> Harness<T> {
             };
             for _ in 0..copies {
                 let at = self.now + self.latency(from, to);
-                self.push(
+                self.queue.push(
                     at,
                     Event::Deliver {
                         to,
@@ -723,6 +722,9 @@ impl<T: Replicated> Harness<T> {
                 );
             }
         }
+        let traffic = self.traffic.entry(kind).or_default();
+        traffic.largest = traffic.largest.max(len as u64);
+        traffic.dropped += dropped;
     }
 
     fn latency(&mut self, from: usize, to: usize) -> Duration {
@@ -737,9 +739,5 @@ impl<T: Replicated> Harness<T> {
             self.rng
                 .random_range(lo.as_micros() as u64..=hi.as_micros() as u64),
         )
-    }
-
-    fn push(&mut self, at: Time, event: Event) -> queue::Key {
-        self.queue.push(at, event)
     }
 }

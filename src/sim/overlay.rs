@@ -40,7 +40,7 @@ impl<T: Replicated> Harness<T> {
         self.nodes[node].contact = Some(contact);
         if !self.nodes[contact].alive || self.is_blocked(node, contact) {
             let at = self.now + JOIN_RETRY;
-            self.push(at, Event::Join { node });
+            self.queue.push(at, Event::Join { node });
             return;
         }
         self.link(node, contact);
@@ -148,7 +148,7 @@ impl<T: Replicated> Harness<T> {
         match target {
             Some(to) => {
                 let at = self.now + self.latency(node, to) + self.latency(to, node);
-                self.push(at, Event::Connect { from: node, to });
+                self.queue.push(at, Event::Connect { from: node, to });
             }
             None => {
                 let now = self.now;
