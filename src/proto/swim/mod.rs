@@ -41,6 +41,10 @@
 //!   during a failed probe is not deaf, so its silent helpers count once,
 //!   not each: under uniform heavy loss nacks are lost on the network, and
 //!   counting each would stretch the period ninefold on every crash.
+//!   For the same reason a failed probe of a member already suspected
+//!   counts nothing while others are heard from: a crashed member is
+//!   probed every round until declared down, and must not slow the
+//!   detection of the next crash.
 //! * **Dynamic suspicion timeout** (Lifeguard). A suspicion starts at the
 //!   maximum timeout and shrinks logarithmically to the minimum as
 //!   independent members confirm it.
