@@ -459,7 +459,7 @@ impl<T: Replicated> Host for CellHost<T> {
         &self,
         held: &VersionVector,
         above: &[SeqRun],
-        upto: &VersionVector,
+        upto: Option<&VersionVector>,
         span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError> {

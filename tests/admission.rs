@@ -360,3 +360,55 @@ fn a_writer_whose_linked_members_vanished_asks_past_them() {
         assert_eq!(replica_stat(&h, i, |r| r.state().total), 3, "node {i}");
     }
 }
+
+/// A creator alone in the table folds its ops at once, before its readers
+/// have them. A reader whose digest lags only by the ops still in flight
+/// to it (its count of them grew since its previous digest, or this is its
+/// first digest) must get those ops, not a snapshot: a snapshot stands in
+/// for the ops it folded, so the reader's observers would never see them.
+/// Only once its count stops growing does it get one.
+#[test]
+fn a_reader_lagging_by_ops_in_flight_gets_no_snapshot() {
+    use plexus::proto::host::{digest_of, repair_of, Repair};
+    use plexus::proto::version::VersionVector;
+    use plexus::ObjectKey;
+
+    let key = ObjectKey::new("test.Doc", "doc");
+    let mut a = Replica::new(id(1), Doc::default());
+    let mut b = Replica::from_state(id(2), a.export());
+    let ops: Vec<(OpId, DocOp)> = (0..10)
+        .map(|i| {
+            let op = DocOp::Push(format!("op {i}"));
+            (a.shout(op.clone(), |_, _, _| {}), op)
+        })
+        .collect();
+    a.refresh(|_, _, _| {});
+    assert_eq!(
+        a.folded_upto(&id(1)),
+        10,
+        "the creator alone folds its own ops"
+    );
+    for (op_id, op) in ops.iter().take(4) {
+        b.apply(*op_id, op.clone(), |_, _, _| {}).expect("applies");
+    }
+    let held = digest_of(&key, &b).held;
+    let repair =
+        |upto: Option<&VersionVector>| repair_of(&key, &a, &held, &[], upto, None, 1 << 16);
+    // A first digest: it is not known yet whether a's ops still arrive.
+    assert!(
+        matches!(repair(None), Ok(Repair::Ops(_))),
+        "a snapshot on a first digest"
+    );
+    // Still arriving: the previous digest showed fewer of a's ops.
+    let mut arriving = VersionVector::default();
+    arriving.0.insert(id(1), held.get(&id(1)));
+    assert!(
+        matches!(repair(Some(&arriving)), Ok(Repair::Ops(_))),
+        "a snapshot for ops in flight"
+    );
+    // Stopped: the previous digest showed as many; now the snapshot.
+    assert!(matches!(
+        repair(Some(&VersionVector::default())),
+        Ok(Repair::Snapshot(_))
+    ));
+}

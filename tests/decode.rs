@@ -185,7 +185,7 @@ fn decode_all_layers(frame: &[u8]) {
                     &replica,
                     &digest.held,
                     &digest.above,
-                    &VersionVector::default(),
+                    Some(&VersionVector::default()),
                     digest.span.as_ref().filter(|s| s.is_valid()),
                     1 << 16,
                 );

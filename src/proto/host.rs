@@ -127,12 +127,16 @@ pub trait Host: Send {
     /// `origin`'s ops no later than
     /// `upto[origin]` (no limit for an origin `upto` does not name), of the
     /// origins in `span` only (all when `None`): at most about `budget`
-    /// bytes of ops, or the snapshot when it lacks ops already folded here.
+    /// bytes of ops, or the snapshot when it lacks ops already folded here
+    /// of an origin `upto` does not name (one whose ops stopped arriving
+    /// there). `upto` is `None` for a peer's first digest: every op it
+    /// lacks, and never a snapshot, since it is not known yet which
+    /// origins stopped.
     fn repair(
         &self,
         held: &VersionVector,
         above: &[SeqRun],
-        upto: &VersionVector,
+        upto: Option<&VersionVector>,
         span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError>;
@@ -237,12 +241,20 @@ pub fn repair_of<T: Replicated>(
     replica: &Replica<T>,
     held: &VersionVector,
     above: &[SeqRun],
-    upto: &VersionVector,
+    upto: Option<&VersionVector>,
     span: Option<&Span>,
     budget: usize,
 ) -> Result<Repair, HostError> {
     let in_span = |o: &NodeId| span.is_none_or(|s| s.contains(o));
-    if replica.needs_snapshot_of(held, in_span) {
+    // A snapshot stands in for the ops it folded, and the peer's observers
+    // never see those. So an origin still arriving at the peer (one `upto`
+    // limits: its count there grew since the previous digest) gets none:
+    // the peer lags only by the ops in flight to it, and they will come.
+    // Only an origin whose ops stopped arriving there (a loss, a partition,
+    // a late join) calls for one, and a first digest cannot tell which.
+    let stalled = |o: &NodeId| in_span(o) && upto.is_some_and(|u| !u.0.contains_key(o));
+    let limit = |o: &NodeId| upto.and_then(|u| u.0.get(o)).copied();
+    if replica.needs_snapshot_of(held, stalled) {
         return export_frame(object, replica).map(Repair::Snapshot);
     }
     // An origin limited by `upto` to seqs the peer holds has nothing to
@@ -252,14 +264,14 @@ pub fn repair_of<T: Replicated>(
     if replica
         .origins_ahead_of(held)
         .filter(in_span)
-        .all(|o| upto.0.get(&o).is_some_and(|limit| *limit <= held.get(&o)))
+        .all(|o| limit(&o).is_some_and(|limit| limit <= held.get(&o)))
     {
         return Ok(Repair::Ops(Vec::new()));
     }
     let wanted = replica
         .ops_missing(held)
         .filter(|(id, _)| in_span(&id.origin))
-        .filter(|(id, _)| upto.0.get(&id.origin).is_none_or(|limit| id.seq <= *limit))
+        .filter(|(id, _)| limit(&id.origin).is_none_or(|limit| id.seq <= limit))
         .filter(|(id, _)| !above.iter().any(|r| r.contains(id)));
     frames(object, wanted, budget).map(Repair::Ops)
 }

@@ -395,7 +395,7 @@ impl<T: Replicated> Host for DurableHost<T> {
         &self,
         held: &VersionVector,
         above: &[SeqRun],
-        upto: &VersionVector,
+        upto: Option<&VersionVector>,
         span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError> {

@@ -109,7 +109,7 @@ impl<T: Replicated> Host for SharedHost<T> {
         &self,
         held: &VersionVector,
         above: &[SeqRun],
-        upto: &VersionVector,
+        upto: Option<&VersionVector>,
         span: Option<&Span>,
         budget: usize,
     ) -> Result<Repair, HostError> {

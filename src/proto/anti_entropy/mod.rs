@@ -267,20 +267,20 @@ impl<L: Copy + Eq + Hash> AntiEntropy<L> {
             // Under load a peer always lacks the ops still in flight to it.
             // Only an origin whose ops stopped arriving there since its
             // previous digest (a loss, a partition, a late join) is
-            // repaired; the first digest from a peer repairs everything.
-            let mut upto = VersionVector::default();
-            let before = peer.held.get(&digest.object);
-            if let Some(before) = before {
-                for (origin, held) in &digest.held.0 {
-                    if *held > before.get(origin) {
-                        upto.0.insert(*origin, *held);
-                    }
-                }
-            }
+            // repaired; the first digest from a peer repairs every op, but
+            // gets no snapshot (see `repair_of`).
+            let upto = peer.held.get(&digest.object).map(|before| {
+                let grew = digest
+                    .held
+                    .0
+                    .iter()
+                    .filter(|(o, held)| **held > before.get(o));
+                VersionVector(grew.map(|(o, held)| (*o, *held)).collect())
+            });
             let result = host.repair(
                 &digest.held,
                 &digest.above,
-                &upto,
+                upto.as_ref(),
                 digest.span.as_ref(),
                 self.config.repair_budget,
             );

@@ -230,7 +230,7 @@ impl Host for Probe {
         &self,
         _: &VersionVector,
         _: &[SeqRun],
-        _: &VersionVector,
+        _: Option<&VersionVector>,
         span: Option<&Span>,
         _: usize,
     ) -> Result<Repair, HostError> {

@@ -206,7 +206,7 @@ mod tests {
             &self,
             _: &VersionVector,
             _: &[SeqRun],
-            _: &VersionVector,
+            _: Option<&VersionVector>,
             _: Option<&Span>,
             _: usize,
         ) -> Result<Repair, HostError> {
