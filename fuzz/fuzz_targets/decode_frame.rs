@@ -103,7 +103,7 @@ fuzz_target!(|data: &[u8]| {
                     &replica,
                     &digest.held,
                     &digest.above,
-                    &VersionVector::default(),
+                    Some(&VersionVector::default()),
                     digest.span.as_ref().filter(|s| s.is_valid()),
                     1 << 16,
                 );
